@@ -1,6 +1,50 @@
 //! s3pump: a synchronous S3 client built to upload large objects fast.
+//!
+//! [`Client::put_object`] uploads any [`std::io::Read`] with up to
+//! [`max_inflight_parts`](PutObjectArgs::max_inflight_parts) parts in flight:
+//! one producer thread reads the source into page-aligned buffers, worker
+//! threads (each with its own connection) checksum and send them, and the
+//! caller's thread completes the upload, or aborts it on the first error so
+//! that nothing is left behind. Memory stays at
+//! `(max_inflight_parts + 1) × part_size` whatever the object's size.
+//!
+//! ```no_run
+//! use s3pump::{Client, PutObjectArgs};
+//!
+//! let client = Client::builder().endpoint("http://127.0.0.1:9000").build()?;
+//! let out = client.put_object(
+//!     "bucket",
+//!     "big.bin",
+//!     std::io::stdin(),
+//!     PutObjectArgs::new().max_inflight_parts(8),
+//! )?;
+//! println!("{} bytes in {} parts", out.bytes, out.parts);
+//! # Ok::<(), s3pump::Error>(())
+//! ```
 #![warn(missing_docs)]
 
+mod args;
+mod checksum;
+mod client;
+mod credentials;
 mod error;
+mod multipart;
+mod ops;
+mod plan;
+mod rdma;
+mod retry;
+mod sigv4;
+mod slab;
+mod transfer;
+mod upload;
+mod xml;
 
+pub use args::{CancelHandle, PayloadSigning, Progress, PutObjectArgs, PutObjectOutput};
+pub use checksum::ChecksumAlgorithm;
+pub use client::{Addressing, Client, ClientBuilder};
+pub use credentials::Credentials;
 pub use error::{Error, Result};
+pub use multipart::{CompletedUpload, MultipartUpload, UploadedPart};
+pub use ops::ObjectInfo;
+pub use rdma::{RdmaOp, RdmaProvider, RdmaRegistration};
+pub use retry::RetryPolicy;

@@ -1,0 +1,321 @@
+//! The multipart upload protocol: create, upload a part, complete, abort,
+//! list. The buffering driver that uses it is in `upload.rs`.
+
+use md5::{Digest, Md5};
+use ureq::http::Method;
+
+use crate::client::{Payload, Request, header, read_text, s3_error};
+use crate::ops::{validate_bucket, validate_target};
+use crate::transfer::{Target, send_slab};
+use crate::{ChecksumAlgorithm, Client, Error, PutObjectArgs, Result, xml};
+
+/// A part the server has stored, as listed in CompleteMultipartUpload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct UploadedPart {
+    /// 1-based part number.
+    pub part_number: u32,
+    /// The part's ETag, exactly as the server sent it (quotes included).
+    pub etag: String,
+    /// Size in bytes (from ListParts; the bytes sent for a part just uploaded).
+    pub size: u64,
+    /// The part's checksum (base64) in the upload's checksum algorithm, if any.
+    pub checksum: Option<String>,
+}
+
+/// What CompleteMultipartUpload returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CompletedUpload {
+    /// The object's ETag, exactly as the server sent it.
+    pub etag: String,
+    /// The version id, when the bucket is versioned.
+    pub version_id: Option<String>,
+    /// The full-object checksum (base64) the server reported, if any.
+    pub checksum: Option<String>,
+}
+
+/// A multipart upload in progress, as listed by ListMultipartUploads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MultipartUpload {
+    /// The object key.
+    pub key: String,
+    /// The upload id.
+    pub upload_id: String,
+}
+
+impl Client {
+    /// Starts a multipart upload and returns its upload id. Object-level
+    /// settings of `args` (content type, metadata, headers, checksum
+    /// algorithm) are sent here.
+    pub fn create_multipart_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        args: &PutObjectArgs,
+    ) -> Result<String> {
+        validate_target(bucket, key)?;
+        let mut req = Request::new("CreateMultipartUpload", Method::POST, bucket, Some(key))
+            .query("uploads", "")
+            .headers(args.object_headers());
+        if let Some(name) = args.checksum.name() {
+            req = req
+                .header("x-amz-checksum-algorithm", name)
+                .header("x-amz-checksum-type", "FULL_OBJECT");
+        }
+        let body = self.retrying(req.operation, None, true, |_| {
+            let mut response = self.send(self.agent(), &req)?;
+            read_text("CreateMultipartUpload", &mut response)
+        })?;
+        xml::text(&body, "UploadId")
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| Error::InvalidResponse {
+                operation: "CreateMultipartUpload",
+                message: "no UploadId in the reply".into(),
+            })
+    }
+
+    /// Uploads one part of a multipart upload from memory, over HTTP, with the
+    /// checksum and payload signing of `args`.
+    pub fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        data: &[u8],
+        args: &PutObjectArgs,
+    ) -> Result<UploadedPart> {
+        validate_target(bucket, key)?;
+        if !(1..=10_000).contains(&part_number) {
+            return Err(Error::invalid(format!(
+                "part number {part_number} is outside 1..=10000"
+            )));
+        }
+        let target = Target::Part {
+            upload_id,
+            part_number,
+        };
+        let sent = send_slab(self, self.agent(), bucket, key, &target, data, args, None)?;
+        Ok(UploadedPart {
+            part_number,
+            etag: sent.etag,
+            size: data.len() as u64,
+            checksum: sent.crc.map(|c| c.to_base64()),
+        })
+    }
+
+    /// Completes a multipart upload from its parts (listed in ascending part
+    /// order whatever order `parts` is in). `checksum` is the algorithm the
+    /// upload was created with; each part's checksum is listed with it.
+    ///
+    /// A 200 reply carrying an `<Error>` document is that error. When a retry
+    /// answers `NoSuchUpload`, the object is checked with HeadObject: if its
+    /// ETag is the one these parts make, the first attempt succeeded.
+    pub fn complete_multipart_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[UploadedPart],
+        checksum: ChecksumAlgorithm,
+    ) -> Result<CompletedUpload> {
+        validate_target(bucket, key)?;
+        let mut sorted: Vec<&UploadedPart> = parts.iter().collect();
+        sorted.sort_by_key(|p| p.part_number);
+        let mut body = String::from("<CompleteMultipartUpload>");
+        for p in &sorted {
+            body.push_str(&format!(
+                "<Part><PartNumber>{}</PartNumber><ETag>{}</ETag>",
+                p.part_number,
+                xml::escape(&p.etag)
+            ));
+            if let (Some(element), Some(value)) = (checksum.xml_element(), &p.checksum) {
+                body.push_str(&format!("<{element}>{}</{element}>", xml::escape(value)));
+            }
+            body.push_str("</Part>");
+        }
+        body.push_str("</CompleteMultipartUpload>");
+        let req = Request::new("CompleteMultipartUpload", Method::POST, bucket, Some(key))
+            .query("uploadId", upload_id)
+            .body(body.as_bytes(), Payload::Signed);
+        self.retrying(req.operation, None, true, |attempt| {
+            let result = self.send(self.agent(), &req).and_then(|mut response| {
+                let text = read_text("CompleteMultipartUpload", &mut response)?;
+                if xml::elements(&text, "Error").is_empty()
+                    && !text.trim_start().starts_with("<Error")
+                {
+                    Ok((response, text))
+                } else {
+                    Err(s3_error(response.status().as_u16(), response.headers(), &text))
+                }
+            });
+            match result {
+                Ok((response, text)) => Ok(CompletedUpload {
+                    etag: xml::text(&text, "ETag").ok_or_else(|| Error::InvalidResponse {
+                        operation: "CompleteMultipartUpload",
+                        message: "no ETag in the reply".into(),
+                    })?,
+                    version_id: header(response.headers(), "x-amz-version-id"),
+                    checksum: checksum.xml_element().and_then(|e| xml::text(&text, e)),
+                }),
+                Err(e) if attempt > 1 && e.s3_code() == Some("NoSuchUpload") => {
+                    self.completed_earlier(bucket, key, &sorted).ok_or(e)
+                }
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    /// After a retried Complete answered `NoSuchUpload`: whether the object
+    /// now in place is the one these parts make (an earlier attempt succeeded).
+    fn completed_earlier(
+        &self,
+        bucket: &str,
+        key: &str,
+        parts: &[&UploadedPart],
+    ) -> Option<CompletedUpload> {
+        let expected = multipart_etag(parts.iter().map(|p| p.etag.as_str()))?;
+        let info = self.head_object(bucket, key).ok()?;
+        log::debug!(
+            "CompleteMultipartUpload retry answered NoSuchUpload; object ETag {} expected {expected}",
+            info.etag
+        );
+        (info.etag.trim_matches('"') == expected).then(|| CompletedUpload {
+            etag: info.etag,
+            version_id: info.version_id,
+            checksum: None,
+        })
+    }
+
+    /// Aborts a multipart upload, discarding its parts.
+    pub fn abort_multipart_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        validate_target(bucket, key)?;
+        let req = Request::new("AbortMultipartUpload", Method::DELETE, bucket, Some(key))
+            .query("uploadId", upload_id);
+        self.send_retrying(self.agent(), &req, true)?;
+        Ok(())
+    }
+
+    /// Lists the parts of a multipart upload (all pages), in part order.
+    /// Each part's checksum is read in the `checksum` algorithm.
+    pub fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        checksum: ChecksumAlgorithm,
+    ) -> Result<Vec<UploadedPart>> {
+        validate_target(bucket, key)?;
+        let mut parts = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let mut req = Request::new("ListParts", Method::GET, bucket, Some(key))
+                .query("uploadId", upload_id);
+            if let Some(m) = &marker {
+                req = req.query("part-number-marker", m.clone());
+            }
+            let mut response = self.send_retrying(self.agent(), &req, true)?;
+            let text = read_text("ListParts", &mut response)?;
+            for p in xml::elements(&text, "Part") {
+                let bad = |what: &str| Error::InvalidResponse {
+                    operation: "ListParts",
+                    message: format!("a part without a valid {what}"),
+                };
+                parts.push(UploadedPart {
+                    part_number: xml::text(p, "PartNumber")
+                        .and_then(|n| n.parse().ok())
+                        .ok_or_else(|| bad("PartNumber"))?,
+                    etag: xml::text(p, "ETag").ok_or_else(|| bad("ETag"))?,
+                    size: xml::text(p, "Size")
+                        .and_then(|n| n.parse().ok())
+                        .ok_or_else(|| bad("Size"))?,
+                    checksum: checksum.xml_element().and_then(|e| xml::text(p, e)),
+                });
+            }
+            marker = xml::text(&text, "NextPartNumberMarker");
+            if xml::text(&text, "IsTruncated").as_deref() != Some("true") || marker.is_none() {
+                break;
+            }
+        }
+        parts.sort_by_key(|p| p.part_number);
+        Ok(parts)
+    }
+
+    /// Lists the multipart uploads in progress in a bucket (all pages).
+    pub fn list_multipart_uploads(&self, bucket: &str) -> Result<Vec<MultipartUpload>> {
+        validate_bucket(bucket)?;
+        let mut uploads = Vec::new();
+        let mut markers: Option<(String, String)> = None;
+        loop {
+            let mut req = Request::new("ListMultipartUploads", Method::GET, bucket, None)
+                .query("uploads", "");
+            if let Some((k, u)) = &markers {
+                req = req
+                    .query("key-marker", k.clone())
+                    .query("upload-id-marker", u.clone());
+            }
+            let mut response = self.send_retrying(self.agent(), &req, true)?;
+            let text = read_text("ListMultipartUploads", &mut response)?;
+            for u in xml::elements(&text, "Upload") {
+                if let (Some(key), Some(upload_id)) = (xml::text(u, "Key"), xml::text(u, "UploadId"))
+                {
+                    uploads.push(MultipartUpload { key, upload_id });
+                }
+            }
+            let next = xml::text(&text, "NextKeyMarker").zip(xml::text(&text, "NextUploadIdMarker"));
+            if xml::text(&text, "IsTruncated").as_deref() != Some("true") || next.is_none() {
+                break;
+            }
+            markers = next;
+        }
+        Ok(uploads)
+    }
+}
+
+/// The ETag S3 gives a multipart object without SSE-KMS/SSE-C:
+/// `hex(md5(md5(part 1) ‖ … ‖ md5(part n)))-n`, from the parts' ETags.
+/// `None` when a part's ETag is not an MD5.
+pub(crate) fn multipart_etag<'a>(part_etags: impl Iterator<Item = &'a str>) -> Option<String> {
+    let mut md5 = Md5::new();
+    let mut n = 0;
+    for etag in part_etags {
+        let hex = etag.trim_matches('"');
+        if hex.len() != 32 {
+            return None;
+        }
+        let mut raw = [0u8; 16];
+        for (i, byte) in raw.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        md5.update(raw);
+        n += 1;
+    }
+    let digest = md5.finalize();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    Some(format!("{hex}-{n}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_etag_is_md5_of_part_md5s() {
+        // md5("a") and md5("b"); md5 of their concatenated raw digests.
+        let a = "0cc175b9c0f1b6a831c399e269772661";
+        let b = "92eb5ffee6ae2fec3ad71c777531578f";
+        let mut raw = Vec::new();
+        for h in [a, b] {
+            raw.extend((0..16).map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap()));
+        }
+        let expected: String = Md5::digest(&raw).iter().map(|b| format!("{b:02x}")).collect();
+        let quoted = [format!("\"{a}\""), format!("\"{b}\"")];
+        assert_eq!(
+            multipart_etag(quoted.iter().map(String::as_str)).unwrap(),
+            format!("{expected}-2")
+        );
+        assert_eq!(multipart_etag(["\"xyz\""].into_iter()), None);
+    }
+}

@@ -1,0 +1,180 @@
+//! Single-request S3 operations on objects and buckets.
+
+use std::io::Write;
+
+use ureq::http::{HeaderMap, Method};
+
+use crate::client::{Payload, Request, header, read_text};
+use crate::transfer::{Target, send_slab};
+use crate::{Client, Error, PutObjectArgs, PutObjectOutput, Result, xml};
+
+/// What [`Client::head_object`] and [`Client::get_object`] learn about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ObjectInfo {
+    /// Size in bytes.
+    pub size: u64,
+    /// ETag, exactly as the server sent it (quotes included).
+    pub etag: String,
+    /// `Content-Type`, if any.
+    pub content_type: Option<String>,
+    /// User metadata (`x-amz-meta-*`), names without the prefix, sorted.
+    pub metadata: Vec<(String, String)>,
+    /// Version id, when the bucket is versioned.
+    pub version_id: Option<String>,
+    /// `Last-Modified`, as the server formatted it.
+    pub last_modified: Option<String>,
+}
+
+impl ObjectInfo {
+    fn from_headers(headers: &HeaderMap, size: u64) -> ObjectInfo {
+        let mut metadata: Vec<(String, String)> = headers
+            .iter()
+            .filter_map(|(name, value)| {
+                let name = name.as_str().strip_prefix("x-amz-meta-")?;
+                Some((name.to_string(), value.to_str().ok()?.to_string()))
+            })
+            .collect();
+        metadata.sort();
+        ObjectInfo {
+            size,
+            etag: header(headers, "etag").unwrap_or_default(),
+            content_type: header(headers, "content-type"),
+            metadata,
+            version_id: header(headers, "x-amz-version-id"),
+            last_modified: header(headers, "last-modified"),
+        }
+    }
+}
+
+/// Checks a bucket name against S3's rules (3–63 characters of lowercase
+/// letters, digits, `.` and `-`, starting and ending with a letter or digit).
+pub(crate) fn validate_bucket(bucket: &str) -> Result<()> {
+    let ok_chars = bucket
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+    let ends_ok = |b: Option<u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if (3..=63).contains(&bucket.len())
+        && ok_chars
+        && ends_ok(bucket.bytes().next())
+        && ends_ok(bucket.bytes().last())
+        && !bucket.contains("..")
+    {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "bucket name {bucket:?} is not valid: 3-63 characters of a-z, 0-9, '.' and '-', \
+             starting and ending with a letter or digit"
+        )))
+    }
+}
+
+/// Checks an object key: 1 to 1024 bytes.
+pub(crate) fn validate_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(Error::invalid("object key is empty"));
+    }
+    if key.len() > 1024 {
+        return Err(Error::invalid(format!(
+            "object key is {} bytes long; S3 allows at most 1024",
+            key.len()
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn validate_target(bucket: &str, key: &str) -> Result<()> {
+    validate_bucket(bucket)?;
+    validate_key(key)
+}
+
+impl Client {
+    /// Uploads `data` with a single PutObject request.
+    ///
+    /// Uses `args`' object settings (content type, metadata, headers,
+    /// checksum, payload signing); its part and progress settings do not
+    /// apply. For large or streamed data use [`Client::put_object`].
+    pub fn put_object_bytes(
+        &self,
+        bucket: &str,
+        key: &str,
+        data: &[u8],
+        args: &PutObjectArgs,
+    ) -> Result<PutObjectOutput> {
+        validate_target(bucket, key)?;
+        let sent = send_slab(self, self.agent(), bucket, key, &Target::Object, data, args, None)?;
+        Ok(PutObjectOutput {
+            etag: sent.etag,
+            version_id: sent.version_id,
+            parts: 1,
+            bytes: data.len() as u64,
+            checksum: sent.crc.map(|c| c.to_base64()),
+            slabs: 0,
+            slab_bytes: 0,
+        })
+    }
+
+    /// Downloads an object into `dest` and returns what the reply said about it.
+    ///
+    /// A transport failure before any byte was written is retried; after that
+    /// it is an error (the writer cannot be rewound).
+    pub fn get_object(&self, bucket: &str, key: &str, dest: &mut impl Write) -> Result<ObjectInfo> {
+        validate_target(bucket, key)?;
+        let req = Request::new("GetObject", Method::GET, bucket, Some(key));
+        let mut response = self.send_retrying(self.agent(), &req, true)?;
+        let mut reader = response.body_mut().as_reader();
+        let size = std::io::copy(&mut reader, dest).map_err(|e| match e.kind() {
+            std::io::ErrorKind::Other => Error::Transport {
+                operation: "GetObject",
+                message: e.to_string(),
+                timeout: false,
+            },
+            _ => Error::Io {
+                context: format!("GetObject {bucket}/{key}: copying the body"),
+                source: e,
+            },
+        })?;
+        Ok(ObjectInfo::from_headers(response.headers(), size))
+    }
+
+    /// Returns an object's size, ETag and metadata without its body.
+    /// A missing object is [`Error::S3`] with status 404.
+    pub fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
+        validate_target(bucket, key)?;
+        let req = Request::new("HeadObject", Method::HEAD, bucket, Some(key));
+        let response = self.send_retrying(self.agent(), &req, true)?;
+        let size = header(response.headers(), "content-length")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| Error::InvalidResponse {
+                operation: "HeadObject",
+                message: "no Content-Length".into(),
+            })?;
+        Ok(ObjectInfo::from_headers(response.headers(), size))
+    }
+
+    /// Deletes an object. Deleting a missing object succeeds, as in S3.
+    pub fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+        validate_target(bucket, key)?;
+        let req = Request::new("DeleteObject", Method::DELETE, bucket, Some(key));
+        self.send_retrying(self.agent(), &req, true)?;
+        Ok(())
+    }
+
+    /// Creates a bucket in the client's region.
+    pub fn create_bucket(&self, bucket: &str) -> Result<()> {
+        validate_bucket(bucket)?;
+        let body = if self.region() == "us-east-1" {
+            String::new()
+        } else {
+            format!(
+                "<CreateBucketConfiguration><LocationConstraint>{}</LocationConstraint></CreateBucketConfiguration>",
+                xml::escape(self.region())
+            )
+        };
+        let req = Request::new("CreateBucket", Method::PUT, bucket, None)
+            .body(body.as_bytes(), Payload::Signed);
+        let mut response = self.send_retrying(self.agent(), &req, true)?;
+        read_text("CreateBucket", &mut response)?;
+        Ok(())
+    }
+}

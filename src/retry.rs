@@ -1,0 +1,199 @@
+//! When to retry a request and how long to wait first.
+
+use std::hash::{BuildHasher, RandomState};
+use std::time::{Duration, Instant};
+
+use crate::Error;
+
+/// How failed requests are retried.
+///
+/// Every request is retried on its own (a part is retried from its slab,
+/// never by reading the source again). Retried: connect errors, resets and
+/// timeouts of idempotent requests, 5xx, 429, `SlowDown`, `InternalError`,
+/// `RequestTimeout`. Not retried: any other 4xx.
+///
+/// Waits are "full jitter" exponential backoff: before attempt `k + 1` the
+/// wait is uniform in `[0, min(max_backoff, base_backoff × 2^k))`.
+///
+/// ```
+/// use std::time::Duration;
+/// let policy = s3pump::RetryPolicy::default()
+///     .max_attempts(10)
+///     .max_elapsed(Duration::from_secs(300));
+/// assert_eq!(policy.get_max_attempts(), 10);
+/// ```
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    max_attempts: u32,
+    base_backoff: Duration,
+    max_backoff: Duration,
+    max_elapsed: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            base_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+            max_elapsed: Duration::from_secs(120),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// A policy that never retries.
+    pub fn none() -> Self {
+        RetryPolicy::default().max_attempts(1)
+    }
+
+    /// Attempts per request, the first one included (at least 1).
+    ///
+    /// Defaults to 5.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n.max(1);
+        self
+    }
+
+    /// The backoff before the first retry; it doubles on each retry.
+    ///
+    /// Defaults to 100 ms.
+    pub fn base_backoff(mut self, d: Duration) -> Self {
+        self.base_backoff = d;
+        self
+    }
+
+    /// The longest backoff between two attempts.
+    ///
+    /// Defaults to 10 s.
+    pub fn max_backoff(mut self, d: Duration) -> Self {
+        self.max_backoff = d;
+        self
+    }
+
+    /// No retry starts later than this after the first attempt started.
+    ///
+    /// Defaults to 120 s.
+    pub fn max_elapsed(mut self, d: Duration) -> Self {
+        self.max_elapsed = d;
+        self
+    }
+
+    /// The configured number of attempts.
+    pub fn get_max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// Starts tracking the attempts of one request.
+    pub(crate) fn start(&self) -> RetryState<'_> {
+        RetryState {
+            policy: self,
+            attempt: 1,
+            started: Instant::now(),
+        }
+    }
+}
+
+/// The attempts of one request so far.
+pub(crate) struct RetryState<'a> {
+    policy: &'a RetryPolicy,
+    attempt: u32,
+    started: Instant,
+}
+
+impl RetryState<'_> {
+    /// The number of the attempt about to be made (1-based).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// After a failed attempt: the wait before the next one, or `None` when
+    /// the error is final or the budget is spent.
+    pub fn next_backoff(&mut self, err: &Error, idempotent: bool) -> Option<Duration> {
+        if !is_retryable(err, idempotent) || self.attempt >= self.policy.max_attempts {
+            return None;
+        }
+        let exp = self
+            .policy
+            .base_backoff
+            .saturating_mul(1u32 << (self.attempt - 1).min(20));
+        let cap = exp.min(self.policy.max_backoff);
+        let wait = cap.mul_f64(random_unit());
+        if self.started.elapsed() + wait > self.policy.max_elapsed {
+            return None;
+        }
+        self.attempt += 1;
+        Some(wait)
+    }
+}
+
+/// A uniformly distributed number in `[0, 1)`.
+fn random_unit() -> f64 {
+    let bits = RandomState::new().hash_one(Instant::now());
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Whether a failed request may succeed when sent again.
+pub(crate) fn is_retryable(err: &Error, idempotent: bool) -> bool {
+    match err.root() {
+        Error::S3 { status, code, .. } => {
+            *status >= 500
+                || *status == 429
+                || matches!(
+                    code.as_str(),
+                    "SlowDown" | "InternalError" | "RequestTimeout" | "ServiceUnavailable"
+                )
+        }
+        Error::Transport { .. } => idempotent,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s3(status: u16, code: &str) -> Error {
+        Error::S3 {
+            status,
+            code: code.into(),
+            message: String::new(),
+            request_id: None,
+        }
+    }
+
+    #[test]
+    fn classification() {
+        assert!(is_retryable(&s3(503, "SlowDown"), false));
+        assert!(is_retryable(&s3(500, "InternalError"), false));
+        assert!(is_retryable(&s3(429, "TooManyRequests"), false));
+        assert!(is_retryable(&s3(400, "RequestTimeout"), false));
+        assert!(!is_retryable(&s3(403, "SignatureDoesNotMatch"), true));
+        assert!(!is_retryable(&s3(400, "BadDigest"), true));
+        let t = Error::Transport {
+            operation: "UploadPart",
+            message: "reset".into(),
+            timeout: false,
+        };
+        assert!(is_retryable(&t, true));
+        assert!(!is_retryable(&t, false));
+        assert!(!is_retryable(&Error::Cancelled, true));
+    }
+
+    #[test]
+    fn attempts_and_backoff_are_bounded() {
+        let policy = RetryPolicy::default()
+            .max_attempts(3)
+            .base_backoff(Duration::from_millis(10))
+            .max_backoff(Duration::from_millis(15));
+        let mut st = policy.start();
+        let err = s3(503, "SlowDown");
+        let w1 = st.next_backoff(&err, true).unwrap();
+        assert!(w1 < Duration::from_millis(10));
+        assert_eq!(st.attempt(), 2);
+        let w2 = st.next_backoff(&err, true).unwrap();
+        assert!(w2 < Duration::from_millis(15));
+        assert_eq!(st.attempt(), 3);
+        assert!(st.next_backoff(&err, true).is_none());
+    }
+}
