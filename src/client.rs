@@ -343,6 +343,7 @@ impl Client {
             None => {}
         }
         let payload_hash = match req.payload {
+            Payload::Signed if req.body.is_empty() => sigv4::EMPTY_SHA256.to_string(),
             Payload::Signed => sigv4::hex_sha256(req.body),
             Payload::Unsigned => sigv4::UNSIGNED_PAYLOAD.to_string(),
         };
