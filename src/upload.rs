@@ -516,3 +516,56 @@ fn panic_message(panic: &Box<dyn Any + Send>) -> String {
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a pipeline thread panicked".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads parts the way the producer does until the source ends or fails.
+    fn read_all(data: &[u8], part_size: u64, max_bytes: u64, declared: Option<u64>) -> Result<Vec<usize>> {
+        let plan = Plan {
+            part_size,
+            slab_len: part_size,
+            inflight: 1,
+            slabs: 2,
+            max_bytes,
+        };
+        let mut source = Source {
+            reader: data,
+            offset: 0,
+            plan: &plan,
+            declared,
+        };
+        let mut buf = vec![0u8; part_size as usize];
+        let mut parts = Vec::new();
+        let mut carried = 0;
+        loop {
+            let want = source.part_len(source.offset - carried as u64);
+            let len = carried + source.fill(&mut buf[carried..want])?;
+            parts.push(len);
+            match source.probe_if_full(len, want)? {
+                Some(_) => carried = 1,
+                None => return Ok(parts),
+            }
+        }
+    }
+
+    #[test]
+    fn a_stream_past_the_part_ceiling_is_an_error_not_a_truncation() {
+        // 3 parts of 10 bytes is the ceiling here, as 10,000 parts are in S3.
+        assert_eq!(read_all(&[1; 30], 10, 30, None).unwrap(), vec![10, 10, 10]);
+        let err = read_all(&[1; 31], 10, 30, None).unwrap_err();
+        assert!(matches!(err, Error::SizeMismatch(_)), "{err:?}");
+        assert!(err.to_string().contains("set a larger part_size"), "{err}");
+    }
+
+    #[test]
+    fn declared_sizes_are_enforced() {
+        assert_eq!(read_all(&[1; 25], 10, 25, Some(25)).unwrap(), vec![10, 10, 5]);
+        let err = read_all(&[1; 26], 10, 25, Some(25)).unwrap_err();
+        assert!(err.to_string().contains("more than the declared 25"), "{err}");
+        let err = read_all(&[1; 24], 10, 25, Some(25)).unwrap_err();
+        assert!(err.to_string().contains("ended after 24 bytes"), "{err}");
+        assert_eq!(read_all(&[], 10, 0, Some(0)).unwrap(), vec![0]);
+    }
+}
