@@ -1,0 +1,21 @@
+//! Test and benchmark support for s3pump: an in-process S3 server with fault
+//! injection and an RDMA emulation ([`TestServer`]), a throttling TCP relay
+//! ([`Relay`]) and a do-nothing S3 sink for benchmarks ([`SinkServer`]).
+//!
+//! Include it with `mod support;` from an integration test, or with
+//! `#[path = "../tests/support/mod.rs"] mod support;` from an example or bench.
+//! It does not depend on the s3pump library.
+#![allow(dead_code)]
+#![allow(unused_imports)]
+
+pub mod harness;
+pub mod relay;
+pub mod server;
+mod tracked;
+
+pub use relay::{Relay, RelayConfig, RelayFault};
+pub use server::{
+    ACCESS_KEY, Fault, FaultKind, Op, OpenUpload, REGION, RdmaMode, SECRET_KEY, Stats, TestServer,
+    make_rdma_token, parse_rdma_token,
+};
+pub use tracked::base64_encode;
