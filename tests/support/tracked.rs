@@ -465,7 +465,24 @@ impl_s3! {
 
         async fn list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
             self.no_such_upload(&req.input.upload_id)?;
-            self.fs.list_parts(req).await
+            let upload_id = req.input.upload_id.clone();
+            let mut resp = self.fs.list_parts(req).await?;
+            // s3s-fs lists parts without ETags (and in directory order); S3
+            // always sends them, in part order, and clients check parts
+            // against them. Fill them in from the stored part files.
+            if let Some(parts) = resp.output.parts.as_mut() {
+                for p in parts.iter_mut() {
+                    let Some(n) = p.part_number else { continue };
+                    let path = self.root.join(format!(".upload_id-{upload_id}.part-{n}"));
+                    if let Ok(bytes) = std::fs::read(&path) {
+                        use md5::Digest;
+                        let hex: String = md5::Md5::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+                        p.e_tag = Some(s3s::dto::ETag::Strong(hex));
+                    }
+                }
+                parts.sort_by_key(|p| p.part_number);
+            }
+            Ok(resp)
         }
 
         async fn complete_multipart_upload(
