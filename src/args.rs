@@ -137,7 +137,10 @@ impl fmt::Debug for PutObjectArgs {
             .field("memory_limit", &self.memory_limit)
             .field("content_type", &self.content_type)
             .field("metadata", &self.metadata)
-            .field("headers", &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
             .field("checksum", &self.checksum)
             .field("payload_signing", &self.payload_signing)
             .field("progress", &self.progress.is_some())
@@ -220,7 +223,8 @@ impl PutObjectArgs {
     /// class, ACL…). SSE-C headers (`x-amz-server-side-encryption-customer-*`)
     /// are repeated on every part, as S3 requires.
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.headers.push((name.into().to_ascii_lowercase(), value.into()));
+        self.headers
+            .push((name.into().to_ascii_lowercase(), value.into()));
         self
     }
 

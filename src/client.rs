@@ -369,7 +369,9 @@ impl Client {
             format!("{}://{authority}{path}?{query}", i.scheme)
         };
         log::trace!("{} {} {url}", req.operation, req.method);
-        let mut builder = http::Request::builder().method(req.method.clone()).uri(&url);
+        let mut builder = http::Request::builder()
+            .method(req.method.clone())
+            .uri(&url);
         for (name, value) in &headers {
             builder = builder.header(name.as_str(), value.as_str());
         }

@@ -148,7 +148,11 @@ impl Client {
                 {
                     Ok((response, text))
                 } else {
-                    Err(s3_error(response.status().as_u16(), response.headers(), &text))
+                    Err(s3_error(
+                        response.status().as_u16(),
+                        response.headers(),
+                        &text,
+                    ))
                 }
             });
             match result {
@@ -182,7 +186,7 @@ impl Client {
             "CompleteMultipartUpload retry answered NoSuchUpload; object ETag {} expected {expected}",
             info.etag
         );
-        (info.etag.trim_matches('"') == expected).then(|| CompletedUpload {
+        (info.etag.trim_matches('"') == expected).then_some(CompletedUpload {
             etag: info.etag,
             version_id: info.version_id,
             checksum: None,
@@ -259,12 +263,14 @@ impl Client {
             let mut response = self.send_retrying(self.agent(), &req, true)?;
             let text = read_text("ListMultipartUploads", &mut response)?;
             for u in xml::elements(&text, "Upload") {
-                if let (Some(key), Some(upload_id)) = (xml::text(u, "Key"), xml::text(u, "UploadId"))
+                if let (Some(key), Some(upload_id)) =
+                    (xml::text(u, "Key"), xml::text(u, "UploadId"))
                 {
                     uploads.push(MultipartUpload { key, upload_id });
                 }
             }
-            let next = xml::text(&text, "NextKeyMarker").zip(xml::text(&text, "NextUploadIdMarker"));
+            let next =
+                xml::text(&text, "NextKeyMarker").zip(xml::text(&text, "NextUploadIdMarker"));
             if xml::text(&text, "IsTruncated").as_deref() != Some("true") || next.is_none() {
                 break;
             }
@@ -310,7 +316,10 @@ mod tests {
         for h in [a, b] {
             raw.extend((0..16).map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap()));
         }
-        let expected: String = Md5::digest(&raw).iter().map(|b| format!("{b:02x}")).collect();
+        let expected: String = Md5::digest(&raw)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let quoted = [format!("\"{a}\""), format!("\"{b}\"")];
         assert_eq!(
             multipart_etag(quoted.iter().map(String::as_str)).unwrap(),

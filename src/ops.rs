@@ -102,7 +102,16 @@ impl Client {
         args: &PutObjectArgs,
     ) -> Result<PutObjectOutput> {
         validate_target(bucket, key)?;
-        let sent = send_slab(self, self.agent(), bucket, key, &Target::Object, data, args, None)?;
+        let sent = send_slab(
+            self,
+            self.agent(),
+            bucket,
+            key,
+            &Target::Object,
+            data,
+            args,
+            None,
+        )?;
         Ok(PutObjectOutput {
             etag: sent.etag,
             version_id: sent.version_id,

@@ -42,13 +42,13 @@ pub(crate) fn plan(args: &PutObjectArgs) -> Result<Plan> {
             "max_inflight_parts is {n}; it must be between 1 and {MAX_INFLIGHT}"
         )));
     }
-    if let Some(ps) = args.part_size {
-        if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&ps) {
-            return Err(Error::invalid(format!(
-                "part_size is {ps} bytes; S3 parts must be between {MIN_PART_SIZE} (5 MiB) \
-                 and {MAX_PART_SIZE} (5 GiB) bytes"
-            )));
-        }
+    if let Some(ps) = args.part_size
+        && !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&ps)
+    {
+        return Err(Error::invalid(format!(
+            "part_size is {ps} bytes; S3 parts must be between {MIN_PART_SIZE} (5 MiB) \
+             and {MAX_PART_SIZE} (5 GiB) bytes"
+        )));
     }
     let (part_size, parts, max_bytes) = match args.size {
         Some(size) => {
@@ -146,15 +146,25 @@ mod tests {
             .max_inflight_parts(16)
             .memory_limit(GIB);
         assert_eq!(p(args).inflight, 9); // 10 slabs of 100 MiB fit in 1 GiB
-        let err = plan(&PutObjectArgs::new().part_size(100 * MIB).memory_limit(150 * MIB));
+        let err = plan(
+            &PutObjectArgs::new()
+                .part_size(100 * MIB)
+                .memory_limit(150 * MIB),
+        );
         assert!(err.unwrap_err().to_string().contains("memory_limit"));
     }
 
     #[test]
     fn bad_arguments_are_named() {
         for (args, what) in [
-            (PutObjectArgs::new().max_inflight_parts(0), "max_inflight_parts"),
-            (PutObjectArgs::new().max_inflight_parts(101), "max_inflight_parts"),
+            (
+                PutObjectArgs::new().max_inflight_parts(0),
+                "max_inflight_parts",
+            ),
+            (
+                PutObjectArgs::new().max_inflight_parts(101),
+                "max_inflight_parts",
+            ),
             (PutObjectArgs::new().part_size(MIB), "part_size"),
             (PutObjectArgs::new().part_size(6 * GIB), "part_size"),
         ] {

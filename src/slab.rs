@@ -87,10 +87,13 @@ impl SlabPool {
     }
 
     fn create(&self) -> Result<Slab> {
-        let mut map = MmapOptions::new().len(self.len).map_anon().map_err(|e| Error::Io {
-            context: format!("mapping a {} byte part buffer", self.len),
-            source: e,
-        })?;
+        let mut map = MmapOptions::new()
+            .len(self.len)
+            .map_anon()
+            .map_err(|e| Error::Io {
+                context: format!("mapping a {} byte part buffer", self.len),
+                source: e,
+            })?;
         let registration = match &self.rdma {
             Some(provider) if provider.is_connected() => {
                 // SAFETY: the registration is stored in the same `Slab` as the

@@ -22,7 +22,10 @@ pub(crate) enum Target<'a> {
     /// The whole object, with one PutObject.
     Object,
     /// One part of a multipart upload.
-    Part { upload_id: &'a str, part_number: u32 },
+    Part {
+        upload_id: &'a str,
+        part_number: u32,
+    },
 }
 
 /// A buffer registered for RDMA, and the upload-wide switch that turns RDMA
@@ -58,8 +61,9 @@ pub(crate) fn send_slab(
         Target::Part { part_number, .. } => ("UploadPart", Some(*part_number)),
     };
     let mut req = match target {
-        Target::Object => Request::new(operation, Method::PUT, bucket, Some(key))
-            .headers(args.object_headers()),
+        Target::Object => {
+            Request::new(operation, Method::PUT, bucket, Some(key)).headers(args.object_headers())
+        }
         Target::Part {
             upload_id,
             part_number,
@@ -72,10 +76,10 @@ pub(crate) fn send_slab(
         req = req.header(h, c.to_base64());
     }
 
-    if let Some(slot) = rdma.filter(|s| !s.http_only.load(Ordering::Relaxed)) {
-        if let Some(response) = send_by_rdma(client, agent, &req, operation, part, data, slot)? {
-            return sent(response, operation, crc);
-        }
+    if let Some(slot) = rdma.filter(|s| !s.http_only.load(Ordering::Relaxed))
+        && let Some(response) = send_by_rdma(client, agent, &req, operation, part, data, slot)?
+    {
+        return sent(response, operation, crc);
     }
 
     let payload = match args.payload_signing {

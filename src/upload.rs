@@ -75,7 +75,9 @@ impl Client {
             declared: args.size,
         };
         let (never_tx, never) = crossbeam_channel::bounded::<()>(0);
-        let mut first = pool.acquire(&never)?.expect("a new pool always has a buffer");
+        let mut first = pool
+            .acquire(&never)?
+            .expect("a new pool always has a buffer");
         drop(never_tx);
         let want = source.part_len(0);
         let len = source.fill(&mut first.as_mut_slice()[..want])?;
@@ -214,9 +216,10 @@ struct PanicGuard<'a>(&'a Sender<Event>, &'static str);
 impl Drop for PanicGuard<'_> {
     fn drop(&mut self) {
         if thread::panicking() {
-            let _ = self
-                .0
-                .send(Event::Failed(Error::Panic(format!("the {} thread", self.1))));
+            let _ = self.0.send(Event::Failed(Error::Panic(format!(
+                "the {} thread",
+                self.1
+            ))));
         }
     }
 }
@@ -282,7 +285,8 @@ impl Upload<'_> {
                         slab: first,
                         len: first_len,
                     };
-                    if let Err(e) = self.produce(source, first, carry, &work_tx, &event_tx, &stop_rx)
+                    if let Err(e) =
+                        self.produce(source, first, carry, &work_tx, &event_tx, &stop_rx)
                     {
                         let _ = event_tx.send(Event::Failed(e));
                     }
@@ -299,17 +303,18 @@ impl Upload<'_> {
                 .collect();
             drop((event_tx, work_rx, stop_rx));
 
-            let mut fail = |failure: &mut Option<(Option<u32>, Error)>, part: Option<u32>, e: Error| {
-                if failure.is_none() {
-                    log::debug!(
-                        "upload {upload_id} failing{}: {e}",
-                        part.map(|p| format!(" at part {p}")).unwrap_or_default()
-                    );
-                    *failure = Some((part, e));
-                    self.stopped.store(true, Ordering::SeqCst);
-                    stop_tx.take();
-                }
-            };
+            let mut fail =
+                |failure: &mut Option<(Option<u32>, Error)>, part: Option<u32>, e: Error| {
+                    if failure.is_none() {
+                        log::debug!(
+                            "upload {upload_id} failing{}: {e}",
+                            part.map(|p| format!(" at part {p}")).unwrap_or_default()
+                        );
+                        *failure = Some((part, e));
+                        self.stopped.store(true, Ordering::SeqCst);
+                        stop_tx.take();
+                    }
+                };
             loop {
                 select! {
                     recv(event_rx) -> event => match event {
@@ -349,9 +354,9 @@ impl Upload<'_> {
 
         let result = match (failure, produced) {
             (Some((part, e)), _) => Err((part, e)),
-            (None, Some((count, bytes))) if count as usize == parts.len() => {
-                self.complete(upload_id, &parts, bytes).map_err(|e| (None, e))
-            }
+            (None, Some((count, bytes))) if count as usize == parts.len() => self
+                .complete(upload_id, &parts, bytes)
+                .map_err(|e| (None, e)),
             (None, _) => Err((
                 None,
                 Error::Panic("the pipeline ended without every part".into()),
@@ -499,7 +504,11 @@ impl Upload<'_> {
     /// Aborts the upload after a failure; a failed abort is logged, the
     /// caller still gets the first error.
     fn abort(&self, upload_id: &str) {
-        log::debug!("aborting upload {upload_id} of {}/{}", self.bucket, self.key);
+        log::debug!(
+            "aborting upload {upload_id} of {}/{}",
+            self.bucket,
+            self.key
+        );
         if let Err(e) = self
             .client
             .abort_multipart_upload(self.bucket, self.key, upload_id)
@@ -522,7 +531,12 @@ mod tests {
     use super::*;
 
     /// Reads parts the way the producer does until the source ends or fails.
-    fn read_all(data: &[u8], part_size: u64, max_bytes: u64, declared: Option<u64>) -> Result<Vec<usize>> {
+    fn read_all(
+        data: &[u8],
+        part_size: u64,
+        max_bytes: u64,
+        declared: Option<u64>,
+    ) -> Result<Vec<usize>> {
         let plan = Plan {
             part_size,
             slab_len: part_size,
@@ -561,9 +575,15 @@ mod tests {
 
     #[test]
     fn declared_sizes_are_enforced() {
-        assert_eq!(read_all(&[1; 25], 10, 25, Some(25)).unwrap(), vec![10, 10, 5]);
+        assert_eq!(
+            read_all(&[1; 25], 10, 25, Some(25)).unwrap(),
+            vec![10, 10, 5]
+        );
         let err = read_all(&[1; 26], 10, 25, Some(25)).unwrap_err();
-        assert!(err.to_string().contains("more than the declared 25"), "{err}");
+        assert!(
+            err.to_string().contains("more than the declared 25"),
+            "{err}"
+        );
         let err = read_all(&[1; 24], 10, 25, Some(25)).unwrap_err();
         assert!(err.to_string().contains("ended after 24 bytes"), "{err}");
         assert_eq!(read_all(&[], 10, 0, Some(0)).unwrap(), vec![0]);

@@ -16,9 +16,17 @@ const PART: usize = 5 * MIB;
 
 /// Uploads `body` (declared or streamed), checks bytes, ETag, part count and
 /// that nothing is left open; returns the output.
-fn round_trip(h: &Harness, name: &str, body: &[u8], declared: bool, n: usize) -> s3pump::PutObjectOutput {
+fn round_trip(
+    h: &Harness,
+    name: &str,
+    body: &[u8],
+    declared: bool,
+    n: usize,
+) -> s3pump::PutObjectOutput {
     let key = h.key(name);
-    let mut args = PutObjectArgs::new().part_size(PART as u64).max_inflight_parts(n);
+    let mut args = PutObjectArgs::new()
+        .part_size(PART as u64)
+        .max_inflight_parts(n);
     if declared {
         args = args.size(body.len() as u64);
     }
@@ -60,7 +68,11 @@ fn edge_sizes_streamed_and_declared() {
                 let st = s.stats();
                 if len <= PART {
                     // One part: a single PutObject, never a multipart upload.
-                    assert_eq!((st.put_object_calls, st.create_multipart_calls), (1, 0), "{name}");
+                    assert_eq!(
+                        (st.put_object_calls, st.create_multipart_calls),
+                        (1, 0),
+                        "{name}"
+                    );
                 } else {
                     assert_eq!(st.put_object_calls, 0, "{name}");
                     assert_eq!(st.create_multipart_calls, 1, "{name}");
@@ -135,7 +147,9 @@ fn memory_limit_lowers_parts_in_flight_or_refuses() {
             &h.bucket,
             &h.key("refused"),
             &body[..],
-            PutObjectArgs::new().part_size(PART as u64).memory_limit(PART as u64),
+            PutObjectArgs::new()
+                .part_size(PART as u64)
+                .memory_limit(PART as u64),
         )
         .unwrap_err();
     assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
@@ -172,7 +186,9 @@ fn reader_error_mid_upload_aborts() {
         pos: 0,
         fail_at: 3 * PART + 17,
     };
-    let args = PutObjectArgs::new().part_size(PART as u64).max_inflight_parts(2);
+    let args = PutObjectArgs::new()
+        .part_size(PART as u64)
+        .max_inflight_parts(2);
     let err = h
         .client()
         .put_object(&h.bucket, &h.key("reader-error"), reader, args)
@@ -180,7 +196,10 @@ fn reader_error_mid_upload_aborts() {
     assert!(err.upload_id().is_some(), "{err:?}");
     match err.root() {
         Error::Io { context, source } => {
-            assert!(context.contains(&format!("byte {}", 3 * PART + 17)), "{context}");
+            assert!(
+                context.contains(&format!("byte {}", 3 * PART + 17)),
+                "{context}"
+            );
             assert_eq!(source.to_string(), "disk on fire");
         }
         other => panic!("not an I/O error: {other:?}"),
@@ -194,7 +213,12 @@ fn reader_error_mid_upload_aborts() {
     };
     let err = h
         .client()
-        .put_object(&h.bucket, &h.key("reader-error-2"), reader, PutObjectArgs::new())
+        .put_object(
+            &h.bucket,
+            &h.key("reader-error-2"),
+            reader,
+            PutObjectArgs::new(),
+        )
         .unwrap_err();
     assert!(matches!(err, Error::Io { .. }), "{err:?}");
 }
@@ -221,7 +245,10 @@ fn source_shorter_or_longer_than_declared_is_an_error() {
         assert!(h.open_uploads().is_empty());
     }
     // Nothing was stored under the key.
-    let err = h.client().head_object(&h.bucket, &h.key("mismatch")).unwrap_err();
+    let err = h
+        .client()
+        .head_object(&h.bucket, &h.key("mismatch"))
+        .unwrap_err();
     assert!(matches!(err, Error::S3 { status: 404, .. }), "{err:?}");
 }
 
@@ -237,7 +264,9 @@ fn server_rejecting_a_part_fails_the_upload_with_its_number() {
             &h.bucket,
             &h.key("rejected"),
             &body[..],
-            PutObjectArgs::new().part_size(PART as u64).max_inflight_parts(3),
+            PutObjectArgs::new()
+                .part_size(PART as u64)
+                .max_inflight_parts(3),
         )
         .unwrap_err();
     match &err {
@@ -287,7 +316,9 @@ fn a_panicking_thread_becomes_an_error_not_a_hang() {
                 pos: 0,
                 after: 3 * PART,
             },
-            PutObjectArgs::new().part_size(PART as u64).max_inflight_parts(2),
+            PutObjectArgs::new()
+                .part_size(PART as u64)
+                .max_inflight_parts(2),
         )
         .unwrap_err();
     assert!(matches!(err.root(), Error::Panic(_)), "{err:?}");
@@ -370,8 +401,14 @@ fn cancel_handle_stops_an_upload_from_another_thread() {
 fn bad_arguments_fail_before_anything_is_sent() {
     let h = Harness::new();
     for (args, what) in [
-        (PutObjectArgs::new().max_inflight_parts(0), "max_inflight_parts"),
-        (PutObjectArgs::new().max_inflight_parts(101), "max_inflight_parts"),
+        (
+            PutObjectArgs::new().max_inflight_parts(0),
+            "max_inflight_parts",
+        ),
+        (
+            PutObjectArgs::new().max_inflight_parts(101),
+            "max_inflight_parts",
+        ),
         (PutObjectArgs::new().part_size(MIB as u64), "part_size"),
         (PutObjectArgs::new().part_size(6 << 30), "part_size"),
     ] {

@@ -103,7 +103,9 @@ fn missing_objects_are_typed_errors_and_delete_works() {
     let h = Harness::new();
     let client = h.client();
     let key = h.key("gone");
-    let err = client.get_object(&h.bucket, &key, &mut Vec::new()).unwrap_err();
+    let err = client
+        .get_object(&h.bucket, &key, &mut Vec::new())
+        .unwrap_err();
     assert_eq!(err.s3_code(), Some("NoSuchKey"), "{err}");
     let err = client.head_object(&h.bucket, &key).unwrap_err();
     assert!(matches!(err, Error::S3 { status: 404, .. }), "{err:?}");
@@ -138,7 +140,9 @@ fn three_part_multipart_upload_by_hand() {
     let key = h.key("three parts");
     let body = data(2 * 5 * MIB + 123_457, 7);
     let args = PutObjectArgs::new();
-    let upload_id = client.create_multipart_upload(&h.bucket, &key, &args).unwrap();
+    let upload_id = client
+        .create_multipart_upload(&h.bucket, &key, &args)
+        .unwrap();
     assert_eq!(h.open_uploads(), vec![upload_id.clone()]);
     // Upload out of order; Complete must list them in order anyway.
     let mut parts = Vec::new();
@@ -153,11 +157,20 @@ fn three_part_multipart_upload_by_hand() {
         .list_parts(&h.bucket, &key, &upload_id, ChecksumAlgorithm::Crc64Nvme)
         .unwrap();
     assert_eq!(
-        listed.iter().map(|p| (p.part_number, p.size)).collect::<Vec<_>>(),
+        listed
+            .iter()
+            .map(|p| (p.part_number, p.size))
+            .collect::<Vec<_>>(),
         vec![(1, 5 * MIB as u64), (2, 5 * MIB as u64), (3, 123_457)]
     );
     let done = client
-        .complete_multipart_upload(&h.bucket, &key, &upload_id, &parts, ChecksumAlgorithm::Crc64Nvme)
+        .complete_multipart_upload(
+            &h.bucket,
+            &key,
+            &upload_id,
+            &parts,
+            ChecksumAlgorithm::Crc64Nvme,
+        )
         .unwrap();
     assert_eq!(done.etag, multipart_etag(&body, 5 * MIB));
     assert_eq!(h.read_back(&key), body);
@@ -170,13 +183,21 @@ fn abort_leaves_no_open_upload() {
     let client = h.client();
     let key = h.key("aborted");
     let args = PutObjectArgs::new();
-    let upload_id = client.create_multipart_upload(&h.bucket, &key, &args).unwrap();
+    let upload_id = client
+        .create_multipart_upload(&h.bucket, &key, &args)
+        .unwrap();
     client
         .upload_part(&h.bucket, &key, &upload_id, 1, &data(MIB, 1), &args)
         .unwrap();
     let listed = client.list_multipart_uploads(&h.bucket).unwrap();
-    assert!(listed.iter().any(|u| u.upload_id == upload_id && u.key == key));
-    client.abort_multipart_upload(&h.bucket, &key, &upload_id).unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|u| u.upload_id == upload_id && u.key == key)
+    );
+    client
+        .abort_multipart_upload(&h.bucket, &key, &upload_id)
+        .unwrap();
     assert!(h.open_uploads().is_empty());
     let err = client
         .upload_part(&h.bucket, &key, &upload_id, 2, b"late", &args)
@@ -192,7 +213,9 @@ fn complete_answering_200_with_an_error_document_is_that_error() {
     let client = h.client();
     let key = h.key("complete-error");
     let args = PutObjectArgs::new();
-    let upload_id = client.create_multipart_upload(&h.bucket, &key, &args).unwrap();
+    let upload_id = client
+        .create_multipart_upload(&h.bucket, &key, &args)
+        .unwrap();
     let part = client
         .upload_part(&h.bucket, &key, &upload_id, 1, b"only part", &args)
         .unwrap();
@@ -203,22 +226,40 @@ fn complete_answering_200_with_an_error_document_is_that_error() {
         },
     ));
     let err = client
-        .complete_multipart_upload(&h.bucket, &key, &upload_id, &[part], ChecksumAlgorithm::Crc64Nvme)
+        .complete_multipart_upload(
+            &h.bucket,
+            &key,
+            &upload_id,
+            &[part],
+            ChecksumAlgorithm::Crc64Nvme,
+        )
         .unwrap_err();
     assert_eq!(err.s3_code(), Some("InvalidPart"), "{err}");
     assert!(matches!(err, Error::S3 { status: 200, .. }), "{err:?}");
-    client.abort_multipart_upload(&h.bucket, &key, &upload_id).unwrap();
+    client
+        .abort_multipart_upload(&h.bucket, &key, &upload_id)
+        .unwrap();
 }
 
 #[test]
 fn invalid_names_are_refused_before_sending() {
     let h = Harness::new();
     let client = h.client();
-    for bucket in ["", "ab", "UpperCase", "-leading", "trailing-", "has_underscore"] {
+    for bucket in [
+        "",
+        "ab",
+        "UpperCase",
+        "-leading",
+        "trailing-",
+        "has_underscore",
+    ] {
         let err = client
             .put_object_bytes(bucket, "k", b"x", &PutObjectArgs::new())
             .unwrap_err();
-        assert!(matches!(err, Error::InvalidArgument(_)), "{bucket:?}: {err:?}");
+        assert!(
+            matches!(err, Error::InvalidArgument(_)),
+            "{bucket:?}: {err:?}"
+        );
         assert!(err.to_string().contains("bucket name"), "{err}");
     }
     let err = client

@@ -75,9 +75,10 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--part-size" => o.part_size = Some(parse_size(&value(arg)?)?),
             "--max-inflight-parts" => {
                 let v = value(arg)?;
-                o.max_inflight_parts = Some(v.parse().map_err(|_| {
-                    format!("--max-inflight-parts: {v:?} is not a whole number")
-                })?);
+                o.max_inflight_parts =
+                    Some(v.parse().map_err(|_| {
+                        format!("--max-inflight-parts: {v:?} is not a whole number")
+                    })?);
             }
             "--checksum" => {
                 o.checksum = Some(match value(arg)?.as_str() {
@@ -120,7 +121,11 @@ fn parse_size(s: &str) -> Result<u64, String> {
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
         "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(format!("size {s:?}: unknown unit (use bytes, KiB, MiB or GiB)")),
+        _ => {
+            return Err(format!(
+                "size {s:?}: unknown unit (use bytes, KiB, MiB or GiB)"
+            ));
+        }
     };
     let n: f64 = num
         .parse()
@@ -235,7 +240,8 @@ fn get(o: &Options) -> Result<String, String> {
             std::fs::File::create(dest).map_err(|e| format!("cannot create {dest}: {e}"))?,
         );
         let info = client.get_object(&bucket, &key, &mut file);
-        file.flush().map_err(|e| format!("cannot write {dest}: {e}"))?;
+        file.flush()
+            .map_err(|e| format!("cannot write {dest}: {e}"))?;
         info
     }
     .map_err(|e| e.to_string())?;

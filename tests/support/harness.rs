@@ -131,7 +131,10 @@ pub fn data(len: usize, seed: u64) -> Vec<u8> {
 /// Hex MD5.
 pub fn md5_hex(data: &[u8]) -> String {
     use md5::{Digest, Md5};
-    Md5::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+    Md5::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The multipart ETag S3 gives `data` uploaded in parts of `part_size`:
