@@ -731,3 +731,66 @@ fn relay_throughput() {
         );
     }
 }
+
+// ------------------------------------------------------------------- sink --
+
+#[test]
+fn sink_answers_the_multipart_protocol() {
+    let sink = SinkServer::start();
+    let a = agent();
+    let base = format!("{}/bkt/some/key", sink.endpoint());
+    let mut r = a.post(format!("{base}?uploads")).send(&b""[..]).unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let doc = r.body_mut().read_to_string().unwrap();
+    assert_eq!(xml_tag(&doc, "Key"), Some("some/key"));
+    let id = xml_tag(&doc, "UploadId").unwrap().to_owned();
+
+    let part = vec![3u8; 3 << 20];
+    for n in 1..=2 {
+        let r = a
+            .put(format!("{base}?partNumber={n}&uploadId={id}"))
+            .send(&part[..])
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let etag = r.headers().get("etag").unwrap().to_str().unwrap();
+        assert!(
+            etag.starts_with('"') && etag.ends_with('"') && etag.len() == 34,
+            "{etag}"
+        );
+    }
+    let mut r = a
+        .post(format!("{base}?uploadId={id}"))
+        .send(&b"<CompleteMultipartUpload/>"[..])
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(xml_tag(&r.body_mut().read_to_string().unwrap(), "ETag").is_some());
+    assert_eq!(
+        a.put(&base).send(&part[..10]).unwrap().status().as_u16(),
+        200
+    );
+    assert_eq!(
+        a.delete(format!("{base}?uploadId={id}"))
+            .call()
+            .unwrap()
+            .status()
+            .as_u16(),
+        204
+    );
+
+    let st = sink.stats();
+    assert_eq!((st.requests, st.parts), (6, 2));
+    assert_eq!(st.body_bytes, 2 * part.len() as u64 + 26 + 10);
+}
+
+#[test]
+fn raw_sink_discards() {
+    let (addr, sink) = raw_sink();
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.write_all(&vec![1u8; 5 << 20]).unwrap();
+    drop(c);
+    let t0 = Instant::now();
+    while sink.bytes() < 5 << 20 && t0.elapsed() < Duration::from_secs(5) {
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(sink.bytes(), 5 << 20);
+}

@@ -10,6 +10,7 @@
 
 pub mod relay;
 pub mod server;
+pub mod sink;
 mod tracked;
 
 pub use relay::{Relay, RelayConfig, RelayFault};
@@ -17,4 +18,5 @@ pub use server::{
     ACCESS_KEY, Fault, FaultKind, Op, OpenUpload, REGION, RdmaMode, SECRET_KEY, Stats, TestServer,
     make_rdma_token, parse_rdma_token,
 };
+pub use sink::{RawSink, SinkServer, SinkStats, raw_sink, run_sink_forever};
 pub use tracked::base64_encode;
