@@ -72,17 +72,20 @@ fn signed(
 ) -> (u16, http::HeaderMap, Vec<u8>) {
     let host = server.addr().to_string();
     let date = amz_date();
-    let payload_hash = if unsigned_payload {
-        "UNSIGNED-PAYLOAD".to_owned()
-    } else {
-        hex(&Sha256::digest(body))
-    };
+    let payload_hash =
+        if let Some((_, v)) = extra.iter().find(|(k, _)| *k == "x-amz-content-sha256") {
+            v.clone()
+        } else if unsigned_payload {
+            "UNSIGNED-PAYLOAD".to_owned()
+        } else {
+            hex(&Sha256::digest(body))
+        };
     let mut headers: Vec<(String, String)> = vec![
         ("host".into(), host.clone()),
         ("x-amz-content-sha256".into(), payload_hash.clone()),
         ("x-amz-date".into(), date.clone()),
     ];
-    for (k, v) in extra {
+    for (k, v) in extra.iter().filter(|(k, _)| *k != "x-amz-content-sha256") {
         headers.push((k.to_ascii_lowercase(), v.clone()));
     }
     headers.sort();
@@ -572,6 +575,156 @@ fn rdma_emulation() {
 
 const RDMA_REPLY: &str = "x-amz-rdma-reply";
 
+/// Pins down what s3s 0.14 / s3s-fs 0.14.1 answer in the cases client tests
+/// care about, including the known gaps (so an upgrade that changes them shows
+/// up here).
+#[test]
+fn s3s_behaviour_and_known_gaps() {
+    let s = TestServer::start();
+    s.create_bucket("bkt");
+    let a = agent();
+    let code = |b: &[u8]| xml_tag(&text(b), "Code").map(str::to_owned);
+
+    // Bad signature: 403 SignatureDoesNotMatch.
+    let (st, _, body) = signed(&a, &s, "PUT", "/bkt/k", "", &[], b"abc", false);
+    assert_eq!(st, 200, "{}", text(&body));
+    let date = amz_date();
+    let mut r = a
+        .put(format!("{}/bkt/k", s.endpoint()))
+        .header("x-amz-date", &date)
+        .header("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
+        .header(
+            "authorization",
+            format!(
+                "AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/{}/{REGION}/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={}",
+                &date[..8],
+                "0".repeat(64)
+            ),
+        )
+        .send(&b"abc"[..])
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    assert_eq!(
+        code(&r.body_mut().read_to_vec().unwrap()).as_deref(),
+        Some("SignatureDoesNotMatch")
+    );
+
+    // Gap: a body that does not match its signed SHA-256 is a 500, not a 400.
+    let wrong = hex(&Sha256::digest(b"xyz"));
+    let (st, _, body) = signed(
+        &a,
+        &s,
+        "PUT",
+        "/bkt/k2",
+        "",
+        &[("x-amz-content-sha256", wrong)],
+        b"abc",
+        false,
+    );
+    assert_eq!((st, code(&body).as_deref()), (500, Some("InternalError")));
+    assert!(s.object_bytes("bkt", "k2").is_none());
+
+    // Gap: Complete does not check part ETags.
+    let id = create_upload(&a, &s, "/bkt/mp");
+    let (st, _, _) = signed(
+        &a,
+        &s,
+        "PUT",
+        "/bkt/mp",
+        &format!("partNumber=1&uploadId={id}"),
+        &[],
+        b"abc",
+        false,
+    );
+    assert_eq!(st, 200);
+    let complete = "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>\"nonsense\"</ETag></Part></CompleteMultipartUpload>";
+    let (st, _, body) = signed(
+        &a,
+        &s,
+        "POST",
+        "/bkt/mp",
+        &format!("uploadId={id}"),
+        &[],
+        complete.as_bytes(),
+        false,
+    );
+    assert_eq!(st, 200, "{}", text(&body));
+
+    // Gap: a part that was never uploaded is a 500 InternalError (S3: 400
+    // InvalidPart), and the failed Complete destroys the upload.
+    let id = create_upload(&a, &s, "/bkt/mp2");
+    let complete = "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>\"x\"</ETag></Part></CompleteMultipartUpload>";
+    let (st, _, body) = signed(
+        &a,
+        &s,
+        "POST",
+        "/bkt/mp2",
+        &format!("uploadId={id}"),
+        &[],
+        complete.as_bytes(),
+        false,
+    );
+    assert_eq!((st, code(&body).as_deref()), (500, Some("InternalError")));
+    assert!(s.open_uploads().is_empty());
+    let (st, _, body) = signed(
+        &a,
+        &s,
+        "DELETE",
+        "/bkt/mp2",
+        &format!("uploadId={id}"),
+        &[],
+        b"",
+        false,
+    );
+    assert_eq!((st, code(&body).as_deref()), (404, Some("NoSuchUpload")));
+
+    // EntityTooSmall for a small non-last part (also destroys the upload).
+    let id = create_upload(&a, &s, "/bkt/mp3");
+    for n in 1..=2 {
+        let (st, _, _) = signed(
+            &a,
+            &s,
+            "PUT",
+            "/bkt/mp3",
+            &format!("partNumber={n}&uploadId={id}"),
+            &[],
+            b"abc",
+            false,
+        );
+        assert_eq!(st, 200);
+    }
+    let complete = "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>\"x\"</ETag></Part><Part><PartNumber>2</PartNumber><ETag>\"x\"</ETag></Part></CompleteMultipartUpload>";
+    let (st, _, body) = signed(
+        &a,
+        &s,
+        "POST",
+        "/bkt/mp3",
+        &format!("uploadId={id}"),
+        &[],
+        complete.as_bytes(),
+        false,
+    );
+    assert_eq!((st, code(&body).as_deref()), (400, Some("EntityTooSmall")));
+    assert!(s.open_uploads().is_empty());
+
+    // Unknown upload id on UploadPart: NoSuchUpload (from the wrapper).
+    let (st, _, body) = signed(
+        &a,
+        &s,
+        "PUT",
+        "/bkt/mp",
+        "partNumber=1&uploadId=nope",
+        &[],
+        b"abc",
+        false,
+    );
+    assert_eq!((st, code(&body).as_deref()), (404, Some("NoSuchUpload")));
+
+    // HEAD of a missing key: 404 with no body.
+    let (st, _, body) = signed(&a, &s, "HEAD", "/bkt/missing", "", &[], b"", false);
+    assert_eq!((st, body.len()), (404, 0));
+}
+
 // ------------------------------------------------------------------ relay --
 
 /// An echo server: every connection gets its bytes back.
@@ -793,4 +946,34 @@ fn raw_sink_discards() {
         thread::sleep(Duration::from_millis(5));
     }
     assert_eq!(sink.bytes(), 5 << 20);
+}
+
+/// Prints how fast the test server takes a big PutObject and UploadParts in
+/// this build profile. `cargo test --test support_selftest -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn server_throughput() {
+    let s = TestServer::start();
+    s.create_bucket("bkt");
+    let a = agent();
+    let data = vec![9u8; 64 << 20];
+    for (name, unsigned, crc) in [
+        ("signed sha256", false, false),
+        ("unsigned", true, false),
+        ("unsigned+crc64", true, true),
+    ] {
+        let extra = if crc {
+            vec![("x-amz-checksum-crc64nvme", crc64(&data))]
+        } else {
+            vec![]
+        };
+        let t0 = Instant::now();
+        let (st, _, _) = signed(&a, &s, "PUT", "/bkt/big", "", &extra, &data, unsigned);
+        assert_eq!(st, 200);
+        let secs = t0.elapsed().as_secs_f64();
+        println!(
+            "PutObject 64 MiB {name}: {:.0} MB/s",
+            data.len() as f64 / secs / 1e6
+        );
+    }
 }
