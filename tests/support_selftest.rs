@@ -340,7 +340,10 @@ fn faults_fire_once_and_in_order() {
     let a = agent();
     let url = format!("{}/bkt/k", s.endpoint());
 
-    s.inject(Fault::new(Op::PutObject, Fault::status(503, "SlowDown")));
+    s.inject(Fault::new(
+        Op::PutObject,
+        FaultKind::status(503, "SlowDown"),
+    ));
     let mut r = a.put(&url).send(&b"abc"[..]).unwrap();
     assert_eq!(r.status().as_u16(), 503);
     let body = r.body_mut().read_to_string().unwrap();
@@ -354,7 +357,7 @@ fn faults_fire_once_and_in_order() {
 
     // attempt 2 of a given part; other parts do not count.
     s.inject(
-        Fault::new(Op::UploadPart, Fault::status(500, "InternalError"))
+        Fault::new(Op::UploadPart, FaultKind::status(500, "InternalError"))
             .part(2)
             .attempt(2),
     );
@@ -504,18 +507,18 @@ fn rdma_emulation() {
     // Off: ignored, an empty object is stored... with a checksum that does not match.
     let (st, h, _) = rdma("/bkt/off", "", &token);
     assert_eq!(st, 400);
-    assert!(h.get(RDMA_REPLY).is_none());
+    assert!(h.get(RDMA_REPLY_HEADER).is_none());
 
     s.set_rdma_mode(RdmaMode::Honour);
     let (st, h, body) = rdma("/bkt/on", "", &token);
     assert_eq!(st, 200, "{}", text(&body));
-    assert_eq!(h.get(RDMA_REPLY).unwrap(), "ok");
+    assert_eq!(h.get(RDMA_REPLY_HEADER).unwrap(), "ok");
     assert_eq!(s.object_bytes("bkt", "on").unwrap(), data);
 
     let id = create_upload(&a, &s, "/bkt/mp");
     let (st, h, _) = rdma("/bkt/mp", &format!("partNumber=1&uploadId={id}"), &token);
     assert_eq!(
-        (st, h.get(RDMA_REPLY).map(|v| v.to_str().unwrap())),
+        (st, h.get(RDMA_REPLY_HEADER).map(|v| v.to_str().unwrap())),
         (200, Some("ok"))
     );
     let st = s.stats();
@@ -556,8 +559,8 @@ fn rdma_emulation() {
         false,
     );
     assert_eq!((st, body.len()), (206, 0));
-    assert_eq!(h.get(RDMA_REPLY).unwrap(), "ok");
-    assert_eq!(h.get("x-amz-rdma-length").unwrap(), "500");
+    assert_eq!(h.get(RDMA_REPLY_HEADER).unwrap(), "ok");
+    assert_eq!(h.get(RDMA_LENGTH_HEADER).unwrap(), "500");
     assert_eq!(&dst[..500], &data[10..510]);
 
     s.set_rdma_mode(RdmaMode::Refuse501);
@@ -570,10 +573,8 @@ fn rdma_emulation() {
         (st, xml_tag(&text(&body), "Code")),
         (501, Some("NotImplemented"))
     );
-    assert!(h.get(RDMA_REPLY).is_none());
+    assert!(h.get(RDMA_REPLY_HEADER).is_none());
 }
-
-const RDMA_REPLY: &str = "x-amz-rdma-reply";
 
 /// Pins down what s3s 0.14 / s3s-fs 0.14.1 answer in the cases client tests
 /// care about, including the known gaps (so an upgrade that changes them shows

@@ -154,11 +154,27 @@ impl Fault {
         self.attempt = n;
         self
     }
+}
 
+impl FaultKind {
     /// Shorthand for [`FaultKind::Status`].
     pub fn status(status: u16, code: &str) -> FaultKind {
         FaultKind::Status {
             status,
+            code: code.to_owned(),
+        }
+    }
+
+    /// Shorthand for [`FaultKind::ErrorIn200`].
+    pub fn error_in_200(code: &str) -> FaultKind {
+        FaultKind::ErrorIn200 {
+            code: code.to_owned(),
+        }
+    }
+
+    /// Shorthand for [`FaultKind::ErrorIn200AfterProcessing`].
+    pub fn error_in_200_after_processing(code: &str) -> FaultKind {
+        FaultKind::ErrorIn200AfterProcessing {
             code: code.to_owned(),
         }
     }
