@@ -886,6 +886,34 @@ fn relay_throughput() {
     }
 }
 
+#[test]
+fn faulted_request_keeps_the_connection_and_drop_cuts_it() {
+    let s = TestServer::start();
+    s.create_bucket("bkt");
+    let relay = Relay::start(s.addr(), RelayConfig::default());
+    let a = agent();
+    let url = format!("{}/bkt/k", relay.endpoint());
+    let big = vec![0u8; 1 << 20];
+
+    s.inject(Fault::new(
+        Op::PutObject,
+        FaultKind::status(503, "SlowDown"),
+    ));
+    let mut r = a.put(&url).send(&big[..]).unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    r.body_mut().read_to_vec().unwrap(); // ureq pools the connection once the body is read
+    assert_eq!(a.head(&url).call().unwrap().status().as_u16(), 403);
+    assert_eq!(
+        relay.connections(),
+        1,
+        "the drained body kept the connection alive"
+    );
+    assert_eq!(s.stats().http_body_bytes, big.len() as u64);
+
+    s.inject(Fault::new(Op::PutObject, FaultKind::DropConnection));
+    assert!(a.put(&url).send(&big[..]).is_err());
+}
+
 // ------------------------------------------------------------------- sink --
 
 #[test]
