@@ -11,11 +11,14 @@
 pub mod harness;
 pub mod relay;
 pub mod server;
+pub mod sink;
 mod tracked;
 
 pub use relay::{Relay, RelayConfig, RelayFault};
 pub use server::{
-    ACCESS_KEY, Fault, FaultKind, Op, OpenUpload, REGION, RdmaMode, SECRET_KEY, Stats, TestServer,
-    make_rdma_token, parse_rdma_token,
+    ACCESS_KEY, Fault, FaultKind, Op, OpenUpload, RDMA_LENGTH_HEADER, RDMA_REPLY_HEADER,
+    RDMA_TOKEN_HEADER, REGION, RdmaMode, SECRET_KEY, Stats, TestServer, make_rdma_token,
+    parse_rdma_token,
 };
+pub use sink::{RawSink, SinkServer, SinkStats, raw_sink, run_sink_forever};
 pub use tracked::base64_encode;

@@ -285,6 +285,9 @@ fn reader(conn: Arc<Conn>, shared: Arc<Shared>, up: bool, tx: SyncSender<Msg>) {
                         }
                         RelayFault::StallAfter(_) => {
                             chunk.truncate(pos);
+                            // Stop the other direction now, before the prefix
+                            // can provoke an answer.
+                            conn.stalled.store(true, Ordering::SeqCst);
                             action = Action::Stall;
                         }
                         RelayFault::FlipAfter(_) => chunk[pos] ^= 0x01,
@@ -315,7 +318,6 @@ fn reader(conn: Arc<Conn>, shared: Arc<Shared>, up: bool, tx: SyncSender<Msg>) {
                 return;
             }
             Action::Stall => {
-                conn.stalled.store(true, Ordering::SeqCst);
                 drop(tx);
                 park_until_shutdown(&conn, &shared);
                 return;

@@ -19,7 +19,13 @@
 //! `x-amz-content-sha256` → 400 `InvalidRequest`; `UNSIGNED-PAYLOAD` without
 //! `Content-Length` → 411 `MissingContentLength`. The region in the credential
 //! scope is NOT checked against [`REGION`] (any region verifies, as long as the
-//! client signed with the same one it sent).
+//! client signed with the same one it sent). Bucket names are validated with
+//! AWS rules (`"b"` is 400 `InvalidBucketName`; use 3+ characters).
+//!
+//! A successful CompleteMultipartUpload reply is `200`, `Transfer-Encoding:
+//! chunked`: s3s sends the XML declaration at once and the result when ready
+//! (whitespace every 100 ms meanwhile), like S3's keep-alive Complete; errors
+//! found while processing would also arrive that way, as a 200 `<Error>` body.
 
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::path::{Path, PathBuf};
@@ -148,11 +154,27 @@ impl Fault {
         self.attempt = n;
         self
     }
+}
 
+impl FaultKind {
     /// Shorthand for [`FaultKind::Status`].
     pub fn status(status: u16, code: &str) -> FaultKind {
         FaultKind::Status {
             status,
+            code: code.to_owned(),
+        }
+    }
+
+    /// Shorthand for [`FaultKind::ErrorIn200`].
+    pub fn error_in_200(code: &str) -> FaultKind {
+        FaultKind::ErrorIn200 {
+            code: code.to_owned(),
+        }
+    }
+
+    /// Shorthand for [`FaultKind::ErrorIn200AfterProcessing`].
+    pub fn error_in_200_after_processing(code: &str) -> FaultKind {
+        FaultKind::ErrorIn200AfterProcessing {
             code: code.to_owned(),
         }
     }
