@@ -13,7 +13,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use s3pump::{Client, Credentials, PutObjectArgs};
+use s3pump::{Client, Credentials, PayloadSigning, PutObjectArgs};
 use support::harness::{Trickle, data, multipart_etag};
 use support::server::{ACCESS_KEY, REGION, SECRET_KEY, TestServer};
 use support::{Relay, RelayConfig};
@@ -70,7 +70,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             stream,
             PutObjectArgs::new()
                 .part_size(PART_SIZE as u64)
-                .max_inflight_parts(n),
+                .max_inflight_parts(n)
+                .payload_signing(PayloadSigning::Unsigned),
         )?;
         let secs = started.elapsed().as_secs_f64();
         let mut stored = Vec::with_capacity(body.len());
