@@ -20,7 +20,8 @@ type InitFn = unsafe extern "C" fn(*const c_char, *mut c_char, usize) -> *mut c_
 type ReadyFn = unsafe extern "C" fn(*mut c_void) -> c_int;
 type RegisterFn = unsafe extern "C" fn(*mut c_void, *mut c_void, usize) -> c_int;
 type DeregisterFn = unsafe extern "C" fn(*mut c_void, *mut c_void) -> c_int;
-type GetTokenFn = unsafe extern "C" fn(*mut c_void, *mut c_void, usize, usize, c_int) -> *mut c_char;
+type GetTokenFn =
+    unsafe extern "C" fn(*mut c_void, *mut c_void, usize, usize, c_int) -> *mut c_char;
 type FreeTokenFn = unsafe extern "C" fn(*mut c_void, *mut c_char);
 type LastErrorFn = unsafe extern "C" fn(*mut c_void) -> *const c_char;
 type FiniFn = unsafe extern "C" fn(*mut c_void);
@@ -245,7 +246,10 @@ impl FfiRdmaProvider {
             Ok(c) => c,
             Err(std::env::VarError::NotPresent) => String::new(),
             Err(std::env::VarError::NotUnicode(_)) => {
-                return Err(Error::Rdma(format!("{} is not valid UTF-8", Self::CONFIG_ENV)));
+                return Err(Error::Rdma(format!(
+                    "{} is not valid UTF-8",
+                    Self::CONFIG_ENV
+                )));
             }
         };
         Self::load(path, &config).map(Some)
@@ -345,9 +349,8 @@ impl RdmaRegistration for FfiRegistration {
         // handle and may be called from any thread; `self.ptr` is the start
         // of a buffer registered on it (deregistered only when `self` drops)
         // and `[offset, offset + len)` lies inside it (checked above).
-        let raw = unsafe {
-            (loaded.api.get_token)(loaded.handle, self.ptr.cast(), len, offset, op_code)
-        };
+        let raw =
+            unsafe { (loaded.api.get_token)(loaded.handle, self.ptr.cast(), len, offset, op_code) };
         if raw.is_null() {
             return Err(Error::Rdma(format!(
                 "RDMA library {} gave no token for {len} bytes at offset {offset}: {}",
@@ -388,7 +391,9 @@ impl RdmaRegistration for FfiRegistration {
         };
         match raw {
             Some(raw) => self.free(raw),
-            None => log::warn!("ignoring the release of an RDMA token this registration did not mint: {token:?}"),
+            None => log::warn!(
+                "ignoring the release of an RDMA token this registration did not mint: {token:?}"
+            ),
         }
     }
 }

@@ -123,7 +123,7 @@ fn readiness_comes_from_the_library() {
 #[test]
 fn registrations_are_counted_and_deregistered_on_drop() {
     let (provider, name) = emu("");
-    let mut bufs = vec![vec![0u8; 4096], vec![0u8; 8192], vec![0u8; 1]];
+    let mut bufs = [vec![0u8; 4096], vec![0u8; 8192], vec![0u8; 1]];
     let regs: Vec<_> = bufs.iter_mut().map(|b| register(&provider, b)).collect();
     let c = counters(&name);
     assert_eq!((c.init, c.register_calls, c.registered), (1, 3, 3));
@@ -201,7 +201,10 @@ fn tokens_encode_the_address_and_length_and_every_release_is_counted() {
 
     drop(reg);
     let c = counters(&name);
-    assert_eq!((c.deregister_calls, c.registered, c.busy_deregisters), (1, 0, 0));
+    assert_eq!(
+        (c.deregister_calls, c.registered, c.busy_deregisters),
+        (1, 0, 0)
+    );
 }
 
 #[test]
@@ -215,7 +218,10 @@ fn equal_tokens_outstanding_together_are_each_freed_once() {
     reg.release_token(a);
     reg.release_token(b);
     let c = counters(&name);
-    assert_eq!((c.free_token_calls, c.outstanding_tokens, c.bad_frees), (2, 0, 0));
+    assert_eq!(
+        (c.free_token_calls, c.outstanding_tokens, c.bad_frees),
+        (2, 0, 0)
+    );
 }
 
 #[test]
@@ -227,7 +233,11 @@ fn ranges_outside_the_registration_get_no_token() {
         let message = rdma_message(reg.token(offset, len, RdmaOp::Put).unwrap_err());
         assert!(message.contains("4096 bytes"), "{message}");
     }
-    assert_eq!(counters(&name).get_token_calls, 0, "refused before the library");
+    assert_eq!(
+        counters(&name).get_token_calls,
+        0,
+        "refused before the library"
+    );
 }
 
 #[test]
@@ -238,7 +248,10 @@ fn a_refused_token_carries_the_library_message() {
     let message = rdma_message(reg.token(0, 10, RdmaOp::Put).unwrap_err());
     assert!(message.ends_with(": emulated token failure"), "{message}");
     let c = counters(&name);
-    assert_eq!((c.get_token_calls, c.failed_calls, c.outstanding_tokens), (1, 1, 0));
+    assert_eq!(
+        (c.get_token_calls, c.failed_calls, c.outstanding_tokens),
+        (1, 1, 0)
+    );
 }
 
 #[test]
@@ -251,7 +264,10 @@ fn unreleased_tokens_are_freed_before_deregistration() {
     assert_eq!(counters(&name).outstanding_tokens, 2);
     drop(reg);
     let c = counters(&name);
-    assert_eq!((c.free_token_calls, c.outstanding_tokens, c.bad_frees), (2, 0, 0));
+    assert_eq!(
+        (c.free_token_calls, c.outstanding_tokens, c.bad_frees),
+        (2, 0, 0)
+    );
     assert_eq!((c.deregister_calls, c.busy_deregisters), (1, 0));
 }
 
@@ -265,7 +281,10 @@ fn releasing_a_foreign_token_does_not_reach_the_library() {
     reg.release_token(token.clone());
     reg.release_token(token); // a second release of the same token
     let c = counters(&name);
-    assert_eq!((c.free_token_calls, c.bad_frees, c.outstanding_tokens), (1, 0, 0));
+    assert_eq!(
+        (c.free_token_calls, c.bad_frees, c.outstanding_tokens),
+        (1, 0, 0)
+    );
 }
 
 #[test]
@@ -276,7 +295,11 @@ fn the_library_lives_as_long_as_a_registration() {
     let clone = provider.clone();
     drop(provider);
     drop(clone);
-    assert_eq!(counters(&name).fini, 0, "a registration still holds the client");
+    assert_eq!(
+        counters(&name).fini,
+        0,
+        "a registration still holds the client"
+    );
 
     let token = reg.token(1, 2, RdmaOp::Put).unwrap();
     assert_eq!(token, emu_token(buf.as_ptr() as usize + 1, 2));
@@ -321,9 +344,15 @@ fn worker_threads_share_a_provider_and_its_registrations() {
     let c = counters(&name);
     let tokens = (THREADS * ROUNDS * 2) as u64;
     assert_eq!((c.get_token_calls, c.free_token_calls), (tokens, tokens));
-    assert_eq!((c.outstanding_tokens, c.bad_frees, c.failed_calls), (0, 0, 0));
+    assert_eq!(
+        (c.outstanding_tokens, c.bad_frees, c.failed_calls),
+        (0, 0, 0)
+    );
     let regs = THREADS as u64 + 1;
-    assert_eq!((c.register_calls, c.deregister_calls, c.registered), (regs, regs, 0));
+    assert_eq!(
+        (c.register_calls, c.deregister_calls, c.registered),
+        (regs, regs, 0)
+    );
     assert_eq!(c.fini, 1);
 }
 
@@ -380,8 +409,13 @@ fn from_env_reads_the_variables() {
     ];
     for (expect, library, config) in cases {
         let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args(["--exact", "from_env_child", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, expect);
+        cmd.args([
+            "--exact",
+            "from_env_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, expect);
         match library {
             Some(l) => cmd.env(FfiRdmaProvider::LIBRARY_ENV, l),
             None => cmd.env_remove(FfiRdmaProvider::LIBRARY_ENV),

@@ -67,7 +67,11 @@ pub fn emu_library() -> &'static Path {
 /// always fails with an empty message; `defines` (such as `OMIT_GET_TOKEN`
 /// or `ABI_VERSION=99`) break it further. Compiled once per set of defines.
 pub fn broken_library(defines: &[&str]) -> PathBuf {
-    build_c_library("s3pump_rdma_broken", "tests/rdma_emu/s3pump_rdma_broken.c", defines)
+    build_c_library(
+        "s3pump_rdma_broken",
+        "tests/rdma_emu/s3pump_rdma_broken.c",
+        defines,
+    )
 }
 
 /// Compiles `source` (relative to the repository's root) into a shared
@@ -81,7 +85,9 @@ pub fn build_c_library(stem: &str, source: &str, defines: &[&str]) -> PathBuf {
     let source = root.join(source);
     let header = root.join("docs/s3pump_rdma.h");
     let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".to_owned());
-    let flags = ["-std=c11", "-O2", "-g", "-Wall", "-Wextra", "-shared", "-fPIC", "-pthread"];
+    let flags = [
+        "-std=c11", "-O2", "-g", "-Wall", "-Wextra", "-shared", "-fPIC", "-pthread",
+    ];
 
     let mut hasher = DefaultHasher::new();
     for file in [&source, &header] {
