@@ -141,13 +141,19 @@ impl FfiRdmaProvider {
     pub const ABI_VERSION: u32 = 1;
 
     /// Loads the library at `path`, checks it, and creates its client with
-    /// `s3pump_rdma_init(config)`.
+    /// `s3pump_rdma_init(config)`. A `path` without a `/` is looked up the
+    /// way `dlopen` looks up names (`LD_LIBRARY_PATH`, the linker cache).
     ///
     /// Fails with [`Error::Rdma`] when the library cannot be loaded, lacks a
     /// function of the header, reports another ABI version, or its `init`
     /// fails (with the message it gave).
     pub fn load(path: impl AsRef<Path>, config: &str) -> Result<Self> {
         let path = path.as_ref();
+        if path.as_os_str().is_empty() {
+            return Err(Error::Rdma(
+                "cannot load RDMA library: the path is empty".into(),
+            ));
+        }
         let shown = path.display();
         let config = CString::new(config).map_err(|_| {
             Error::Rdma(format!(

@@ -53,6 +53,13 @@ fn a_missing_library_is_an_error_naming_the_path() {
     let message = rdma_message(FfiRdmaProvider::load(&path, "").unwrap_err());
     let expected = format!("cannot load RDMA library {}: ", path.display());
     assert!(message.starts_with(&expected), "{message}");
+    assert!(
+        message.contains("No such file"),
+        "dlopen's reason: {message}"
+    );
+
+    let message = rdma_message(FfiRdmaProvider::load("", "").unwrap_err());
+    assert_eq!(message, "cannot load RDMA library: the path is empty");
 }
 
 #[test]
