@@ -329,6 +329,13 @@ impl Client {
 
     /// Sends `req` once. A non-2xx reply becomes [`Error::S3`].
     pub(crate) fn send(&self, agent: &Agent, req: &Request<'_>) -> Result<Response> {
+        let response = self.send_raw(agent, req)?;
+        check_status(req, response)
+    }
+
+    /// Sends `req` once and returns whatever reply came back; only a failure
+    /// to get a reply at all is an error.
+    pub(crate) fn send_raw(&self, agent: &Agent, req: &Request<'_>) -> Result<Response> {
         let i = &self.inner;
         let (authority, mut path) = match i.addressing {
             Addressing::PathStyle => (i.authority.clone(), format!("/{}", req.bucket)),
@@ -382,18 +389,9 @@ impl Client {
             let request = builder.body(()).map_err(|e| bad_request(req, e))?;
             agent.run(request)
         };
-        let mut response = result.map_err(|e| transport_error(req.operation, e))?;
-        let status = response.status().as_u16();
-        log::trace!("{} {} -> {status}", req.operation, req.method);
-        if (200..300).contains(&status) {
-            return Ok(response);
-        }
-        let body = if req.method == http::Method::HEAD {
-            String::new()
-        } else {
-            read_text(req.operation, &mut response).unwrap_or_default()
-        };
-        Err(s3_error(status, response.headers(), &body))
+        let response = result.map_err(|e| transport_error(req.operation, e))?;
+        log::trace!("{} {} -> {}", req.operation, req.method, response.status());
+        Ok(response)
     }
 
     /// Sends `req`, retrying per the client's policy.
@@ -437,6 +435,20 @@ impl Client {
             }
         }
     }
+}
+
+/// A 2xx reply as is; anything else as [`Error::S3`].
+pub(crate) fn check_status(req: &Request<'_>, mut response: Response) -> Result<Response> {
+    let status = response.status().as_u16();
+    if (200..300).contains(&status) {
+        return Ok(response);
+    }
+    let body = if req.method == http::Method::HEAD {
+        String::new()
+    } else {
+        read_text(req.operation, &mut response).unwrap_or_default()
+    };
+    Err(s3_error(status, response.headers(), &body))
 }
 
 fn bad_request(req: &Request<'_>, e: http::Error) -> Error {

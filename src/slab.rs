@@ -100,7 +100,14 @@ impl SlabPool {
                 // mapping and declared before it, so it is dropped
                 // (deregistered) before the memory is unmapped; the mapping
                 // never moves while it lives.
-                Some(unsafe { provider.register(map.as_mut_ptr(), map.len())? })
+                match unsafe { provider.register(map.as_mut_ptr(), map.len()) } {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        // Nothing is lost: this buffer's parts go over HTTP.
+                        log::warn!("{e}; parts in this buffer go over HTTP");
+                        None
+                    }
+                }
             }
             _ => None,
         };

@@ -8,7 +8,7 @@ use ureq::Agent;
 use ureq::http::Method;
 
 use crate::checksum::Crc;
-use crate::client::{Payload, Request, Response, header};
+use crate::client::{Payload, Request, Response, check_status, header};
 use crate::rdma::{RdmaOp, RdmaRegistration};
 use crate::{Client, Error, PayloadSigning, PutObjectArgs, Result};
 
@@ -107,7 +107,18 @@ fn send_by_rdma(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let token = slot.registration.token(0, data.len(), RdmaOp::Put)?;
+        let token = match slot.registration.token(0, data.len(), RdmaOp::Put) {
+            Ok(t) => t,
+            Err(e) => {
+                // The provider cannot serve this request; HTTP can.
+                log::warn!(
+                    "{bucket}/{key}: {e}; sending over HTTP",
+                    bucket = req.bucket,
+                    key = req.key.unwrap_or("")
+                );
+                return Ok(None);
+            }
+        };
         let rdma_req = Request {
             headers: req.headers.clone(),
             query: req.query.clone(),
@@ -115,23 +126,27 @@ fn send_by_rdma(
         }
         .header(RDMA_TOKEN_HEADER, token.as_str())
         .body(&[], Payload::Unsigned);
-        let result = client.send(agent, &rdma_req);
+        let result = client.send_raw(agent, &rdma_req);
         slot.registration.release_token(token);
+        // Any reply without the RDMA reply header, success or error (a 501,
+        // or a checksum mismatch on the empty body), comes from a server
+        // that did not read the memory.
         let refused = match &result {
             Ok(response) => response.headers().get(RDMA_REPLY_HEADER).is_none(),
-            Err(Error::S3 { status: 501, .. }) => true,
             Err(_) => false,
         };
         if refused {
             if !slot.http_only.swap(true, Ordering::Relaxed) {
                 log::info!(
-                    "the server does not take RDMA ({operation} answered without {RDMA_REPLY_HEADER}); \
-                     sending this and every later part of the upload over HTTP"
+                    "{}/{}: the server does not take RDMA ({operation} answered without \
+                     {RDMA_REPLY_HEADER}); sending this and every later part over HTTP",
+                    req.bucket,
+                    req.key.unwrap_or("")
                 );
             }
             return Ok(None);
         }
-        match result {
+        match result.and_then(|response| check_status(&rdma_req, response)) {
             Ok(response) => return Ok(Some(response)),
             Err(e) if attempt < 2 && crate::retry::is_retryable(&e, true) => {
                 log::debug!(

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use s3pump::{CancelHandle, Error, PutObjectArgs};
 use support::harness::{Harness, Trickle, data, md5_hex, multipart_etag};
-use support::server::{Fault, Op};
+use support::server::{Fault, FaultKind, Op};
 
 const MIB: usize = 1 << 20;
 const PART: usize = 5 * MIB;
@@ -256,7 +256,7 @@ fn source_shorter_or_longer_than_declared_is_an_error() {
 fn server_rejecting_a_part_fails_the_upload_with_its_number() {
     let h = Harness::new();
     let Some(server) = h.local() else { return };
-    server.inject(Fault::new(Op::UploadPart, Fault::status(403, "AccessDenied")).part(3));
+    server.inject(Fault::new(Op::UploadPart, FaultKind::status(403, "AccessDenied")).part(3));
     let body = data(6 * PART, 13);
     let err = h
         .client()

@@ -9,10 +9,15 @@
 //! ```
 
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
-use s3pump::{Addressing, ChecksumAlgorithm, Client, PayloadSigning, Progress, PutObjectArgs};
+use s3pump::{
+    Addressing, ChecksumAlgorithm, Client, FfiRdmaProvider, PayloadSigning, Progress,
+    PutObjectArgs, RdmaProvider,
+};
 
 const USAGE: &str = "usage:
   s3pump put SRC s3://BUCKET/KEY [--part-size SIZE] [--max-inflight-parts N]
@@ -161,6 +166,13 @@ fn client(o: &Options) -> Result<Client, String> {
     b.build().map_err(|e| e.to_string())
 }
 
+/// The RDMA provider from `--rdma-library`, else `S3PUMP_RDMA_LIBRARY`.
+fn rdma_provider(o: &Options) -> Result<Option<Arc<dyn RdmaProvider>>, String> {
+    let provider = FfiRdmaProvider::from_path_or_env(o.rdma_library.as_deref().map(Path::new))
+        .map_err(|e| e.to_string())?;
+    Ok(provider.map(|p| Arc::new(p) as Arc<dyn RdmaProvider>))
+}
+
 fn run(args: &[String]) -> Result<String, String> {
     let (cmd, rest) = args.split_first().ok_or_else(|| USAGE.to_string())?;
     let o = parse(rest)?;
@@ -198,6 +210,9 @@ fn put(o: &Options) -> Result<String, String> {
     }
     for (k, v) in &o.meta {
         args = args.metadata(k, v);
+    }
+    if let Some(provider) = rdma_provider(o)? {
+        args = args.rdma(provider);
     }
     if std::io::stderr().is_terminal() {
         args = args.on_progress(progress_bar());

@@ -9,6 +9,8 @@
 #![allow(unused_imports)]
 
 pub mod harness;
+pub mod logger;
+pub mod rdma_emu;
 pub mod relay;
 pub mod server;
 pub mod sink;

@@ -1,0 +1,52 @@
+//! A `log` logger that keeps every record, so tests can assert what was
+//! logged (and what never was, such as secrets).
+
+use std::sync::{Mutex, OnceLock};
+
+struct Capture(Mutex<Vec<String>>);
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let line = format!("{} {}: {}", record.level(), record.target(), record.args());
+        self.0.lock().unwrap().push(line);
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: OnceLock<&'static Capture> = OnceLock::new();
+
+fn logger() -> &'static Capture {
+    LOGGER.get_or_init(|| {
+        let l: &'static Capture = Box::leak(Box::new(Capture(Mutex::new(Vec::new()))));
+        log::set_logger(l).expect("no other logger in tests");
+        log::set_max_level(log::LevelFilter::Trace);
+        l
+    })
+}
+
+/// Starts capturing at TRACE (idempotent).
+pub fn capture() {
+    logger();
+}
+
+/// Every captured line that contains `needle`.
+pub fn lines_containing(needle: &str) -> Vec<String> {
+    logger()
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains(needle))
+        .cloned()
+        .collect()
+}
+
+/// Every captured line so far.
+pub fn all_lines() -> Vec<String> {
+    logger().0.lock().unwrap().clone()
+}
