@@ -10,7 +10,9 @@ use crate::Error;
 /// Every request is retried on its own (a part is retried from its slab,
 /// never by reading the source again). Retried: connect errors, resets and
 /// timeouts of idempotent requests, 5xx, 429, `SlowDown`, `InternalError`,
-/// `RequestTimeout`. Not retried: any other 4xx.
+/// `RequestTimeout`, and a body damaged in transit (`BadDigest`,
+/// `XAmzContentSHA256Mismatch`: the buffer it is resent from is intact). Not
+/// retried: any other 4xx.
 ///
 /// Waits are "full jitter" exponential backoff: before attempt `k + 1` the
 /// wait is uniform in `[0, min(max_backoff, base_backoff × 2^k))`.
@@ -143,6 +145,9 @@ pub(crate) fn is_retryable(err: &Error, idempotent: bool) -> bool {
                     code.as_str(),
                     "SlowDown" | "InternalError" | "RequestTimeout" | "ServiceUnavailable"
                 )
+                // The body was damaged on the way: the buffer it is resent
+                // from is intact.
+                || (idempotent && matches!(code.as_str(), "BadDigest" | "XAmzContentSHA256Mismatch"))
         }
         Error::Transport { .. } => idempotent,
         _ => false,
@@ -169,7 +174,9 @@ mod tests {
         assert!(is_retryable(&s3(429, "TooManyRequests"), false));
         assert!(is_retryable(&s3(400, "RequestTimeout"), false));
         assert!(!is_retryable(&s3(403, "SignatureDoesNotMatch"), true));
-        assert!(!is_retryable(&s3(400, "BadDigest"), true));
+        assert!(is_retryable(&s3(400, "BadDigest"), true));
+        assert!(!is_retryable(&s3(400, "BadDigest"), false));
+        assert!(!is_retryable(&s3(400, "InvalidArgument"), true));
         let t = Error::Transport {
             operation: "UploadPart",
             message: "reset".into(),
