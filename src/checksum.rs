@@ -91,6 +91,21 @@ impl Crc {
         }
     }
 
+    /// Parses the base64 form S3 uses, for data of `len` bytes.
+    pub fn from_base64(algorithm: ChecksumAlgorithm, b64: &str, len: u64) -> Option<Crc> {
+        let bytes = BASE64.decode(b64).ok()?;
+        let value = match algorithm {
+            ChecksumAlgorithm::Crc64Nvme => u64::from_be_bytes(bytes.try_into().ok()?),
+            ChecksumAlgorithm::Crc32c => u32::from_be_bytes(bytes.try_into().ok()?) as u64,
+            ChecksumAlgorithm::None => return None,
+        };
+        Some(Crc {
+            algorithm,
+            value,
+            len,
+        })
+    }
+
     /// Base64 of the big-endian CRC, as S3 sends it in headers and XML.
     pub fn to_base64(self) -> String {
         match self.algorithm {
@@ -112,6 +127,19 @@ mod tests {
         let c = ChecksumAlgorithm::Crc32c.compute(b"123456789").unwrap();
         assert_eq!(c.value, 0xe306_9283);
         assert_eq!(c.to_base64(), BASE64.encode([0xe3, 0x06, 0x92, 0x83]));
+        assert_eq!(
+            Crc::from_base64(ChecksumAlgorithm::Crc32c, &c.to_base64(), 9),
+            Some(c)
+        );
+        let c = ChecksumAlgorithm::Crc64Nvme.compute(b"123456789").unwrap();
+        assert_eq!(
+            Crc::from_base64(ChecksumAlgorithm::Crc64Nvme, &c.to_base64(), 9),
+            Some(c)
+        );
+        assert_eq!(
+            Crc::from_base64(ChecksumAlgorithm::Crc64Nvme, "AAAA", 9),
+            None
+        );
         assert!(ChecksumAlgorithm::None.compute(b"x").is_none());
     }
 

@@ -4,6 +4,7 @@
 use md5::{Digest, Md5};
 use ureq::http::Method;
 
+use crate::checksum::Crc;
 use crate::client::{Payload, Request, header, read_text, s3_error};
 use crate::ops::{validate_bucket, validate_target};
 use crate::transfer::{Target, send_slab};
@@ -137,9 +138,16 @@ impl Client {
             body.push_str("</Part>");
         }
         body.push_str("</CompleteMultipartUpload>");
-        let req = Request::new("CompleteMultipartUpload", Method::POST, bucket, Some(key))
+        let mut req = Request::new("CompleteMultipartUpload", Method::POST, bucket, Some(key))
             .query("uploadId", upload_id)
             .body(body.as_bytes(), Payload::Signed);
+        // The full-object checksum, combined from the parts' CRCs: the
+        // server checks the assembled object against it before committing.
+        if let (Some(full), Some(h)) = (full_object_crc(&sorted, checksum), checksum.header()) {
+            req = req
+                .header(h, full.to_base64())
+                .header("x-amz-checksum-type", "FULL_OBJECT");
+        }
         self.retrying(req.operation, None, true, |attempt| {
             let result = self.send(self.agent(), &req).and_then(|mut response| {
                 let text = read_text("CompleteMultipartUpload", &mut response)?;
@@ -164,6 +172,14 @@ impl Client {
                     version_id: header(response.headers(), "x-amz-version-id"),
                     checksum: checksum.xml_element().and_then(|e| xml::text(&text, e)),
                 }),
+                // The assembled object does not match the full-object
+                // checksum combined from the parts: nothing a retry can mend.
+                Err(Error::S3 { code, message, .. }) if code == "BadDigest" => {
+                    Err(Error::ChecksumMismatch(format!(
+                        "the server refused the full-object checksum of the parts \
+                         (BadDigest: {message})"
+                    )))
+                }
                 Err(e) if attempt > 1 && e.s3_code() == Some("NoSuchUpload") => {
                     self.completed_earlier(bucket, key, &sorted).ok_or(e)
                 }
@@ -278,6 +294,20 @@ impl Client {
         }
         Ok(uploads)
     }
+}
+
+/// The CRC of the whole object, from every part's CRC and size; `None`
+/// unless every part has a checksum in `algorithm`.
+pub(crate) fn full_object_crc(
+    parts: &[&UploadedPart],
+    algorithm: ChecksumAlgorithm,
+) -> Option<Crc> {
+    parts
+        .iter()
+        .map(|p| Crc::from_base64(algorithm, p.checksum.as_deref()?, p.size))
+        .collect::<Option<Vec<Crc>>>()?
+        .into_iter()
+        .reduce(Crc::combine)
 }
 
 /// The ETag S3 gives a multipart object without SSE-KMS/SSE-C:

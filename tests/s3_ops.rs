@@ -267,3 +267,55 @@ fn invalid_names_are_refused_before_sending() {
         .unwrap_err();
     assert!(err.to_string().contains("key is empty"), "{err}");
 }
+
+#[test]
+fn complete_sends_the_full_object_checksum_and_a_wrong_one_is_refused() {
+    use base64::Engine;
+    let h = Harness::new();
+    let client = h.client();
+    let args = PutObjectArgs::new();
+    let body = data(5 * MIB + 777, 17);
+    let upload = |key: &str| {
+        let id = client
+            .create_multipart_upload(&h.bucket, key, &args)
+            .unwrap();
+        let parts: Vec<_> = body
+            .chunks(5 * MIB)
+            .enumerate()
+            .map(|(i, c)| {
+                client
+                    .upload_part(&h.bucket, key, &id, i as u32 + 1, c, &args)
+                    .unwrap()
+            })
+            .collect();
+        (id, parts)
+    };
+    let whole = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, &body);
+    let whole = base64::engine::general_purpose::STANDARD.encode(whole.to_be_bytes());
+
+    let key = h.key("full-checksum");
+    let (id, parts) = upload(&key);
+    let done = client
+        .complete_multipart_upload(&h.bucket, &key, &id, &parts, ChecksumAlgorithm::Crc64Nvme)
+        .unwrap();
+    assert_eq!(done.checksum.as_deref(), Some(whole.as_str()));
+
+    // Claim the second part had the first part's checksum: the combined
+    // full-object checksum no longer matches what the server assembled.
+    let key = h.key("wrong-checksum");
+    let (id, mut parts) = upload(&key);
+    parts[1].checksum = parts[0].checksum.clone();
+    let err = client
+        .complete_multipart_upload(&h.bucket, &key, &id, &parts, ChecksumAlgorithm::Crc64Nvme)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::ChecksumMismatch(_) | Error::S3 { status: 400, .. }
+        ),
+        "{err:?}"
+    );
+    let _ = client.abort_multipart_upload(&h.bucket, &key, &id);
+    assert!(h.open_uploads().is_empty());
+    assert!(client.head_object(&h.bucket, &key).is_err());
+}

@@ -491,7 +491,35 @@ impl_s3! {
         ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
             let upload_id = req.input.upload_id.clone();
             self.no_such_upload(&upload_id)?;
-            let result = self.fs.complete_multipart_upload(req).await;
+            let full_crc64 = req.input.checksum_crc64nvme.clone();
+            let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+            let mut result = self.fs.complete_multipart_upload(req).await;
+            // s3s-fs ignores a full-object checksum sent with Complete. S3
+            // checks the assembled object against it and reports it back:
+            // emulate that (checking after assembly, and removing a mismatching
+            // object, where S3 would refuse to commit it).
+            if let (Ok(resp), Some(expected)) = (result.as_mut(), full_crc64) {
+                let path = self.root.join(&bucket).join(&key);
+                let bytes = std::fs::read(&path).unwrap_or_default();
+                let actual = base64_encode(&crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Nvme, &bytes).to_be_bytes());
+                if actual != expected {
+                    let _ = std::fs::remove_file(&path);
+                    self.uploads.close(&upload_id);
+                    return Err(s3_error!(BadDigest, "The CRC64NVME you specified did not match the calculated checksum."));
+                }
+                // s3s-fs answers through a keep-alive future; the checksum
+                // goes into whatever output is finally serialized.
+                match resp.output.future.take() {
+                    Some(future) => {
+                        resp.output.future = Some(Box::pin(async move {
+                            let mut out = future.await?;
+                            out.checksum_crc64nvme = Some(actual);
+                            Ok(out)
+                        }));
+                    }
+                    None => resp.output.checksum_crc64nvme = Some(actual),
+                }
+            }
             // Success closes the upload. A failure normally leaves it open, but
             // s3s-fs deletes the upload id before validating the parts: if it is
             // gone, report it gone (an Abort would now get NoSuchUpload).
