@@ -190,7 +190,7 @@ impl Client {
 
     /// After a retried Complete answered `NoSuchUpload`: whether the object
     /// now in place is the one these parts make (an earlier attempt succeeded).
-    fn completed_earlier(
+    pub(crate) fn completed_earlier(
         &self,
         bucket: &str,
         key: &str,

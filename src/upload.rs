@@ -470,13 +470,25 @@ impl Upload<'_> {
                 checksum: sent.crc.map(|c| c.to_base64()),
             })
             .collect();
-        let done = self.client.complete_multipart_upload(
+        let done = match self.client.complete_multipart_upload(
             self.bucket,
             self.key,
             upload_id,
             &list,
             self.args.checksum,
-        )?;
+        ) {
+            Ok(done) => done,
+            // No definite answer (the connection failed, or the server kept
+            // erring): the Complete may have been applied. Look before the
+            // caller aborts.
+            Err(e @ (Error::Transport { .. } | Error::S3 { status: 500.., .. })) => {
+                let refs: Vec<&UploadedPart> = list.iter().collect();
+                self.client
+                    .completed_earlier(self.bucket, self.key, &refs)
+                    .ok_or(e)?
+            }
+            Err(e) => return Err(e),
+        };
         let local = parts
             .values()
             .filter_map(|(sent, _)| sent.crc)

@@ -243,3 +243,48 @@ fn retries_and_aborts_are_logged_with_part_and_attempt() {
     assert_eq!(aborts.len(), 1);
     assert!(aborts[0].starts_with("DEBUG"), "{aborts:?}");
 }
+
+#[test]
+fn a_server_that_stops_answering_cannot_hang_an_upload() {
+    let Some(h) = local_harness() else { return };
+    let server = h.local().unwrap();
+    // Every attempt of part 2 goes unanswered for longer than the timeout.
+    for _ in 0..4 {
+        server.inject(fault_at(
+            Pos::Middle,
+            FaultKind::Delay(Duration::from_secs(3)),
+        ));
+    }
+    let started = std::time::Instant::now();
+    let err = upload(&h, &server.endpoint(), "silent-server", 2).unwrap_err();
+    assert!(
+        matches!(err.root(), Error::Transport { timeout: true, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("part 2"), "{err}");
+    // Four attempts of one idle timeout each, plus small backoffs.
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_complete_applied_but_never_confirmed_is_found_not_aborted() {
+    let Some(h) = local_harness() else { return };
+    let server = h.local().unwrap();
+    // The first Complete is applied but its reply lost; every retry then
+    // fails with 503 until the attempts run out.
+    server.inject(fault_at(
+        Pos::Complete,
+        FaultKind::ErrorIn200AfterProcessing {
+            code: "InternalError".into(),
+        },
+    ));
+    for _ in 0..3 {
+        server.inject(fault_at(Pos::Complete, FaultKind::status(503, "SlowDown")));
+    }
+    upload(&h, &server.endpoint(), "applied-unconfirmed", 2).unwrap();
+    assert_eq!(server.stats().abort_calls, 0);
+}

@@ -3,7 +3,7 @@
 
 use std::sync::{Mutex, OnceLock};
 
-struct Capture(Mutex<Vec<String>>);
+struct Capture(Mutex<Vec<String>>, std::time::Instant);
 
 impl log::Log for Capture {
     fn enabled(&self, _: &log::Metadata<'_>) -> bool {
@@ -11,7 +11,13 @@ impl log::Log for Capture {
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        let line = format!("{} {}: {}", record.level(), record.target(), record.args());
+        let line = format!(
+            "{} {}: {} (at {:.3}s)",
+            record.level(),
+            record.target(),
+            record.args(),
+            self.1.elapsed().as_secs_f64()
+        );
         self.0.lock().unwrap().push(line);
     }
 
@@ -22,7 +28,10 @@ static LOGGER: OnceLock<&'static Capture> = OnceLock::new();
 
 fn logger() -> &'static Capture {
     LOGGER.get_or_init(|| {
-        let l: &'static Capture = Box::leak(Box::new(Capture(Mutex::new(Vec::new()))));
+        let l: &'static Capture = Box::leak(Box::new(Capture(
+            Mutex::new(Vec::new()),
+            std::time::Instant::now(),
+        )));
         log::set_logger(l).expect("no other logger in tests");
         log::set_max_level(log::LevelFilter::Trace);
         l
