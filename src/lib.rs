@@ -38,6 +38,7 @@ mod sigv4;
 mod slab;
 mod transfer;
 mod upload;
+mod upload_file;
 mod xml;
 
 pub use args::{CancelHandle, PayloadSigning, Progress, PutObjectArgs, PutObjectOutput};

@@ -175,17 +175,24 @@ impl<R: Read> Source<'_, R> {
 }
 
 /// One upload's shared state, borrowed by every thread of the pipeline.
-struct Upload<'a> {
-    client: &'a Client,
-    bucket: &'a str,
-    key: &'a str,
-    args: &'a PutObjectArgs,
-    plan: &'a Plan,
-    pool: &'a SlabPool,
+pub(crate) struct Upload<'a> {
+    pub client: &'a Client,
+    pub bucket: &'a str,
+    pub key: &'a str,
+    pub args: &'a PutObjectArgs,
+    pub plan: &'a Plan,
+    pub pool: &'a SlabPool,
     /// Set once the server has shown it does not take RDMA.
-    http_only: AtomicBool,
+    pub http_only: AtomicBool,
     /// Set on the first error: the producer stops, workers drain.
-    stopped: AtomicBool,
+    pub stopped: AtomicBool,
+}
+
+/// What the caller's thread gathered from a pipeline.
+pub(crate) struct Gathered {
+    parts: BTreeMap<u32, (Sent, usize)>,
+    produced: Option<(u32, u64)>,
+    failure: Option<(Option<u32>, Error)>,
 }
 
 /// A filled buffer on its way to a worker.
@@ -196,11 +203,14 @@ struct Job {
 }
 
 /// What the pipeline's threads tell the caller's thread.
-enum Event {
+pub(crate) enum Event {
     /// A part was sent (or failed for good).
     Part {
+        /// Its number.
         number: u32,
+        /// Its length.
         len: usize,
+        /// What the server said.
         result: Result<Sent>,
     },
     /// The source is exhausted: the number of parts and bytes it made.
@@ -211,7 +221,7 @@ enum Event {
 
 /// Sends `Event::Failed` if the thread it lives on unwinds, so that a panic
 /// stops the pipeline instead of leaving the others waiting.
-struct PanicGuard<'a>(&'a Sender<Event>, &'static str);
+pub(crate) struct PanicGuard<'a>(pub &'a Sender<Event>, pub &'static str);
 
 impl Drop for PanicGuard<'_> {
     fn drop(&mut self) {
@@ -225,7 +235,7 @@ impl Drop for PanicGuard<'_> {
 }
 
 impl Upload<'_> {
-    fn rdma_slot<'s>(&'s self, slab: &'s Slab) -> Option<RdmaSlot<'s>> {
+    pub(crate) fn rdma_slot<'s>(&'s self, slab: &'s Slab) -> Option<RdmaSlot<'s>> {
         slab.registration().map(|registration| RdmaSlot {
             registration,
             http_only: &self.http_only,
@@ -233,7 +243,7 @@ impl Upload<'_> {
     }
 
     /// The one-part path: a single PutObject from the first buffer.
-    fn single(&self, slab: &Slab, len: usize) -> Result<PutObjectOutput> {
+    pub(crate) fn single(&self, slab: &Slab, len: usize) -> Result<PutObjectOutput> {
         let sent = send_slab(
             self.client,
             self.client.agent(),
@@ -263,99 +273,111 @@ impl Upload<'_> {
         first: Slab,
         first_len: usize,
         carry: u8,
-        mut progress: Option<ProgressFn>,
+        progress: Option<ProgressFn>,
     ) -> Result<PutObjectOutput> {
         let (work_tx, work_rx) = crossbeam_channel::bounded::<Job>(self.plan.inflight);
         let (event_tx, event_rx) = crossbeam_channel::unbounded::<Event>();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
-        let mut stop_tx = Some(stop_tx);
-
-        let mut parts: BTreeMap<u32, (Sent, usize)> = BTreeMap::new();
-        let mut produced: Option<(u32, u64)> = None;
-        let mut failure: Option<(Option<u32>, Error)> = None;
-        let mut bytes_sent = 0u64;
-
-        thread::scope(|s| {
-            let producer = {
-                let (event_tx, stop_rx) = (event_tx.clone(), stop_rx.clone());
-                s.spawn(move || {
-                    let _guard = PanicGuard(&event_tx, "producer");
-                    let first = Job {
-                        number: 1,
-                        slab: first,
-                        len: first_len,
-                    };
-                    if let Err(e) =
-                        self.produce(source, first, carry, &work_tx, &event_tx, &stop_rx)
-                    {
-                        let _ = event_tx.send(Event::Failed(e));
-                    }
-                })
-            };
-            let workers: Vec<_> = (0..self.plan.inflight)
-                .map(|_| {
-                    let (work_rx, event_tx) = (work_rx.clone(), event_tx.clone());
-                    s.spawn(move || {
-                        let _guard = PanicGuard(&event_tx, "worker");
-                        self.work(upload_id, &work_rx, &event_tx);
-                    })
-                })
-                .collect();
-            drop((event_tx, work_rx, stop_rx));
-
-            let mut fail =
-                |failure: &mut Option<(Option<u32>, Error)>, part: Option<u32>, e: Error| {
-                    if failure.is_none() {
-                        log::debug!(
-                            "upload {upload_id} failing{}: {e}",
-                            part.map(|p| format!(" at part {p}")).unwrap_or_default()
-                        );
-                        *failure = Some((part, e));
-                        self.stopped.store(true, Ordering::SeqCst);
-                        stop_tx.take();
-                    }
+        let gathered = thread::scope(|s| {
+            let mut handles = Vec::with_capacity(self.plan.inflight + 1);
+            let (events, stop) = (event_tx.clone(), stop_rx.clone());
+            handles.push(s.spawn(move || {
+                let _guard = PanicGuard(&events, "producer");
+                let first = Job {
+                    number: 1,
+                    slab: first,
+                    len: first_len,
                 };
-            loop {
-                select! {
-                    recv(event_rx) -> event => match event {
-                        Err(_) => break, // every thread is done
-                        Ok(Event::Part { number, len, result: Ok(sent) }) => {
-                            bytes_sent += len as u64;
-                            parts.insert(number, (sent, len));
-                            if let Some(f) = progress.as_mut().filter(|_| failure.is_none()) {
-                                let p = Progress { bytes_sent, total: self.args.size };
-                                if !f(p) {
-                                    fail(&mut failure, None, Error::Cancelled);
-                                }
+                if let Err(e) = self.produce(source, first, carry, &work_tx, &events, &stop) {
+                    let _ = events.send(Event::Failed(e));
+                }
+            }));
+            for _ in 0..self.plan.inflight {
+                let (work_rx, events) = (work_rx.clone(), event_tx.clone());
+                handles.push(s.spawn(move || {
+                    let _guard = PanicGuard(&events, "worker");
+                    self.work(upload_id, &work_rx, &events);
+                }));
+            }
+            drop((event_tx, work_rx, stop_rx));
+            self.gather(upload_id, event_rx, stop_tx, progress, handles)
+        });
+        self.finish(upload_id, gathered)
+    }
+
+    /// The caller's side of a running pipeline: collects every part's result
+    /// until all threads are done, calls the progress callback, watches the
+    /// cancel handle, and on the first error stops the others (the stop
+    /// channel is dropped). Joins every thread; a panic becomes an error.
+    pub(crate) fn gather(
+        &self,
+        upload_id: &str,
+        event_rx: Receiver<Event>,
+        stop_tx: Sender<()>,
+        mut progress: Option<ProgressFn>,
+        handles: Vec<thread::ScopedJoinHandle<'_, ()>>,
+    ) -> Gathered {
+        let mut g = Gathered {
+            parts: BTreeMap::new(),
+            produced: None,
+            failure: None,
+        };
+        let mut stop_tx = Some(stop_tx);
+        let mut bytes_sent = 0u64;
+        let mut fail = |g: &mut Gathered, part: Option<u32>, e: Error| {
+            if g.failure.is_none() {
+                log::debug!(
+                    "upload {upload_id} failing{}: {e}",
+                    part.map(|p| format!(" at part {p}")).unwrap_or_default()
+                );
+                g.failure = Some((part, e));
+                self.stopped.store(true, Ordering::SeqCst);
+                stop_tx.take();
+            }
+        };
+        loop {
+            select! {
+                recv(event_rx) -> event => match event {
+                    Err(_) => break, // every thread is done
+                    Ok(Event::Part { number, len, result: Ok(sent) }) => {
+                        bytes_sent += len as u64;
+                        g.parts.insert(number, (sent, len));
+                        if let Some(f) = progress.as_mut().filter(|_| g.failure.is_none()) {
+                            let p = Progress { bytes_sent, total: self.args.size };
+                            if !f(p) {
+                                fail(&mut g, None, Error::Cancelled);
                             }
                         }
-                        Ok(Event::Part { number, result: Err(e), .. }) => {
-                            fail(&mut failure, Some(number), e);
-                        }
-                        Ok(Event::Produced { parts, bytes }) => produced = Some((parts, bytes)),
-                        Ok(Event::Failed(e)) => fail(&mut failure, None, e),
-                    },
-                    default(CANCEL_POLL) => {
-                        if self.args.cancelled() {
-                            fail(&mut failure, None, Error::Cancelled);
-                        }
+                    }
+                    Ok(Event::Part { number, result: Err(e), .. }) => fail(&mut g, Some(number), e),
+                    Ok(Event::Produced { parts, bytes }) => g.produced = Some((parts, bytes)),
+                    Ok(Event::Failed(e)) => fail(&mut g, None, e),
+                },
+                default(CANCEL_POLL) => {
+                    if self.args.cancelled() {
+                        fail(&mut g, None, Error::Cancelled);
                     }
                 }
             }
-            if self.args.cancelled() {
-                fail(&mut failure, None, Error::Cancelled);
+        }
+        if self.args.cancelled() {
+            fail(&mut g, None, Error::Cancelled);
+        }
+        for handle in handles {
+            if let Err(panic) = handle.join() {
+                fail(&mut g, None, Error::Panic(panic_message(&panic)));
             }
-            for handle in std::iter::once(producer).chain(workers) {
-                if let Err(panic) = handle.join() {
-                    fail(&mut failure, None, Error::Panic(panic_message(&panic)));
-                }
-            }
-        });
+        }
+        g
+    }
 
-        let result = match (failure, produced) {
+    /// Completes the upload when every part is in, else aborts it (unless
+    /// asked to keep it) and returns the first error with the upload id.
+    pub(crate) fn finish(&self, upload_id: &str, g: Gathered) -> Result<PutObjectOutput> {
+        let result = match (g.failure, g.produced) {
             (Some((part, e)), _) => Err((part, e)),
-            (None, Some((count, bytes))) if count as usize == parts.len() => self
-                .complete(upload_id, &parts, bytes)
+            (None, Some((count, bytes))) if count as usize == g.parts.len() => self
+                .complete(upload_id, &g.parts, bytes)
                 .map_err(|e| (None, e)),
             (None, _) => Err((
                 None,
@@ -445,6 +467,10 @@ impl Upload<'_> {
                 self.rdma_slot(&job.slab).as_ref(),
             );
             self.pool.release(job.slab);
+            if result.is_err() {
+                // The first error ends the upload: send no further part.
+                self.stopped.store(true, Ordering::SeqCst);
+            }
             let _ = event_tx.send(Event::Part {
                 number: job.number,
                 len: job.len,

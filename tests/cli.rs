@@ -175,3 +175,45 @@ fn failures_exit_non_zero_with_one_line_naming_the_cause() {
         assert!(err.contains(cause), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn a_kept_failed_upload_resumes_from_the_command_line() {
+    use support::server::{Fault, FaultKind, Op};
+    let h = Harness::new();
+    let Some(server) = h.local() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.bin");
+    let body = data(4 << 20 << 1, 6); // 8 MiB: parts of 5 MiB and 3 MiB
+    std::fs::write(&src, &body).unwrap();
+    let url = format!("s3://{}/cli/resumed", h.bucket);
+    let src = src.to_str().unwrap();
+    let common = ["--part-size", "5MiB", "--max-inflight-parts", "1"];
+
+    server.inject(Fault::new(Op::UploadPart, FaultKind::status(503, "SlowDown")).part(2));
+    server.inject(Fault::new(Op::UploadPart, FaultKind::status(403, "AccessDenied")).part(2));
+    let mut args = vec!["put", src, &url, "--keep-failed-upload"];
+    args.extend(common);
+    let out = s3pump(&h, &args).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    let id = err
+        .split("upload ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no upload id in {err}"))
+        .to_string();
+    assert_eq!(server.open_uploads()[0].upload_id, id);
+
+    server.reset_stats();
+    let mut args = vec!["put", src, &url, "--resume", &id];
+    args.extend(common);
+    let out = s3pump(&h, &args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(server.stats().upload_part_calls, 1, "only part 2 is sent");
+    assert_eq!(h.read_back("cli/resumed"), body);
+    assert!(server.open_uploads().is_empty());
+}

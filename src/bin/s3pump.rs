@@ -23,13 +23,16 @@ const USAGE: &str = "usage:
   s3pump put SRC s3://BUCKET/KEY [--part-size SIZE] [--max-inflight-parts N]
              [--checksum crc64nvme|crc32c|none] [--unsigned-payload]
              [--content-type T] [--meta K=V]...
+             [--keep-failed-upload] [--resume UPLOAD_ID]
   s3pump get s3://BUCKET/KEY DEST [--max-inflight-parts N]
 options for both:
   --endpoint URL        S3 endpoint (else AWS_ENDPOINT_URL, else AWS)
   --region R            region (else AWS_REGION, else us-east-1)
   --path-style          path-style addressing (on by default with an endpoint)
   --rdma-library PATH   RDMA provider library (else S3PUMP_RDMA_LIBRARY)
-SRC is a file, or - for standard input (read as a stream of unknown size).
+SRC is a file (its parts are read in parallel), or - for standard input (read
+as a stream of unknown size). --keep-failed-upload keeps a failed upload on the
+server (the error names its id); --resume UPLOAD_ID sends only what it misses.
 SIZE is bytes or a number with KiB, MiB or GiB.";
 
 fn main() -> ExitCode {
@@ -61,6 +64,8 @@ struct Options {
     content_type: Option<String>,
     meta: Vec<(String, String)>,
     rdma_library: Option<String>,
+    resume: Option<String>,
+    keep_failed_upload: bool,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -107,6 +112,8 @@ fn parse(args: &[String]) -> Result<Options, String> {
                 o.meta.push((k.to_string(), val.to_string()));
             }
             "--rdma-library" => o.rdma_library = Some(value(arg)?),
+            "--resume" => o.resume = Some(value(arg)?),
+            "--keep-failed-upload" => o.keep_failed_upload = true,
             s if s.starts_with("--") => return Err(format!("unknown option {s}\n{USAGE}")),
             _ => o.positional.push(arg.clone()),
         }
@@ -218,15 +225,22 @@ fn put(o: &Options) -> Result<String, String> {
         args = args.on_progress(progress_bar());
     }
     let started = Instant::now();
-    let out = if src == "-" {
-        client.put_object(&bucket, &key, std::io::stdin(), args)
-    } else {
-        let file = std::fs::File::open(src).map_err(|e| format!("cannot open {src}: {e}"))?;
-        let size = file
-            .metadata()
-            .map_err(|e| format!("cannot stat {src}: {e}"))?
-            .len();
-        client.put_object(&bucket, &key, file, args.size(size))
+    args = args.keep_failed_upload(o.keep_failed_upload);
+    let out = match (src.as_str(), &o.resume) {
+        ("-", Some(_)) => return Err("--resume needs a file, not standard input".into()),
+        ("-", None) => client.put_object(&bucket, &key, std::io::stdin(), args),
+        (path, Some(id)) => client.resume_upload_file(&bucket, &key, path, id, args),
+        (path, None) => {
+            let meta = std::fs::metadata(path).map_err(|e| format!("cannot open {path}: {e}"))?;
+            if meta.is_file() {
+                client.upload_file(&bucket, &key, path, args)
+            } else {
+                // A pipe or device: read it as a stream.
+                let file =
+                    std::fs::File::open(path).map_err(|e| format!("cannot open {path}: {e}"))?;
+                client.put_object(&bucket, &key, file, args)
+            }
+        }
     }
     .map_err(|e| e.to_string())?;
     finish_progress();

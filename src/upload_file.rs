@@ -1,0 +1,304 @@
+//! Uploading a file: its size is known, so each worker reads its own parts
+//! with positional reads, in parallel, with no producer thread; and an
+//! interrupted upload can be resumed by sending only what is missing.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::thread;
+
+use crossbeam_channel::{Receiver, Sender};
+use md5::{Digest, Md5};
+
+use crate::checksum::Crc;
+use crate::multipart::UploadedPart;
+use crate::ops::validate_target;
+use crate::plan::{MIN_PART_SIZE, plan};
+use crate::slab::SlabPool;
+use crate::transfer::{Sent, Target, send_slab};
+use crate::upload::{Event, PanicGuard, Upload};
+use crate::{Client, Error, PutObjectArgs, PutObjectOutput, Result};
+
+impl Client {
+    /// Uploads the file at `path` with up to
+    /// [`max_inflight_parts`](PutObjectArgs::max_inflight_parts) parts in
+    /// flight. Each worker reads its own parts with positional reads, so no
+    /// single reader caps the upload; buffers, checksums, retries and the
+    /// abort on failure are those of [`Client::put_object`]. The object's size
+    /// is the file's size when the upload starts.
+    ///
+    /// ```no_run
+    /// # let client = s3pump::Client::from_env()?;
+    /// let out = client.upload_file("bucket", "disk.img", "/srv/disk.img", s3pump::PutObjectArgs::new())?;
+    /// # Ok::<(), s3pump::Error>(())
+    /// ```
+    pub fn upload_file(
+        &self,
+        bucket: &str,
+        key: &str,
+        path: impl AsRef<Path>,
+        args: PutObjectArgs,
+    ) -> Result<PutObjectOutput> {
+        self.file_upload(bucket, key, path.as_ref(), None, args)
+    }
+
+    /// Resumes the multipart upload `upload_id` of the file at `path` (an
+    /// upload that failed with
+    /// [`keep_failed_upload`](PutObjectArgs::keep_failed_upload) set; its id
+    /// is in the error, see [`Error::upload_id`]). Lists the parts already on
+    /// the server, checks each against the file (size, then checksum or MD5
+    /// ETag), uploads only the parts that are missing or differ, and
+    /// completes the upload.
+    pub fn resume_upload_file(
+        &self,
+        bucket: &str,
+        key: &str,
+        path: impl AsRef<Path>,
+        upload_id: &str,
+        args: PutObjectArgs,
+    ) -> Result<PutObjectOutput> {
+        self.file_upload(bucket, key, path.as_ref(), Some(upload_id), args)
+    }
+
+    fn file_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        path: &Path,
+        resume: Option<&str>,
+        mut args: PutObjectArgs,
+    ) -> Result<PutObjectOutput> {
+        validate_target(bucket, key)?;
+        let io = |what: &str, e| Error::Io {
+            context: format!("{what} {}", path.display()),
+            source: e,
+        };
+        let file = File::open(path).map_err(|e| io("opening", e))?;
+        let size = file
+            .metadata()
+            .map_err(|e| io("reading the size of", e))?
+            .len();
+        if let Some(declared) = args.size.filter(|&d| d != size) {
+            return Err(Error::SizeMismatch(format!(
+                "{} holds {size} bytes, but {declared} were declared",
+                path.display()
+            )));
+        }
+        args.size = Some(size);
+        let mut plan = plan(&args)?;
+        if args.cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let known = match resume {
+            Some(id) => {
+                let listed = self.list_parts(bucket, key, id, args.checksum)?;
+                // The parts already sent fix the part size.
+                if let Some(first) = listed.iter().find(|p| p.part_number == 1)
+                    && first.size < size
+                    && first.size != plan.part_size
+                {
+                    if first.size < MIN_PART_SIZE {
+                        return Err(Error::InvalidArgument(format!(
+                            "upload {id} has a first part of {} bytes, below S3's 5 MiB minimum",
+                            first.size
+                        )));
+                    }
+                    plan.part_size = first.size;
+                    plan.slab_len = first.size;
+                }
+                listed.into_iter().map(|p| (p.part_number, p)).collect()
+            }
+            None => BTreeMap::new(),
+        };
+        let parts = size.div_ceil(plan.part_size).max(1);
+        let progress = args.progress.take().map(parking_lot::Mutex::into_inner);
+        // Each worker holds one buffer at a time: no producer, no extra slab.
+        let pool = SlabPool::new(plan.slab_len as usize, plan.inflight, args.rdma.clone());
+        let upload = Upload {
+            client: self,
+            bucket,
+            key,
+            args: &args,
+            plan: &plan,
+            pool: &pool,
+            http_only: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+        };
+        let mut out = match resume {
+            None if parts == 1 => {
+                let (_never_tx, never) = crossbeam_channel::bounded::<()>(0);
+                let mut slab = pool.acquire(&never)?.expect("a new pool has a buffer");
+                let len = size as usize;
+                file.read_exact_at(&mut slab.as_mut_slice()[..len], 0)
+                    .map_err(|e| io("reading", e))?;
+                upload.single(&slab, len)?
+            }
+            _ => {
+                let upload_id = match resume {
+                    Some(id) => id.to_string(),
+                    None => self.create_multipart_upload(bucket, key, &args)?,
+                };
+                let files = FileParts {
+                    file: &file,
+                    path,
+                    size,
+                    parts: parts as u32,
+                    next: AtomicU32::new(1),
+                    known,
+                };
+                upload.file_parts(&upload_id, &files, progress)?
+            }
+        };
+        (out.slabs, out.slab_bytes) = pool.mapped();
+        Ok(out)
+    }
+}
+
+/// The parts of a file being uploaded, handed out to workers in order.
+struct FileParts<'a> {
+    file: &'a File,
+    path: &'a Path,
+    size: u64,
+    parts: u32,
+    /// The next part number to hand out.
+    next: AtomicU32,
+    /// Parts already on the server (when resuming).
+    known: BTreeMap<u32, UploadedPart>,
+}
+
+impl Upload<'_> {
+    /// Runs N workers over the file's parts, then completes or aborts.
+    fn file_parts(
+        &self,
+        upload_id: &str,
+        files: &FileParts<'_>,
+        progress: Option<crate::args::ProgressFn>,
+    ) -> Result<PutObjectOutput> {
+        let (event_tx, event_rx) = crossbeam_channel::unbounded::<Event>();
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+        let _ = event_tx.send(Event::Produced {
+            parts: files.parts,
+            bytes: files.size,
+        });
+        let gathered = thread::scope(|s| {
+            let handles = (0..self.plan.inflight.min(files.parts as usize))
+                .map(|_| {
+                    let (events, stop) = (event_tx.clone(), stop_rx.clone());
+                    s.spawn(move || {
+                        let _guard = PanicGuard(&events, "worker");
+                        self.work_file(upload_id, files, &events, &stop);
+                    })
+                })
+                .collect();
+            drop((event_tx, stop_rx));
+            self.gather(upload_id, event_rx, stop_tx, progress, handles)
+        });
+        self.finish(upload_id, gathered)
+    }
+
+    /// A file worker: takes the next part number, reads that part into a
+    /// buffer, and sends it, unless the server already holds it intact.
+    fn work_file(
+        &self,
+        upload_id: &str,
+        files: &FileParts<'_>,
+        event_tx: &Sender<Event>,
+        stop: &Receiver<()>,
+    ) {
+        let agent = self.client.new_agent();
+        while !self.stopped.load(Ordering::SeqCst) {
+            let number = files.next.fetch_add(1, Ordering::SeqCst);
+            if number > files.parts {
+                return;
+            }
+            let mut slab = match self.pool.acquire(stop) {
+                Ok(Some(slab)) => slab,
+                Ok(None) => return,
+                Err(e) => {
+                    let _ = event_tx.send(Event::Part {
+                        number,
+                        len: 0,
+                        result: Err(e),
+                    });
+                    return;
+                }
+            };
+            let start = (number as u64 - 1) * self.plan.part_size;
+            let len = self.plan.part_size.min(files.size - start) as usize;
+            let read = files
+                .file
+                .read_exact_at(&mut slab.as_mut_slice()[..len], start);
+            let buf = &slab.as_slice()[..len];
+            let result = match read {
+                Err(e) => Err(Error::Io {
+                    context: format!("reading {} at byte {start}", files.path.display()),
+                    source: e,
+                }),
+                Ok(()) => match files.known.get(&number).and_then(|p| self.intact(p, buf)) {
+                    Some(sent) => Ok(sent),
+                    None => send_slab(
+                        self.client,
+                        &agent,
+                        self.bucket,
+                        self.key,
+                        &Target::Part {
+                            upload_id,
+                            part_number: number,
+                        },
+                        buf,
+                        self.args,
+                        self.rdma_slot(&slab).as_ref(),
+                    ),
+                },
+            };
+            self.pool.release(slab);
+            if result.is_err() {
+                // The first error ends the upload: take no further part.
+                self.stopped.store(true, Ordering::SeqCst);
+            }
+            let _ = event_tx.send(Event::Part {
+                number,
+                len,
+                result,
+            });
+        }
+    }
+
+    /// Whether the part the server holds is `data`: same size, and the same
+    /// checksum (when the server listed one) or MD5 ETag. `None` when it
+    /// differs or cannot be checked, so it is sent again.
+    fn intact(&self, part: &UploadedPart, data: &[u8]) -> Option<Sent> {
+        if part.size != data.len() as u64 {
+            return None;
+        }
+        let crc = self.args.checksum.compute(data);
+        let same = match (&part.checksum, crc) {
+            (Some(listed), Some(local)) => {
+                Crc::from_base64(self.args.checksum, listed, part.size) == Some(local)
+            }
+            _ => {
+                let md5: String = Md5::digest(data)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                part.etag.trim_matches('"') == md5
+            }
+        };
+        log::debug!(
+            "resume: part {} on the server is {}",
+            part.part_number,
+            if same {
+                "intact, kept"
+            } else {
+                "different, sent again"
+            }
+        );
+        same.then(|| Sent {
+            etag: part.etag.clone(),
+            version_id: None,
+            crc,
+        })
+    }
+}
