@@ -108,11 +108,19 @@ fn exactly_max_inflight_parts_are_in_flight() {
 #[test]
 fn memory_is_bounded_by_inflight_plus_one_slabs() {
     let h = Harness::new();
+    if let Some(s) = h.local() {
+        // Parts held by the server: the producer surely gets ahead of the
+        // workers and maps every buffer it may.
+        s.set_part_delay(Duration::from_millis(50));
+    }
     for (parts, n) in [(4usize, 2usize), (12, 2), (12, 5)] {
         let body = data(parts * PART, parts as u64);
         let out = round_trip(&h, &format!("mem-{parts}-{n}"), &body, false, n);
-        assert_eq!(out.slabs, n + 1, "{parts} parts, N = {n}");
-        assert_eq!(out.slab_bytes, ((n + 1) * PART) as u64);
+        if h.local().is_some() {
+            assert_eq!(out.slabs, n + 1, "{parts} parts, N = {n}");
+        }
+        assert!(out.slabs <= n + 1, "{parts} parts, N = {n}");
+        assert_eq!(out.slab_bytes, (out.slabs * PART) as u64);
     }
     // A one-part object needs one buffer only.
     let out = round_trip(&h, "mem-small", &data(1000, 1), false, 8);

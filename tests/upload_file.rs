@@ -46,8 +46,12 @@ fn files_of_edge_sizes_upload_identically() {
         };
         assert_eq!(out.etag, etag, "{len}");
         assert!(h.read_back(&key) == body[..len], "{len}: bytes differ");
-        // One buffer per worker, and no more workers than parts.
-        assert_eq!(out.slabs, parts.min(4), "{len}");
+        // At most one buffer per worker, and no more workers than parts.
+        assert!(
+            (1..=parts.min(4)).contains(&out.slabs),
+            "{len}: {}",
+            out.slabs
+        );
     }
     assert!(h.open_uploads().is_empty());
 }
