@@ -385,7 +385,6 @@ fn cancel_handle_stops_an_upload_from_another_thread() {
         std::thread::sleep(Duration::from_millis(300));
         c2.cancel();
     });
-    let started = std::time::Instant::now();
     let err = h
         .client()
         .put_object(
@@ -400,8 +399,10 @@ fn cancel_handle_stops_an_upload_from_another_thread() {
         .unwrap_err();
     t.join().unwrap();
     assert!(err.is_cancelled(), "{err:?}");
-    // 40 parts two at a time at 200 ms would take 4 s; cancelling stops early.
-    assert!(started.elapsed() < Duration::from_secs(3));
+    // Cancelled after about 300 ms of 200 ms parts two at a time: most of
+    // the 40 parts were never sent.
+    let sent = server.stats().upload_part_calls;
+    assert!(sent < 20, "{sent} parts sent after the cancel");
     assert!(server.open_uploads().is_empty());
 }
 
