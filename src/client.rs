@@ -198,37 +198,35 @@ impl ClientBuilder {
             Some(c) => c,
             None => Credentials::from_default_chain()?,
         };
-        let mut inner = Inner {
-            scheme,
-            authority,
-            region,
-            credentials,
-            addressing,
-            connect_timeout: self.connect_timeout,
-            idle_timeout: self.idle_timeout,
-            retry: self.retry,
-            agent: Agent::new_with_defaults(),
-        };
-        inner.agent = inner.new_agent();
         Ok(Client {
-            inner: Arc::new(inner),
+            inner: Arc::new(Inner {
+                scheme,
+                authority,
+                region,
+                credentials,
+                addressing,
+                connect_timeout: self.connect_timeout,
+                idle_timeout: self.idle_timeout,
+                retry: self.retry,
+                agent: new_agent(self.connect_timeout, self.idle_timeout),
+            }),
         })
     }
 }
 
-impl Inner {
-    fn new_agent(&self) -> Agent {
-        let config = Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_connect(Some(self.connect_timeout))
-            .timeout_per_read(Some(self.idle_timeout))
-            .timeout_per_write(Some(self.idle_timeout))
-            .max_idle_connections_per_host(128)
-            .user_agent(concat!("s3pump/", env!("CARGO_PKG_VERSION")))
-            .build();
-        Agent::new_with_config(config)
-    }
+/// An HTTP agent (a connection pool) with s3pump's settings: statuses are
+/// results, not errors; no redirects; connect and inactivity timeouts.
+fn new_agent(connect_timeout: Duration, idle_timeout: Duration) -> Agent {
+    let config = Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_connect(Some(connect_timeout))
+        .timeout_per_read(Some(idle_timeout))
+        .timeout_per_write(Some(idle_timeout))
+        .max_idle_connections_per_host(128)
+        .user_agent(concat!("s3pump/", env!("CARGO_PKG_VERSION")))
+        .build();
+    Agent::new_with_config(config)
 }
 
 /// How the body of a request is vouched for in the signature.
@@ -324,7 +322,7 @@ impl Client {
 
     /// A fresh agent (its own connection pool) for a pipeline worker.
     pub(crate) fn new_agent(&self) -> Agent {
-        self.inner.new_agent()
+        new_agent(self.inner.connect_timeout, self.inner.idle_timeout)
     }
 
     /// Sends `req` once. A non-2xx reply becomes [`Error::S3`].

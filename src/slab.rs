@@ -79,6 +79,14 @@ impl SlabPool {
         }
     }
 
+    /// The first buffer of a fresh pool (which always has one to give).
+    pub fn first(&self) -> Result<Slab> {
+        // A stop channel that is already closed: `acquire` cannot wait.
+        let (_, closed) = crossbeam_channel::bounded::<()>(0);
+        self.acquire(&closed)?
+            .ok_or_else(|| Error::Panic("a fresh buffer pool had no buffer".into()))
+    }
+
     /// Gives a buffer back for the next part.
     pub fn release(&self, slab: Slab) {
         // The channel holds `max` buffers and this pool keeps its receiver,

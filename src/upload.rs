@@ -74,11 +74,7 @@ impl Client {
             plan: &plan,
             declared: args.size,
         };
-        let (never_tx, never) = crossbeam_channel::bounded::<()>(0);
-        let mut first = pool
-            .acquire(&never)?
-            .expect("a new pool always has a buffer");
-        drop(never_tx);
+        let mut first = pool.first()?;
         let want = source.part_len(0);
         let len = source.fill(&mut first.as_mut_slice()[..want])?;
         let carry = source.probe_if_full(len, want)?;

@@ -128,8 +128,7 @@ impl Client {
         };
         let mut out = match resume {
             None if parts == 1 => {
-                let (_never_tx, never) = crossbeam_channel::bounded::<()>(0);
-                let mut slab = pool.acquire(&never)?.expect("a new pool has a buffer");
+                let mut slab = pool.first()?;
                 let len = size as usize;
                 file.read_exact_at(&mut slab.as_mut_slice()[..len], 0)
                     .map_err(|e| io("reading", e))?;
