@@ -27,6 +27,7 @@ mod args;
 mod checksum;
 mod client;
 mod credentials;
+mod download;
 mod error;
 mod multipart;
 mod ops;
@@ -44,6 +45,7 @@ pub use args::{CancelHandle, PayloadSigning, Progress, PutObjectArgs, PutObjectO
 pub use checksum::ChecksumAlgorithm;
 pub use client::{Addressing, Client, ClientBuilder};
 pub use credentials::Credentials;
+pub use download::{DownloadArgs, DownloadOutput};
 pub use error::{Error, Result};
 pub use multipart::{CompletedUpload, MultipartUpload, UploadedPart};
 pub use ops::ObjectInfo;
