@@ -409,13 +409,25 @@ impl TestServer {
     }
 
     /// Stores an object directly in the file system (for download tests). Its
-    /// ETag is then the hex MD5 of `data` (s3s-fs computes it on demand).
+    /// ETag is then the hex MD5 of `data` (s3s-fs computes it on demand),
+    /// unless s3s-fs has metadata of an object stored at that key through
+    /// S3 before: then it keeps reporting that object's ETag and checksum
+    /// (a way to serve corrupted bytes). An existing object is replaced
+    /// atomically (a new file renamed over it), as S3 does: GETs already
+    /// reading it go on reading the old bytes.
     pub fn put_object_bytes(&self, bucket: &str, key: &str, data: &[u8]) {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
         let p = self.root.join(bucket).join(key);
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent).expect("create object dir");
         }
-        std::fs::write(p, data).expect("write object");
+        // Outside every bucket, so that no listing ever shows it.
+        let tmp = self.root.join(format!(
+            ".put-object-bytes-{}.tmp",
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&tmp, data).expect("write object");
+        std::fs::rename(&tmp, p).expect("rename object into place");
     }
 
     /// Multipart uploads created and neither completed nor aborted, in creation
