@@ -728,18 +728,18 @@ impl Download<'_> {
             }
             let (start, len) = self.range(index);
             let mut result = self.fetch(&agent, index, &mut slab);
-            if let (Ok(_), Some(file)) = (&result, file) {
-                if let Err(e) = write_at(file, &slab.as_slice()[..len], start) {
-                    result = Err(Error::Io {
-                        context: format!(
-                            "{}/{}: writing bytes {start}..{} to the file",
-                            self.bucket,
-                            self.key,
-                            start + len as u64
-                        ),
-                        source: e,
-                    });
-                }
+            if let (Ok(_), Some(file)) = (&result, file)
+                && let Err(e) = write_at(file, &slab.as_slice()[..len], start)
+            {
+                result = Err(Error::Io {
+                    context: format!(
+                        "{}/{}: writing bytes {start}..{} to the file",
+                        self.bucket,
+                        self.key,
+                        start + len as u64
+                    ),
+                    source: e,
+                });
             }
             let event = match result {
                 Ok(crc) => Event::Range {

@@ -617,3 +617,55 @@ fn an_object_replaced_mid_rdma_download_is_an_error() {
     assert!(entries(dir.path()).is_empty());
     assert_balanced(&emu_counters(&name).unwrap());
 }
+
+// ---------------------------------------------------------------- CLI
+
+#[cfg(feature = "cli")]
+#[test]
+fn the_cli_get_downloads_into_a_file_and_to_stdout() {
+    use support::server::{ACCESS_KEY, REGION, SECRET_KEY};
+    let h = Harness::new();
+    if h.local().is_none() {
+        return;
+    }
+    let body = data(3 * PART + 7, 12);
+    let key = put(&h, "cli", &body);
+    let dir = out_dir();
+    let path = dir.path().join("cli.bin");
+    let run = |dest: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_s3pump"))
+            .args(["get", &format!("s3://{}/{key}", h.bucket), dest])
+            .args(["--endpoint", h.endpoint(), "--part-size", "1MiB"])
+            .args(["--max-inflight-parts", "3"])
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("AWS_REGION", REGION)
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("S3PUMP_RDMA_LIBRARY")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let expect = format!(
+        "\"etag\":\"\\\"{}\\\"\",\"parts\":4,\"bytes\":{},",
+        md5_hex(&body),
+        body.len()
+    );
+    let out = run(path.to_str().unwrap());
+    let report = String::from_utf8(out.stdout).unwrap();
+    assert!(report.contains(&expect), "{report}");
+    assert!(std::fs::read(&path).unwrap() == body);
+
+    let out = run("-");
+    assert!(
+        out.stdout == body,
+        "stdout carries the object and nothing else"
+    );
+    let report = String::from_utf8(out.stderr).unwrap();
+    assert!(report.contains(&expect), "{report}");
+}
