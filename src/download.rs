@@ -656,6 +656,9 @@ impl Download<'_> {
                                 }
                             }
                             bytes += written;
+                            if self.args.cancelled() {
+                                fail(&mut failure, None, Error::Cancelled);
+                            }
                             if written > 0
                                 && let Some(f) = progress.as_mut().filter(|_| failure.is_none())
                             {
