@@ -66,6 +66,12 @@ pub enum Error {
     /// The checksum the server computed differs from the one computed locally.
     #[error("checksum mismatch: {0}")]
     ChecksumMismatch(String),
+    /// The object was replaced (or deleted) while it was being downloaded: a
+    /// ranged GET was refused with 412 `PreconditionFailed` because its
+    /// `If-Match` no longer held, or answered for another version of the
+    /// object. A download into a file leaves no file behind.
+    #[error("the object changed during the download: {0}")]
+    ObjectChanged(String),
     /// The upload was cancelled by the progress callback or a [`CancelHandle`](crate::CancelHandle).
     #[error("cancelled")]
     Cancelled,

@@ -7,6 +7,9 @@
 //! caller's thread completes the upload, or aborts it on the first error so
 //! that nothing is left behind. Memory stays at
 //! `(max_inflight_parts + 1) × part_size` whatever the object's size.
+//! [`Client::download_to_file`] and [`Client::download`] run the other way:
+//! N ranged GETs in parallel into the same kind of buffers, then into a file
+//! (in any order) or a [`std::io::Write`] (strictly in order).
 //!
 //! ```no_run
 //! use s3pump::{Client, PutObjectArgs};
@@ -27,6 +30,7 @@ mod args;
 mod checksum;
 mod client;
 mod credentials;
+mod download;
 mod error;
 mod multipart;
 mod ops;
@@ -45,6 +49,7 @@ pub use args::{CancelHandle, PayloadSigning, Progress, PutObjectArgs, PutObjectO
 pub use checksum::ChecksumAlgorithm;
 pub use client::{Addressing, Client, ClientBuilder};
 pub use credentials::Credentials;
+pub use download::{DownloadArgs, DownloadOutput};
 pub use error::{Error, Result};
 pub use multipart::{CompletedUpload, MultipartUpload, UploadedPart};
 pub use ops::ObjectInfo;

@@ -4,18 +4,18 @@
 //! s3pump put SRC s3://BUCKET/KEY [--part-size SIZE] [--max-inflight-parts N]
 //!            [--checksum crc64nvme|crc32c|none] [--unsigned-payload]
 //!            [--content-type T] [--meta K=V]...
-//! s3pump get s3://BUCKET/KEY DEST
+//! s3pump get s3://BUCKET/KEY DEST [--part-size SIZE] [--max-inflight-parts N]
 //! common: [--endpoint URL] [--region R] [--path-style] [--rdma-library PATH]
 //! ```
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
 use s3pump::{
-    Addressing, ChecksumAlgorithm, Client, FfiRdmaProvider, PayloadSigning, Progress,
+    Addressing, ChecksumAlgorithm, Client, DownloadArgs, FfiRdmaProvider, PayloadSigning, Progress,
     PutObjectArgs, RdmaProvider,
 };
 
@@ -24,7 +24,8 @@ const USAGE: &str = "usage:
              [--checksum crc64nvme|crc32c|none] [--unsigned-payload]
              [--content-type T] [--meta K=V]...
              [--keep-failed-upload] [--resume UPLOAD_ID]
-  s3pump get s3://BUCKET/KEY DEST [--max-inflight-parts N]
+  s3pump get s3://BUCKET/KEY DEST [--part-size SIZE] [--max-inflight-parts N]
+             [--no-verify-checksum]
 options for both:
   --endpoint URL        S3 endpoint (else AWS_ENDPOINT_URL, else AWS)
   --region R            region (else AWS_REGION, else us-east-1)
@@ -33,13 +34,19 @@ options for both:
 SRC is a file (its parts are read in parallel), or - for standard input (read
 as a stream of unknown size). --keep-failed-upload keeps a failed upload on the
 server (the error names its id); --resume UPLOAD_ID sends only what it misses.
+DEST is a file (written to a temporary file renamed into place when complete),
+or - for standard output (written in order; the JSON line then goes to stderr).
 SIZE is bytes or a number with KiB, MiB or GiB.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match run(&args) {
-        Ok(line) => {
-            println!("{line}");
+        Ok((line, report_to_stderr)) => {
+            if report_to_stderr {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
             ExitCode::SUCCESS
         }
         Err(msg) => {
@@ -66,6 +73,7 @@ struct Options {
     rdma_library: Option<String>,
     resume: Option<String>,
     keep_failed_upload: bool,
+    no_verify_checksum: bool,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
@@ -114,6 +122,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--rdma-library" => o.rdma_library = Some(value(arg)?),
             "--resume" => o.resume = Some(value(arg)?),
             "--keep-failed-upload" => o.keep_failed_upload = true,
+            "--no-verify-checksum" => o.no_verify_checksum = true,
             s if s.starts_with("--") => return Err(format!("unknown option {s}\n{USAGE}")),
             _ => o.positional.push(arg.clone()),
         }
@@ -180,12 +189,15 @@ fn rdma_provider(o: &Options) -> Result<Option<Arc<dyn RdmaProvider>>, String> {
     Ok(provider.map(|p| Arc::new(p) as Arc<dyn RdmaProvider>))
 }
 
-fn run(args: &[String]) -> Result<String, String> {
+/// Runs the command; returns its JSON report and whether the report goes to
+/// stderr (after a download to standard output, so that it does not mix with
+/// the object's bytes).
+fn run(args: &[String]) -> Result<(String, bool), String> {
     let (cmd, rest) = args.split_first().ok_or_else(|| USAGE.to_string())?;
     let o = parse(rest)?;
     match cmd.as_str() {
-        "put" => put(&o),
-        "get" => get(&o),
+        "put" => put(&o).map(|line| (line, false)),
+        "get" => get(&o).map(|line| (line, o.positional.get(1).is_some_and(|d| d == "-"))),
         "-h" | "--help" | "help" => Err(USAGE.to_string()),
         other => Err(format!("unknown command {other:?}\n{USAGE}")),
     }
@@ -261,25 +273,34 @@ fn get(o: &Options) -> Result<String, String> {
     };
     let (bucket, key) = parse_s3_url(url)?;
     let client = client(o)?;
+    let mut args = DownloadArgs::new().verify_checksum(!o.no_verify_checksum);
+    if let Some(ps) = o.part_size {
+        args = args.part_size(ps);
+    }
+    if let Some(n) = o.max_inflight_parts {
+        args = args.max_inflight_parts(n);
+    }
+    if let Some(provider) = rdma_provider(o)? {
+        args = args.rdma(provider);
+    }
+    if std::io::stderr().is_terminal() {
+        args = args.on_progress(progress_bar());
+    }
     let started = Instant::now();
-    let info = if dest == "-" {
-        client.get_object(&bucket, &key, &mut std::io::stdout().lock())
+    let out = if dest == "-" {
+        client.download(&bucket, &key, &mut std::io::stdout().lock(), args)
     } else {
-        let mut file = std::io::BufWriter::new(
-            std::fs::File::create(dest).map_err(|e| format!("cannot create {dest}: {e}"))?,
-        );
-        let info = client.get_object(&bucket, &key, &mut file);
-        file.flush()
-            .map_err(|e| format!("cannot write {dest}: {e}"))?;
-        info
+        client.download_to_file(&bucket, &key, dest, args)
     }
     .map_err(|e| e.to_string())?;
+    finish_progress();
     Ok(format!(
-        "{{\"bucket\":{},\"key\":{},\"etag\":{},\"bytes\":{},\"seconds\":{:.3}}}",
+        "{{\"bucket\":{},\"key\":{},\"etag\":{},\"parts\":{},\"bytes\":{},\"seconds\":{:.3}}}",
         json_string(&bucket),
         json_string(&key),
-        json_string(&info.etag),
-        info.size,
+        json_string(&out.etag),
+        out.parts,
+        out.size,
         started.elapsed().as_secs_f64()
     ))
 }

@@ -113,6 +113,10 @@ pub enum FaultKind {
     Delay(Duration),
     /// Close the TCP connection without answering (nothing is processed).
     DropConnection,
+    /// Process the request for real, send the reply's head (with its full
+    /// `Content-Length`) and only this many bytes of its body, then close the
+    /// connection: a reply cut short mid-body.
+    CutBody(usize),
 }
 
 /// A one-shot fault, armed with [`TestServer::inject`].
@@ -213,6 +217,11 @@ pub struct Stats {
     pub get_object_calls: u64,
     /// Most UploadPart requests in process at once (arrival to response head).
     pub peak_upload_parts_in_flight: u64,
+    /// Most GetObject requests in process at once (arrival to response head).
+    pub peak_get_objects_in_flight: u64,
+    /// Body bytes of successful GetObject replies sent over HTTP (their
+    /// `Content-Length`; an RDMA reply's empty body counts 0).
+    pub get_body_bytes: u64,
     /// Request body bytes received over HTTP in UploadPart and PutObject
     /// requests (drained bodies of faulted requests included).
     pub http_body_bytes: u64,
@@ -230,6 +239,7 @@ struct ArmedFault {
 struct Shared {
     stats: Mutex<Stats>,
     parts_in_flight: Mutex<u64>,
+    gets_in_flight: Mutex<u64>,
     part_delay: Mutex<Duration>,
     faults: Mutex<Vec<ArmedFault>>,
     rdma_mode: Mutex<RdmaMode>,
@@ -284,6 +294,25 @@ impl Drop for InFlightGuard {
     }
 }
 
+/// Counts GetObjects in process, like [`InFlightGuard`] does UploadParts.
+struct GetInFlightGuard(Arc<Shared>);
+
+impl GetInFlightGuard {
+    fn new(shared: &Arc<Shared>) -> GetInFlightGuard {
+        let mut n = shared.gets_in_flight.lock();
+        *n += 1;
+        let mut s = shared.stats.lock();
+        s.peak_get_objects_in_flight = s.peak_get_objects_in_flight.max(*n);
+        GetInFlightGuard(Arc::clone(shared))
+    }
+}
+
+impl Drop for GetInFlightGuard {
+    fn drop(&mut self) {
+        *self.0.gets_in_flight.lock() -= 1;
+    }
+}
+
 /// An in-process S3 server on 127.0.0.1 (path-style, SigV4 with [`ACCESS_KEY`]
 /// / [`SECRET_KEY`]), on its own tokio runtime. Dropping it stops the server
 /// and deletes its data.
@@ -308,6 +337,7 @@ impl TestServer {
         let shared = Arc::new(Shared {
             stats: Mutex::new(Stats::default()),
             parts_in_flight: Mutex::new(0),
+            gets_in_flight: Mutex::new(0),
             part_delay: Mutex::new(Duration::ZERO),
             faults: Mutex::new(Vec::new()),
             rdma_mode: Mutex::new(RdmaMode::Off),
@@ -379,13 +409,25 @@ impl TestServer {
     }
 
     /// Stores an object directly in the file system (for download tests). Its
-    /// ETag is then the hex MD5 of `data` (s3s-fs computes it on demand).
+    /// ETag is then the hex MD5 of `data` (s3s-fs computes it on demand),
+    /// unless s3s-fs has metadata of an object stored at that key through
+    /// S3 before: then it keeps reporting that object's ETag and checksum
+    /// (a way to serve corrupted bytes). An existing object is replaced
+    /// atomically (a new file renamed over it), as S3 does: GETs already
+    /// reading it go on reading the old bytes.
     pub fn put_object_bytes(&self, bucket: &str, key: &str, data: &[u8]) {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
         let p = self.root.join(bucket).join(key);
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent).expect("create object dir");
         }
-        std::fs::write(p, data).expect("write object");
+        // Outside every bucket, so that no listing ever shows it.
+        let tmp = self.root.join(format!(
+            ".put-object-bytes-{}.tmp",
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&tmp, data).expect("write object");
+        std::fs::rename(&tmp, p).expect("rename object into place");
     }
 
     /// Multipart uploads created and neither completed nor aborted, in creation
@@ -403,8 +445,10 @@ impl TestServer {
     /// flight right now).
     pub fn reset_stats(&self) {
         let n = *self.shared.parts_in_flight.lock();
+        let gets = *self.shared.gets_in_flight.lock();
         *self.shared.stats.lock() = Stats {
             peak_upload_parts_in_flight: n,
+            peak_get_objects_in_flight: gets,
             ..Stats::default()
         };
     }
@@ -697,6 +741,8 @@ async fn handle(
 ) -> Result<Response<Body>, DropConnection> {
     let (op, part) = classify(req.method(), req.uri(), req.headers());
     let _in_flight = (op == Some(Op::UploadPart)).then(|| InFlightGuard::new(&shared));
+    let _gets_in_flight = (op == Some(Op::GetObject)).then(|| GetInFlightGuard::new(&shared));
+    let if_match = req.headers().get(http::header::IF_MATCH).cloned();
     if let Some(op) = op {
         let mut s = shared.stats.lock();
         match op {
@@ -725,6 +771,7 @@ async fn handle(
     }
 
     let mut error_after = None;
+    let mut cut_body = None;
     if let Some(op) = op
         && let Some(kind) = shared.take_fault(op, part)
     {
@@ -742,6 +789,7 @@ async fn handle(
             FaultKind::DropConnection => return Err(DropConnection),
             FaultKind::Delay(d) => tokio::time::sleep(d).await,
             FaultKind::ErrorIn200AfterProcessing { code } => error_after = Some(code),
+            FaultKind::CutBody(n) => cut_body = Some(n),
         }
     }
 
@@ -822,6 +870,37 @@ async fn handle(
         }
     };
 
+    // s3s-fs ignores If-Match on GetObject; S3 answers 412 when the object's
+    // ETag differs (checked before anything is written into RDMA memory).
+    if op == Some(Op::GetObject)
+        && let Some(cond) = if_match.as_ref().and_then(|v| v.to_str().ok())
+        && let Some(etag) = resp.headers().get(http::header::ETAG)
+        && !if_match_holds(cond, etag.to_str().unwrap_or(""))
+    {
+        return Ok(error_response(
+            &shared,
+            412,
+            "PreconditionFailed",
+            "At least one of the pre-conditions you specified did not hold",
+        ));
+    }
+
+    if let Some(n) = cut_body {
+        let (parts, body) = resp.into_parts();
+        let mut data = body
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        data.truncate(n);
+        let frames: Vec<Result<Frame<Bytes>, std::io::Error>> = vec![
+            Ok(Frame::data(data)),
+            Err(std::io::Error::other("fault injection: body cut short")),
+        ];
+        let body = http_body_util::StreamBody::new(futures::stream::iter(frames));
+        return Ok(Response::from_parts(parts, Body::http_body_unsync(body)));
+    }
+
     if let Some(code) = error_after {
         // Drive the reply to its end (s3s-fs's Complete sends its result through a
         // keep-alive body), then throw it away.
@@ -880,6 +959,30 @@ async fn handle(
                 .insert(RDMA_LENGTH_HEADER, HeaderValue::from(data.len()));
             Ok(Response::from_parts(parts, Body::empty()))
         }
-        _ => Ok(resp),
+        _ => {
+            if op == Some(Op::GetObject) && resp.status().is_success() {
+                let len = resp
+                    .headers()
+                    .get(CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+                shared.stats.lock().get_body_bytes += len;
+            }
+            Ok(resp)
+        }
     }
+}
+
+/// Whether an `If-Match` condition (`*` or a list of ETags) holds for `etag`
+/// (weak prefixes and quotes ignored).
+fn if_match_holds(cond: &str, etag: &str) -> bool {
+    let bare = |s: &str| {
+        s.trim()
+            .trim_start_matches("W/")
+            .trim_matches('"')
+            .to_owned()
+    };
+    let etag = bare(etag);
+    cond.split(',').any(|c| c.trim() == "*" || bare(c) == etag)
 }
