@@ -254,7 +254,7 @@ fn put(o: &Options) -> Result<String, String> {
             }
         }
     }
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| format!("{url}: {e}"))?;
     finish_progress();
     Ok(format!(
         "{{\"bucket\":{},\"key\":{},\"etag\":{},\"parts\":{},\"bytes\":{},\"seconds\":{:.3}}}",
@@ -292,7 +292,7 @@ fn get(o: &Options) -> Result<String, String> {
     } else {
         client.download_to_file(&bucket, &key, dest, args)
     }
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| format!("{url}: {e}"))?;
     finish_progress();
     Ok(format!(
         "{{\"bucket\":{},\"key\":{},\"etag\":{},\"parts\":{},\"bytes\":{},\"seconds\":{:.3}}}",
