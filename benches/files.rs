@@ -55,8 +55,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut rows = Vec::new();
     let mut base = (0.0, 0.0);
-    println!("files: {mib} MiB, {} MiB parts, relay 20 MB/s + 20 ms per connection", PART >> 20);
-    println!("{:<10} {:>3} {:>9} {:>9} {:>9}  check", "op", "N", "seconds", "MB/s", "speed-up");
+    println!(
+        "files: {mib} MiB, {} MiB parts, relay 20 MB/s + 20 ms per connection",
+        PART >> 20
+    );
+    println!(
+        "{:<10} {:>3} {:>9} {:>9} {:>9}  check",
+        "op", "N", "seconds", "MB/s", "speed-up"
+    );
     for n in [1usize, 8] {
         let key = format!("file-{n}");
         let started = Instant::now();
@@ -103,7 +109,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     if let Ok(path) = std::env::var("S3PUMP_BENCH_MARKDOWN") {
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
         writeln!(f, "| op | N | seconds | MB/s | speed-up over N = 1 |")?;
         writeln!(f, "|---|---|---|---|---|")?;
         for row in rows {

@@ -252,7 +252,7 @@ fn a_server_that_stops_answering_cannot_hang_an_upload() {
     for _ in 0..4 {
         server.inject(fault_at(
             Pos::Middle,
-            FaultKind::Delay(Duration::from_secs(3)),
+            FaultKind::Delay(Duration::from_secs(30)),
         ));
     }
     let started = std::time::Instant::now();
@@ -262,9 +262,11 @@ fn a_server_that_stops_answering_cannot_hang_an_upload() {
         "{err:?}"
     );
     assert!(err.to_string().contains("part 2"), "{err}");
-    // Four attempts of one idle timeout each, plus small backoffs.
+    // Four attempts, each ended by the idle timeout (an attempt may take a
+    // few timeouts' worth while the body's writes fill the socket buffers),
+    // instead of one 30 s wait for an answer.
     assert!(
-        started.elapsed() < Duration::from_secs(8),
+        started.elapsed() < Duration::from_secs(20),
         "{:?}",
         started.elapsed()
     );
