@@ -24,7 +24,7 @@ use crate::args::{GIB, MIB, ProgressFn};
 use crate::checksum::Crc;
 use crate::client::{Request, Response, check_status, header};
 use crate::ops::validate_target;
-use crate::plan::{MAX_INFLIGHT, MAX_PART_SIZE, MAX_RDMA_BUFFER};
+use crate::plan::{MAX_PART_SIZE, MAX_RDMA_BUFFER, check_inflight, fit_in_memory};
 use crate::rdma::{RdmaOp, RdmaProvider, RdmaRegistration};
 use crate::retry::is_retryable;
 use crate::slab::{Slab, SlabPool};
@@ -424,12 +424,7 @@ struct Plan {
 
 /// Checks what can be checked before anything is sent.
 fn check_args(args: &DownloadArgs) -> Result<()> {
-    let n = args.max_inflight_parts;
-    if !(1..=MAX_INFLIGHT).contains(&n) {
-        return Err(Error::invalid(format!(
-            "max_inflight_parts is {n}; it must be between 1 and {MAX_INFLIGHT}"
-        )));
-    }
+    check_inflight(args.max_inflight_parts)?;
     let ps = args.part_size;
     let max = if args.rdma.is_some() {
         MAX_RDMA_BUFFER
@@ -455,25 +450,7 @@ fn plan(size: u64, args: &DownloadArgs) -> Result<Plan> {
     let part_size = args.part_size;
     let parts = size.div_ceil(part_size);
     let slab_len = part_size.min(size).max(1);
-    let mut inflight = args
-        .max_inflight_parts
-        .min(usize::try_from(parts.max(1)).unwrap_or(usize::MAX));
-    let fit = args.memory_limit / slab_len;
-    if fit < 2 {
-        return Err(Error::invalid(format!(
-            "memory_limit of {} bytes does not hold two buffers of {slab_len} bytes",
-            args.memory_limit
-        )));
-    }
-    if inflight as u64 + 1 > fit {
-        let lowered = (fit - 1) as usize;
-        log::info!(
-            "{inflight} ranges in flight of {slab_len} bytes would exceed the memory limit of {} \
-             bytes; using {lowered}",
-            args.memory_limit
-        );
-        inflight = lowered;
-    }
+    let inflight = fit_in_memory(args.max_inflight_parts, parts, slab_len, args.memory_limit)?;
     Ok(Plan {
         size,
         part_size,

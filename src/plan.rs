@@ -36,12 +36,7 @@ pub(crate) struct Plan {
 
 /// Plans an upload from its arguments, or says what is wrong with them.
 pub(crate) fn plan(args: &PutObjectArgs) -> Result<Plan> {
-    let n = args.max_inflight_parts;
-    if !(1..=MAX_INFLIGHT).contains(&n) {
-        return Err(Error::invalid(format!(
-            "max_inflight_parts is {n}; it must be between 1 and {MAX_INFLIGHT}"
-        )));
-    }
+    let n = check_inflight(args.max_inflight_parts)?;
     if let Some(ps) = args.part_size
         && !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&ps)
     {
@@ -78,24 +73,7 @@ pub(crate) fn plan(args: &PutObjectArgs) -> Result<Plan> {
         Some(size) => part_size.min(size).max(1),
         None => part_size,
     };
-    let mut inflight = n.min(usize::try_from(parts).unwrap_or(usize::MAX));
-    let fit = args.memory_limit / slab_len;
-    if fit < 2 {
-        return Err(Error::invalid(format!(
-            "memory_limit of {} bytes does not hold two part buffers of {slab_len} bytes",
-            args.memory_limit
-        )));
-    }
-    if (inflight as u64 + 1) > fit {
-        let lowered = (fit - 1) as usize;
-        log::info!(
-            "{} parts in flight of {slab_len} bytes would exceed the memory limit of {} bytes; \
-             using {lowered}",
-            inflight,
-            args.memory_limit
-        );
-        inflight = lowered;
-    }
+    let inflight = fit_in_memory(n, parts, slab_len, args.memory_limit)?;
     Ok(Plan {
         part_size,
         slab_len,
@@ -103,6 +81,45 @@ pub(crate) fn plan(args: &PutObjectArgs) -> Result<Plan> {
         slabs: inflight + 1,
         max_bytes,
     })
+}
+
+/// Checks a `max_inflight_parts` setting: 1 to 100.
+pub(crate) fn check_inflight(n: usize) -> Result<usize> {
+    if (1..=MAX_INFLIGHT).contains(&n) {
+        Ok(n)
+    } else {
+        Err(Error::invalid(format!(
+            "max_inflight_parts is {n}; it must be between 1 and {MAX_INFLIGHT}"
+        )))
+    }
+}
+
+/// How many of `n` parts may be in flight at once: no more than there are
+/// `parts`, and few enough that one buffer more than that, of `slab_len`
+/// bytes each, stays within `memory_limit` (lowered with a log line at
+/// INFO). An error when not even two buffers fit.
+pub(crate) fn fit_in_memory(
+    n: usize,
+    parts: u64,
+    slab_len: u64,
+    memory_limit: u64,
+) -> Result<usize> {
+    let inflight = n.min(usize::try_from(parts.max(1)).unwrap_or(usize::MAX));
+    let fit = memory_limit / slab_len.max(1);
+    if fit < 2 {
+        return Err(Error::invalid(format!(
+            "memory_limit of {memory_limit} bytes does not hold two buffers of {slab_len} bytes"
+        )));
+    }
+    if (inflight as u64) < fit {
+        return Ok(inflight);
+    }
+    let lowered = (fit - 1) as usize;
+    log::info!(
+        "{inflight} parts in flight of {slab_len} bytes would exceed the memory limit of \
+         {memory_limit} bytes; using {lowered}"
+    );
+    Ok(lowered)
 }
 
 #[cfg(test)]
