@@ -24,6 +24,8 @@
 #![warn(missing_docs)]
 
 mod args;
+#[doc(hidden)]
+pub mod bench;
 mod checksum;
 mod client;
 mod credentials;
