@@ -450,19 +450,32 @@ fn role_raw_client() {
     let addr: String = env_parse("S3PUMP_BENCH_ADDR");
     let n: usize = env_parse("S3PUMP_BENCH_INFLIGHT");
     let bytes: u64 = env_parse("S3PUMP_BENCH_BYTES");
+    let write: u64 = std::env::var("S3PUMP_BENCH_WRITE")
+        .ok()
+        .map_or(PART_SIZE, |v| v.parse().expect("S3PUMP_BENCH_WRITE"));
     let src = source();
     let m = measure(|| {
         std::thread::scope(|s| {
             for i in 0..n as u64 {
                 let share = bytes / n as u64 + u64::from(i < bytes % n as u64);
-                let (src, addr) = (&src, &addr);
+                let (src, addr, write) = (&src, &addr, write);
+                let bounce = std::env::var("S3PUMP_BENCH_BOUNCE").is_ok();
                 s.spawn(move || {
                     let mut conn = TcpStream::connect(addr).expect("connect to the raw sink");
+                    let mut bounce = bounce.then(|| vec![0u8; write as usize]);
                     let mut pos = 0u64;
                     while pos < share {
                         let at = ((i * PART_SIZE + pos) % src.len() as u64) as usize;
-                        let len = (share - pos).min(PART_SIZE).min((src.len() - at) as u64);
-                        conn.write_all(&src[at..at + len as usize]).expect("send");
+                        let len = (share - pos).min(write).min((src.len() - at) as u64);
+                        let chunk = &src[at..at + len as usize];
+                        match bounce.as_mut() {
+                            // As ureq sends a body: copy into its buffer, then write.
+                            Some(b) => {
+                                b[..chunk.len()].copy_from_slice(chunk);
+                                conn.write_all(&b[..chunk.len()]).expect("send");
+                            }
+                            None => conn.write_all(chunk).expect("send"),
+                        }
                         pos += len;
                     }
                 });
