@@ -732,7 +732,10 @@ fn ceiling(s: &Settings) -> Table {
                 run_child(
                     "client",
                     &[
-                        ("S3PUMP_BENCH_ENDPOINT", format!("http://127.0.0.1:{}", sink.port)),
+                        (
+                            "S3PUMP_BENCH_ENDPOINT",
+                            format!("http://127.0.0.1:{}", sink.port),
+                        ),
                         ("S3PUMP_BENCH_INFLIGHT", n.to_string()),
                         ("S3PUMP_BENCH_BYTES", bytes.to_string()),
                         ("S3PUMP_BENCH_MODE", mode.key().to_string()),
@@ -794,7 +797,11 @@ fn timed_upload(client: &Client, key: &str, src: &[u8], bytes: u64, n: usize) ->
     let secs = t0.elapsed().as_secs_f64();
     let parts_secs = last_ack.lock().map_or(secs, |t| (t - t0).as_secs_f64());
     assert_eq!(out.bytes, bytes);
-    assert_eq!(out.etag, expected_etag(src, bytes), "the stored object's ETag");
+    assert_eq!(
+        out.etag,
+        expected_etag(src, bytes),
+        "the stored object's ETag"
+    );
     client.delete_object(BUCKET, key).expect("delete");
     Timed { secs, parts_secs }
 }
@@ -912,9 +919,8 @@ fn disk(s: &Settings) -> Table {
             format!("{:.2}", r.secs - r.parts_secs),
         ]);
     }
-    t.notes.push(
-        "UNSIGNED-PAYLOAD + CRC64NVME; client and server share the machine's CPUs.".into(),
-    );
+    t.notes
+        .push("UNSIGNED-PAYLOAD + CRC64NVME; client and server share the machine's CPUs.".into());
     t
 }
 
@@ -927,7 +933,8 @@ fn fs_of(path: &std::path::Path) -> String {
         .filter_map(|l| {
             let mut f = l.split(' ');
             let (dev, mnt, ty) = (f.next()?, f.next()?, f.next()?);
-            path.starts_with(mnt).then(|| (mnt.len(), format!("{ty} {dev}")))
+            path.starts_with(mnt)
+                .then(|| (mnt.len(), format!("{ty} {dev}")))
         })
         .max()
         .map_or_else(|| "?".into(), |(_, d)| d)
@@ -1006,6 +1013,33 @@ fn micro() -> Table {
         "CRC64NVME".into(),
         format!("{:.2} GB/s", gbps(crc)),
         format!("{:.3} s", per_gib(crc)),
+    ]);
+    let combine = per_call(Duration::from_millis(300), || {
+        std::hint::black_box(s3pump::bench::checksum_combine(
+            ChecksumAlgorithm::Crc64Nvme,
+            std::hint::black_box(0x0123_4567_89ab_cdef),
+            0xfedc_ba98_7654_3210,
+            PART_SIZE,
+        ));
+    });
+    let parts_per_gib = (GIB / PART_SIZE) as f64;
+    t.row(vec![
+        "CRC64NVME combine of a 16 MiB part (full-object checksum)".into(),
+        format!("{:.1} µs per part", combine * 1e6),
+        format!("{:.4} s", combine * parts_per_gib),
+    ]);
+    let combine_crc_fast = per_call(Duration::from_millis(300), || {
+        std::hint::black_box(crc_fast::checksum_combine(
+            crc_fast::CrcAlgorithm::Crc64Nvme,
+            std::hint::black_box(0x0123_4567_89ab_cdef),
+            0xfedc_ba98_7654_3210,
+            PART_SIZE,
+        ));
+    });
+    t.row(vec![
+        "  the same with crc_fast::checksum_combine (before)".into(),
+        format!("{:.1} µs per part", combine_crc_fast * 1e6),
+        format!("{:.4} s", combine_crc_fast * parts_per_gib),
     ]);
     let mut dst = vec![0u8; PART_SIZE as usize];
     let mut offset = 0usize;

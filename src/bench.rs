@@ -41,3 +41,14 @@ pub fn hex_sha256(data: &[u8]) -> String {
 pub fn checksum(algorithm: ChecksumAlgorithm, data: &[u8]) -> Option<u64> {
     algorithm.compute(data).map(|c| c.value)
 }
+
+/// The CRC of data `a` followed by data `b` of `b_len` bytes, from their CRCs,
+/// as the full-object checksum is built from the parts' checksums.
+pub fn checksum_combine(algorithm: ChecksumAlgorithm, a: u64, b: u64, b_len: u64) -> u64 {
+    let crc = |value, len| crate::checksum::Crc {
+        algorithm,
+        value,
+        len,
+    };
+    crc(a, 0).combine(crc(b, b_len)).value
+}
