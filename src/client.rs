@@ -11,7 +11,7 @@ use ureq::http::{self, Uri};
 use crate::credentials::{self, Credentials};
 use crate::retry::RetryPolicy;
 use crate::sigv4::{self, SigningRequest};
-use crate::{Error, Result, xml};
+use crate::{Error, Result, direct, xml};
 
 /// How the bucket appears in request URLs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -376,6 +376,40 @@ impl Client {
             format!("{}://{authority}{path}?{query}", i.scheme)
         };
         log::trace!("{} {} {url}", req.operation, req.method);
+        if i.scheme == "http"
+            && req.operation == "UploadPart"
+            && req.body.len() >= direct::MIN_BODY
+            && agent.config().proxy().is_none()
+        {
+            // A part over plain HTTP: straight from the slab (see direct.rs).
+            let target = if query.is_empty() {
+                path.clone()
+            } else {
+                format!("{path}?{query}")
+            };
+            let response = direct::send(&direct::DirectRequest {
+                authority: &authority,
+                method: req.method.as_str(),
+                target: &target,
+                headers: &headers,
+                body: req.body,
+                connect_timeout: i.connect_timeout,
+                idle_timeout: i.idle_timeout,
+            })
+            .map_err(|e| {
+                let e = match e.kind() {
+                    // A socket timeout surfaces as EAGAIN.
+                    std::io::ErrorKind::WouldBlock => std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "no byte moved within the idle timeout",
+                    ),
+                    _ => e,
+                };
+                transport_error(req.operation, ureq::Error::Io(e))
+            })?;
+            log::trace!("{} {} -> {}", req.operation, req.method, response.status());
+            return Ok(response);
+        }
         let mut builder = http::Request::builder()
             .method(req.method.clone())
             .uri(&url);

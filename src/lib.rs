@@ -29,6 +29,7 @@ pub mod bench;
 mod checksum;
 mod client;
 mod credentials;
+mod direct;
 mod error;
 mod multipart;
 mod ops;
