@@ -18,13 +18,16 @@
 use std::cell::RefCell;
 use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ureq::http;
 
 /// Bodies at least this long are sent directly; smaller ones through ureq.
 pub(crate) const MIN_BODY: usize = 1 << 20;
 
+/// How long a kept-alive connection may sit unused and still be reused
+/// (ureq's default `max_idle_age`).
+const MAX_IDLE: Duration = Duration::from_secs(15);
 /// Largest reply head accepted.
 const MAX_HEAD: usize = 64 * 1024;
 /// Largest reply body read into memory (error documents are small).
@@ -49,6 +52,7 @@ pub(crate) struct DirectRequest<'a> {
 struct Conn {
     authority: String,
     stream: TcpStream,
+    idle_since: Instant,
 }
 
 thread_local! {
@@ -56,44 +60,25 @@ thread_local! {
     static CONN: RefCell<Option<Conn>> = const { RefCell::new(None) };
 }
 
-/// Sends `req` and returns the reply. A kept-alive connection that turns out
-/// to be closed before any reply byte arrives is replaced once, as ureq does
-/// with pooled connections.
+/// Sends `req` and returns the reply.
+///
+/// Like ureq's pool, a kept-alive connection is reused only while it is
+/// younger than [`MAX_IDLE`] and the server has not closed it; a request that
+/// fails is not resent here (the caller's retry policy decides).
 pub(crate) fn send(req: &DirectRequest<'_>) -> io::Result<http::Response<ureq::Body>> {
-    let cached = CONN
-        .with(|c| c.borrow_mut().take())
-        .filter(|c| c.authority == req.authority && is_open(&c.stream));
-    let reused = cached.is_some();
+    let cached = CONN.with(|c| c.borrow_mut().take()).filter(|c| {
+        c.authority == req.authority && c.idle_since.elapsed() < MAX_IDLE && is_open(&c.stream)
+    });
     let mut conn = match cached {
         Some(c) => c,
         None => connect(req)?,
     };
-    let result = match exchange(&mut conn.stream, req) {
-        Err(Failure::BeforeReply(e)) if reused => {
-            log::debug!(
-                "kept-alive connection to {} failed ({e}); reconnecting",
-                req.authority
-            );
-            conn = connect(req)?;
-            exchange(&mut conn.stream, req)
-        }
-        other => other,
-    };
-    match result {
-        Ok((response, keep_alive)) => {
-            if keep_alive {
-                CONN.with(|c| *c.borrow_mut() = Some(conn));
-            }
-            Ok(response)
-        }
-        Err(Failure::BeforeReply(e) | Failure::Other(e)) => Err(e),
+    let (response, keep_alive) = exchange(&mut conn.stream, req)?;
+    if keep_alive {
+        conn.idle_since = Instant::now();
+        CONN.with(|c| *c.borrow_mut() = Some(conn));
     }
-}
-
-enum Failure {
-    /// Nothing of a reply was read: the request may be resent on a new connection.
-    BeforeReply(io::Error),
-    Other(io::Error),
+    Ok(response)
 }
 
 fn connect(req: &DirectRequest<'_>) -> io::Result<Conn> {
@@ -112,6 +97,7 @@ fn connect(req: &DirectRequest<'_>) -> io::Result<Conn> {
                 return Ok(Conn {
                     authority: req.authority.to_string(),
                     stream,
+                    idle_since: Instant::now(),
                 });
             }
             Err(e) => last = e,
@@ -136,17 +122,15 @@ fn is_open(stream: &TcpStream) -> bool {
 fn exchange(
     stream: &mut TcpStream,
     req: &DirectRequest<'_>,
-) -> Result<(http::Response<ureq::Body>, bool), Failure> {
+) -> io::Result<(http::Response<ureq::Body>, bool)> {
     let mut head = String::with_capacity(1024);
-    head.push_str(req.method);
-    head.push(' ');
-    head.push_str(req.target);
-    head.push_str(" HTTP/1.1\r\n");
+    for part in [req.method, " ", req.target, " HTTP/1.1\r\n"] {
+        head.push_str(part);
+    }
     for (name, value) in req.headers {
-        head.push_str(name);
-        head.push_str(": ");
-        head.push_str(value);
-        head.push_str("\r\n");
+        for part in [name.as_str(), ": ", value.as_str(), "\r\n"] {
+            head.push_str(part);
+        }
     }
     head.push_str(&format!(
         "user-agent: s3pump/{}\r\ncontent-length: {}\r\n\r\n",
@@ -156,8 +140,7 @@ fn exchange(
     write_all_vectored(
         stream,
         &mut [IoSlice::new(head.as_bytes()), IoSlice::new(req.body)],
-    )
-    .map_err(Failure::BeforeReply)?;
+    )?;
     read_reply(stream, req.method == "HEAD")
 }
 
@@ -174,109 +157,107 @@ fn write_all_vectored(stream: &mut TcpStream, mut bufs: &mut [IoSlice<'_>]) -> i
     Ok(())
 }
 
-/// Reads one reply (skipping interim 1xx replies).
-fn read_reply(
-    stream: &mut TcpStream,
-    head_request: bool,
-) -> Result<(http::Response<ureq::Body>, bool), Failure> {
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut got_any = false;
+/// A parsed reply head.
+struct Head {
+    status: u16,
+    http_1_0: bool,
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Head {
+    fn get(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// Reads until `buf` starts with a complete reply head; parses and removes it.
+fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Head> {
     loop {
-        // Read until a complete head is buffered.
-        let (status, version_1_0, headers, head_len) = loop {
-            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut parsed = httparse::Response::new(&mut slots);
-            match parsed.parse(&buf) {
-                Ok(httparse::Status::Complete(len)) => {
-                    let headers: Vec<(String, Vec<u8>)> = parsed
+        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut slots);
+        match parsed.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => {
+                let head = Head {
+                    status: parsed.code.unwrap_or(0),
+                    http_1_0: parsed.version == Some(0),
+                    headers: parsed
                         .headers
                         .iter()
                         .map(|h| (h.name.to_string(), h.value.to_vec()))
-                        .collect();
-                    break (
-                        parsed.code.unwrap_or(0),
-                        parsed.version == Some(0),
-                        headers,
-                        len,
-                    );
-                }
-                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
-                Ok(httparse::Status::Partial) => {
-                    return Err(Failure::Other(invalid("reply head too large")));
-                }
-                Err(e) => return Err(Failure::Other(invalid(&format!("bad reply head: {e}")))),
+                        .collect(),
+                };
+                buf.drain(..len);
+                return Ok(head);
             }
-            let n = read_more(stream, &mut buf).map_err(|e| {
-                if got_any {
-                    Failure::Other(e)
-                } else {
-                    Failure::BeforeReply(e)
-                }
-            })?;
-            if n == 0 {
-                let e = io::Error::new(
-                    ErrorKind::UnexpectedEof,
-                    "connection closed before the reply",
-                );
-                return Err(if got_any {
-                    Failure::Other(e)
-                } else {
-                    Failure::BeforeReply(e)
-                });
-            }
-            got_any = true;
-        };
-        buf.drain(..head_len);
-        if (100..200).contains(&status) {
-            continue;
+            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
+            Ok(httparse::Status::Partial) => return Err(invalid("reply head too large")),
+            Err(e) => return Err(invalid(&format!("bad reply head: {e}"))),
         }
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-        };
-        let mut keep_alive =
-            !version_1_0 && !header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"));
-        let chunked =
-            header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-        let body = if head_request || status == 204 || status == 304 {
-            keep_alive &= buf.is_empty();
-            Vec::new()
-        } else if chunked {
-            let (body, clean) = read_chunked(stream, buf).map_err(Failure::Other)?;
-            keep_alive &= clean;
-            body
-        } else if let Some(len) = header("content-length") {
-            let len: u64 = len
-                .trim()
-                .parse()
-                .map_err(|_| Failure::Other(invalid("bad Content-Length")))?;
-            if len > MAX_BODY {
-                return Err(Failure::Other(invalid("reply body too large")));
-            }
-            let (body, clean) =
-                read_exact_body(stream, buf, len as usize).map_err(Failure::Other)?;
-            keep_alive &= clean;
-            body
-        } else {
-            keep_alive = false;
-            let mut body = buf;
-            stream
-                .take(MAX_BODY)
-                .read_to_end(&mut body)
-                .map_err(Failure::Other)?;
-            body
-        };
-        let mut builder = http::Response::builder().status(status);
-        for (name, value) in &headers {
-            builder = builder.header(name.as_str(), value.as_slice());
+        if read_more(stream, buf)? == 0 {
+            return Err(io::Error::new(
+                ErrorKind::UnexpectedEof,
+                "the server closed the connection before its reply",
+            ));
         }
-        let response = builder
-            .body(ureq::Body::builder().data(body))
-            .map_err(|e| Failure::Other(invalid(&format!("bad reply: {e}"))))?;
-        return Ok((response, keep_alive));
     }
+}
+
+/// Reads one reply (skipping interim 1xx replies) and says whether the
+/// connection can be kept.
+fn read_reply(
+    stream: &mut TcpStream,
+    head_request: bool,
+) -> io::Result<(http::Response<ureq::Body>, bool)> {
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let head = loop {
+        let head = read_head(stream, &mut buf)?;
+        if !(100..200).contains(&head.status) {
+            break head;
+        }
+    };
+    let mut keep_alive = !head.http_1_0
+        && !head
+            .get("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+    let chunked = head
+        .get("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let body = if head_request || head.status == 204 || head.status == 304 {
+        keep_alive &= buf.is_empty();
+        Vec::new()
+    } else if chunked {
+        let (body, clean) = read_chunked(stream, buf)?;
+        keep_alive &= clean;
+        body
+    } else if let Some(len) = head.get("content-length") {
+        let len: u64 = len
+            .trim()
+            .parse()
+            .map_err(|_| invalid("bad Content-Length"))?;
+        if len > MAX_BODY {
+            return Err(invalid("reply body too large"));
+        }
+        let (body, clean) = read_exact_body(stream, buf, len as usize)?;
+        keep_alive &= clean;
+        body
+    } else {
+        // Delimited by the end of the connection.
+        keep_alive = false;
+        let mut body = buf;
+        stream.take(MAX_BODY).read_to_end(&mut body)?;
+        body
+    };
+    let mut builder = http::Response::builder().status(head.status);
+    for (name, value) in &head.headers {
+        builder = builder.header(name.as_str(), value.as_slice());
+    }
+    let response = builder
+        .body(ureq::Body::builder().data(body))
+        .map_err(|e| invalid(&format!("bad reply: {e}")))?;
+    Ok((response, keep_alive))
 }
 
 fn invalid(message: &str) -> io::Error {
@@ -368,5 +349,230 @@ fn read_chunked(stream: &mut TcpStream, mut buf: Vec<u8>) -> io::Result<(Vec<u8>
         fill(&mut buf, pos, size + 2)?;
         body.extend_from_slice(&buf[pos..pos + size]);
         pos += size + 2;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    /// Head and body of each request a [`Fake`] received.
+    type Requests = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+    /// A server answering requests with the scripted replies, in order,
+    /// across connections; records each request's head and body.
+    struct Fake {
+        addr: String,
+        connections: Arc<AtomicUsize>,
+        requests: Requests,
+    }
+
+    fn fake(replies: Vec<&'static str>) -> Fake {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let replies = Arc::new(Mutex::new(replies.into_iter()));
+        let (c, r) = (Arc::clone(&connections), Arc::clone(&requests));
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let mut conn = conn.unwrap();
+                c.fetch_add(1, Ordering::SeqCst);
+                let (r, replies) = (Arc::clone(&r), Arc::clone(&replies));
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    loop {
+                        let Ok(head) = read_request_head(&mut conn, &mut buf) else {
+                            return;
+                        };
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length: "))
+                            .map_or(0, |v| v.trim().parse().unwrap());
+                        while buf.len() < len {
+                            let mut chunk = [0u8; 65536];
+                            match conn.read(&mut chunk) {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let body: Vec<u8> = buf.drain(..len).collect();
+                        r.lock().unwrap().push((head, body));
+                        let Some(reply) = replies.lock().unwrap().next() else {
+                            return;
+                        };
+                        // "CLOSE " before a reply: close after it, silently.
+                        let (reply, close) = match reply.strip_prefix("CLOSE ") {
+                            Some(r) => (r, true),
+                            None => (reply, false),
+                        };
+                        conn.write_all(reply.as_bytes()).unwrap();
+                        let delimited =
+                            reply.contains("Content-Length") || reply.contains("chunked");
+                        if close || !delimited || reply.contains("connection: close") {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Fake {
+            addr,
+            connections,
+            requests,
+        }
+    }
+
+    fn read_request_head(conn: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<String> {
+        loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8(buf.drain(..i + 4).collect()).unwrap();
+                return Ok(head);
+            }
+            let mut chunk = [0u8; 4096];
+            match conn.read(&mut chunk)? {
+                0 => return Err(ErrorKind::UnexpectedEof.into()),
+                n => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    fn put(addr: &str, body: &[u8]) -> io::Result<(u16, String, Vec<u8>)> {
+        let headers = vec![
+            ("host".to_string(), addr.to_string()),
+            (
+                "x-amz-content-sha256".to_string(),
+                "UNSIGNED-PAYLOAD".to_string(),
+            ),
+        ];
+        let mut response = send(&DirectRequest {
+            authority: addr,
+            method: "PUT",
+            target: "/bucket/key?partNumber=1&uploadId=u",
+            headers: &headers,
+            body,
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(5),
+        })?;
+        let etag = response
+            .headers()
+            .get("etag")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_to_vec().unwrap();
+        Ok((status, etag, body))
+    }
+
+    #[test]
+    fn sends_head_and_body_and_keeps_the_connection() {
+        let f = fake(vec![
+            "HTTP/1.1 200 OK\r\nETag: \"a\"\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nETag: \"b\"\r\nContent-Length: 0\r\n\r\n",
+        ]);
+        let body: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        assert_eq!(put(&f.addr, &body).unwrap(), (200, "\"a\"".into(), vec![]));
+        assert_eq!(
+            put(&f.addr, b"second").unwrap(),
+            (200, "\"b\"".into(), vec![])
+        );
+        assert_eq!(
+            f.connections.load(Ordering::SeqCst),
+            1,
+            "one kept-alive connection"
+        );
+        let requests = f.requests.lock().unwrap();
+        assert!(
+            requests[0]
+                .0
+                .starts_with("PUT /bucket/key?partNumber=1&uploadId=u HTTP/1.1\r\n")
+        );
+        assert!(requests[0].0.contains("\r\ncontent-length: 3000000\r\n"));
+        assert!(
+            requests[0]
+                .0
+                .contains("\r\nx-amz-content-sha256: UNSIGNED-PAYLOAD\r\n")
+        );
+        assert!(requests[0].1 == body);
+        assert_eq!(requests[1].1, b"second");
+    }
+
+    #[test]
+    fn chunked_replies_interim_replies_and_connection_close() {
+        let f = fake(vec![
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 503 Service Unavailable\r\n\
+             Transfer-Encoding: chunked\r\n\r\n5;ext=1\r\n<Erro\r\n3\r\nr/>\r\n0\r\nx-trailer: t\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nETag: \"c\"\r\nconnection: close\r\nContent-Length: 2\r\n\r\nok",
+            "HTTP/1.1 200 OK\r\nETag: \"d\"\r\n\r\nto the end",
+        ]);
+        let (status, _, body) = put(&f.addr, b"x").unwrap();
+        assert_eq!((status, body.as_slice()), (503, &b"<Error/>"[..]));
+        assert_eq!(
+            put(&f.addr, b"x").unwrap(),
+            (200, "\"c\"".into(), b"ok".to_vec())
+        );
+        // The server closed: a new connection, and a body that runs to its end.
+        let (status, etag, body) = put(&f.addr, b"x").unwrap();
+        assert_eq!(
+            (status, etag.as_str(), body.as_slice()),
+            (200, "\"d\"", &b"to the end"[..])
+        );
+        assert_eq!(f.connections.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_connection_the_server_closed_while_idle_is_not_reused() {
+        let f = fake(vec![
+            "CLOSE HTTP/1.1 200 OK\r\nETag: \"e\"\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nETag: \"f\"\r\nContent-Length: 0\r\n\r\n",
+        ]);
+        assert_eq!(put(&f.addr, b"x").unwrap().1, "\"e\"");
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(put(&f.addr, b"y").unwrap().1, "\"f\"");
+        assert_eq!(f.connections.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_server_that_closes_without_replying_is_an_error() {
+        let f = fake(vec![]);
+        let err = put(&f.addr, b"x").unwrap_err();
+        assert!(
+            matches!(
+                err.kind(),
+                ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset
+            ),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_server_that_stops_answering_times_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let _hold = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            std::thread::sleep(Duration::from_secs(3));
+            drop(conn);
+        });
+        let headers = vec![("host".to_string(), addr.clone())];
+        let started = Instant::now();
+        let err = send(&DirectRequest {
+            authority: &addr,
+            method: "PUT",
+            target: "/b/k",
+            headers: &headers,
+            body: b"small",
+            connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_millis(200),
+        })
+        .unwrap_err();
+        assert!(
+            matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+            "{err:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 }
