@@ -18,7 +18,7 @@
 //! and `S3PUMP_BENCH_DISK_MIB` (default 1024) the sizes; `S3PUMP_BENCH_N`
 //! (e.g. `1,8`) keeps only those N; `S3PUMP_BENCH_MODES` (`signed`,
 //! `unsigned`, `none`) the ceiling's payload modes; `S3PUMP_BENCH_REPS`
-//! (default 1) repeats each ceiling measurement and keeps the fastest;
+//! (default 2) repeats each ceiling measurement and keeps the fastest;
 //! `S3PUMP_BENCH_MARKDOWN=FILE` or `cargo bench -- --markdown FILE` also
 //! writes the tables as Markdown.
 //!
@@ -117,7 +117,7 @@ impl Settings {
             disk_bytes: (env_f64("S3PUMP_BENCH_DISK_MIB").unwrap_or(1024.0) * MIB as f64) as u64,
             only_n,
             modes,
-            reps: env_f64("S3PUMP_BENCH_REPS").unwrap_or(1.0).max(1.0) as usize,
+            reps: env_f64("S3PUMP_BENCH_REPS").unwrap_or(2.0).max(1.0) as usize,
             markdown,
         }
     }
@@ -637,12 +637,25 @@ fn mib(kib: u64) -> String {
 
 fn run() {
     let settings = Settings::from_env();
-    println!(
-        "s3pump benchmarks on {} ({} CPUs); sections: {}",
+    let machine = format!(
+        "{} ({} CPUs), Linux {}",
         cpu_model(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
+        first_line("/proc/sys/kernel/osrelease")
+    );
+    let load = || {
+        first_line("/proc/loadavg")
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let load_before = load();
+    println!(
+        "s3pump benchmarks on {machine}; sections: {}; load average {load_before}",
         settings.sections.join(",")
     );
+    let started = Instant::now();
     let mut tables = Vec::new();
     if settings.wants("micro") {
         tables.push(micro());
@@ -656,14 +669,30 @@ fn run() {
     if settings.wants("scaling") {
         tables.push(scaling(&settings));
     }
+    let conditions = format!(
+        "{machine}; load average {load_before} before, {} after; {:.0} s",
+        load(),
+        started.elapsed().as_secs_f64()
+    );
     for t in &tables {
         print!("{}", t.text());
     }
+    println!("\n{conditions}");
     if let Some(path) = &settings.markdown {
-        let md: String = tables.iter().map(Table::markdown).collect();
+        let md: String = std::iter::once(format!("Run on {conditions}.\n\n"))
+            .chain(tables.iter().map(Table::markdown))
+            .collect();
         std::fs::write(path, md).unwrap_or_else(|e| panic!("writing {path}: {e}"));
         println!("\nMarkdown written to {path}");
     }
+}
+
+/// The first line of a small file, trimmed ("?" if unreadable).
+fn first_line(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.lines().next().map(|l| l.trim().to_string()))
+        .unwrap_or_else(|| "?".into())
 }
 
 fn cpu_model() -> String {
@@ -1053,7 +1082,7 @@ fn micro() -> Table {
         ));
     });
     t.row(vec![
-        "  the same with crc_fast::checksum_combine (before)".into(),
+        "CRC64NVME combine with crc_fast::checksum_combine (before)".into(),
         format!("{:.1} µs per part", combine_crc_fast * 1e6),
         format!("{:.4} s", combine_crc_fast * parts_per_gib),
     ]);
