@@ -376,40 +376,6 @@ impl Client {
             format!("{}://{authority}{path}?{query}", i.scheme)
         };
         log::trace!("{} {} {url}", req.operation, req.method);
-        if i.scheme == "http"
-            && req.operation == "UploadPart"
-            && req.body.len() >= direct::MIN_BODY
-            && agent.config().proxy().is_none()
-        {
-            // A part over plain HTTP: straight from the slab (see direct.rs).
-            let target = if query.is_empty() {
-                path.clone()
-            } else {
-                format!("{path}?{query}")
-            };
-            let response = direct::send(&direct::DirectRequest {
-                authority: &authority,
-                method: req.method.as_str(),
-                target: &target,
-                headers: &headers,
-                body: req.body,
-                connect_timeout: i.connect_timeout,
-                idle_timeout: i.idle_timeout,
-            })
-            .map_err(|e| {
-                let e = match e.kind() {
-                    // A socket timeout surfaces as EAGAIN.
-                    std::io::ErrorKind::WouldBlock => std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "no byte moved within the idle timeout",
-                    ),
-                    _ => e,
-                };
-                transport_error(req.operation, ureq::Error::Io(e))
-            })?;
-            log::trace!("{} {} -> {}", req.operation, req.method, response.status());
-            return Ok(response);
-        }
         let mut builder = http::Request::builder()
             .method(req.method.clone())
             .uri(&url);
@@ -418,7 +384,12 @@ impl Client {
         }
         let result = if req.method == http::Method::PUT || req.method == http::Method::POST {
             let request = builder.body(req.body).map_err(|e| bad_request(req, e))?;
-            agent.run(request)
+            if direct::takes(&i.scheme, req.operation, req.body.len(), agent) {
+                // A part over plain HTTP: straight from the slab (see direct.rs).
+                direct::send(&request, i.connect_timeout, i.idle_timeout)
+            } else {
+                agent.run(request)
+            }
         } else {
             let request = builder.body(()).map_err(|e| bad_request(req, e))?;
             agent.run(request)

@@ -34,19 +34,13 @@ const MAX_HEAD: usize = 64 * 1024;
 const MAX_BODY: u64 = 16 << 20;
 const MAX_HEADERS: usize = 64;
 
-/// One request to send.
-pub(crate) struct DirectRequest<'a> {
-    /// `host[:port]`, as in the `Host` header.
-    pub authority: &'a str,
-    pub method: &'a str,
-    /// Path and query, as on the request line.
-    pub target: &'a str,
-    /// Every header but `content-length`.
-    pub headers: &'a [(String, String)],
-    pub body: &'a [u8],
-    pub connect_timeout: Duration,
-    /// Read/write inactivity timeout.
-    pub idle_timeout: Duration,
+/// Whether a request goes out here rather than through ureq: an UploadPart
+/// of at least [`MIN_BODY`] bytes to an `http://` endpoint, without a proxy.
+pub(crate) fn takes(scheme: &str, operation: &str, body_len: usize, agent: &ureq::Agent) -> bool {
+    scheme == "http"
+        && operation == "UploadPart"
+        && body_len >= MIN_BODY
+        && agent.config().proxy().is_none()
 }
 
 struct Conn {
@@ -60,42 +54,59 @@ thread_local! {
     static CONN: RefCell<Option<Conn>> = const { RefCell::new(None) };
 }
 
-/// Sends `req` and returns the reply.
+/// Sends `request` (already validated by the `http` crate's builder) and
+/// returns the reply, or an error as ureq would report it.
 ///
 /// Like ureq's pool, a kept-alive connection is reused only while it is
 /// younger than [`MAX_IDLE`] and the server has not closed it; a request that
 /// fails is not resent here (the caller's retry policy decides).
-pub(crate) fn send(req: &DirectRequest<'_>) -> io::Result<http::Response<ureq::Body>> {
+pub(crate) fn send(
+    request: &http::Request<&[u8]>,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+) -> Result<http::Response<ureq::Body>, ureq::Error> {
+    let authority = request.uri().authority().map_or("", |a| a.as_str());
     let cached = CONN.with(|c| c.borrow_mut().take()).filter(|c| {
-        c.authority == req.authority && c.idle_since.elapsed() < MAX_IDLE && is_open(&c.stream)
+        c.authority == authority && c.idle_since.elapsed() < MAX_IDLE && is_open(&c.stream)
     });
-    let mut conn = match cached {
-        Some(c) => c,
-        None => connect(req)?,
-    };
-    let (response, keep_alive) = exchange(&mut conn.stream, req)?;
-    if keep_alive {
-        conn.idle_since = Instant::now();
-        CONN.with(|c| *c.borrow_mut() = Some(conn));
+    let result = match cached {
+        Some(c) => Ok(c),
+        None => connect(authority, connect_timeout, idle_timeout),
     }
-    Ok(response)
+    .and_then(|mut conn| {
+        let (response, keep_alive) = exchange(&mut conn.stream, request)?;
+        if keep_alive {
+            conn.idle_since = Instant::now();
+            CONN.with(|c| *c.borrow_mut() = Some(conn));
+        }
+        Ok(response)
+    });
+    result.map_err(|e| {
+        ureq::Error::Io(match e.kind() {
+            // A socket timeout surfaces as EAGAIN.
+            ErrorKind::WouldBlock => {
+                io::Error::new(ErrorKind::TimedOut, "no byte moved within the idle timeout")
+            }
+            _ => e,
+        })
+    })
 }
 
-fn connect(req: &DirectRequest<'_>) -> io::Result<Conn> {
-    let addrs = if req.authority.contains(':') && !req.authority.ends_with(']') {
-        req.authority.to_socket_addrs()?
+fn connect(authority: &str, connect_timeout: Duration, idle_timeout: Duration) -> io::Result<Conn> {
+    let addrs = if authority.contains(':') && !authority.ends_with(']') {
+        authority.to_socket_addrs()?
     } else {
-        (req.authority.trim_matches(['[', ']']), 80).to_socket_addrs()?
+        (authority.trim_matches(['[', ']']), 80).to_socket_addrs()?
     };
     let mut last = io::Error::new(ErrorKind::NotFound, "the host has no address");
     for addr in addrs {
-        match TcpStream::connect_timeout(&addr, req.connect_timeout) {
+        match TcpStream::connect_timeout(&addr, connect_timeout) {
             Ok(stream) => {
                 stream.set_nodelay(true)?;
-                stream.set_read_timeout(Some(req.idle_timeout))?;
-                stream.set_write_timeout(Some(req.idle_timeout))?;
+                stream.set_read_timeout(Some(idle_timeout))?;
+                stream.set_write_timeout(Some(idle_timeout))?;
                 return Ok(Conn {
-                    authority: req.authority.to_string(),
+                    authority: authority.to_string(),
                     stream,
                     idle_since: Instant::now(),
                 });
@@ -121,27 +132,30 @@ fn is_open(stream: &TcpStream) -> bool {
 /// can be kept.
 fn exchange(
     stream: &mut TcpStream,
-    req: &DirectRequest<'_>,
+    request: &http::Request<&[u8]>,
 ) -> io::Result<(http::Response<ureq::Body>, bool)> {
-    let mut head = String::with_capacity(1024);
-    for part in [req.method, " ", req.target, " HTTP/1.1\r\n"] {
-        head.push_str(part);
+    let body: &[u8] = request.body();
+    let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let mut head = Vec::with_capacity(1024);
+    for part in [request.method().as_str(), " ", target, " HTTP/1.1\r\n"] {
+        head.extend_from_slice(part.as_bytes());
     }
-    for (name, value) in req.headers {
-        for part in [name.as_str(), ": ", value.as_str(), "\r\n"] {
-            head.push_str(part);
-        }
+    for (name, value) in request.headers() {
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
     }
-    head.push_str(&format!(
-        "user-agent: s3pump/{}\r\ncontent-length: {}\r\n\r\n",
-        env!("CARGO_PKG_VERSION"),
-        req.body.len()
-    ));
-    write_all_vectored(
-        stream,
-        &mut [IoSlice::new(head.as_bytes()), IoSlice::new(req.body)],
-    )?;
-    read_reply(stream, req.method == "HEAD")
+    head.extend_from_slice(
+        format!(
+            "user-agent: s3pump/{}\r\ncontent-length: {}\r\n\r\n",
+            env!("CARGO_PKG_VERSION"),
+            body.len()
+        )
+        .as_bytes(),
+    );
+    write_all_vectored(stream, &mut [IoSlice::new(&head), IoSlice::new(body)])?;
+    read_reply(stream, request.method() == http::Method::HEAD)
 }
 
 fn write_all_vectored(stream: &mut TcpStream, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
@@ -440,23 +454,22 @@ mod tests {
         }
     }
 
-    fn put(addr: &str, body: &[u8]) -> io::Result<(u16, String, Vec<u8>)> {
-        let headers = vec![
-            ("host".to_string(), addr.to_string()),
-            (
-                "x-amz-content-sha256".to_string(),
-                "UNSIGNED-PAYLOAD".to_string(),
-            ),
-        ];
-        let mut response = send(&DirectRequest {
-            authority: addr,
-            method: "PUT",
-            target: "/bucket/key?partNumber=1&uploadId=u",
-            headers: &headers,
-            body,
-            connect_timeout: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(5),
-        })?;
+    fn request<'b>(addr: &str, body: &'b [u8]) -> http::Request<&'b [u8]> {
+        http::Request::builder()
+            .method("PUT")
+            .uri(format!("http://{addr}/bucket/key?partNumber=1&uploadId=u"))
+            .header("host", addr)
+            .header("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
+            .body(body)
+            .unwrap()
+    }
+
+    fn put(addr: &str, body: &[u8]) -> Result<(u16, String, Vec<u8>), ureq::Error> {
+        let mut response = send(
+            &request(addr, body),
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+        )?;
         let etag = response
             .headers()
             .get("etag")
@@ -465,6 +478,13 @@ mod tests {
         let status = response.status().as_u16();
         let body = response.body_mut().read_to_vec().unwrap();
         Ok((status, etag, body))
+    }
+
+    fn io_kind(e: &ureq::Error) -> ErrorKind {
+        match e {
+            ureq::Error::Io(io) => io.kind(),
+            other => panic!("not an I/O error: {other:?}"),
+        }
     }
 
     #[test]
@@ -541,7 +561,7 @@ mod tests {
         let err = put(&f.addr, b"x").unwrap_err();
         assert!(
             matches!(
-                err.kind(),
+                io_kind(&err),
                 ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset
             ),
             "{err:?}"
@@ -557,22 +577,14 @@ mod tests {
             std::thread::sleep(Duration::from_secs(3));
             drop(conn);
         });
-        let headers = vec![("host".to_string(), addr.clone())];
         let started = Instant::now();
-        let err = send(&DirectRequest {
-            authority: &addr,
-            method: "PUT",
-            target: "/b/k",
-            headers: &headers,
-            body: b"small",
-            connect_timeout: Duration::from_secs(5),
-            idle_timeout: Duration::from_millis(200),
-        })
+        let err = send(
+            &request(&addr, b"small"),
+            Duration::from_secs(5),
+            Duration::from_millis(200),
+        )
         .unwrap_err();
-        assert!(
-            matches!(err.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
-            "{err:?}"
-        );
+        assert_eq!(io_kind(&err), ErrorKind::TimedOut, "{err:?}");
         assert!(started.elapsed() < Duration::from_secs(2));
     }
 }
