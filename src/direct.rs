@@ -4,8 +4,8 @@
 //! ureq copies a request body through its 128 KiB output buffer and writes
 //! it in 128 KiB `send`s. For a part that is a second pass over every byte
 //! and 128 system calls per 16 MiB, about 0.05 CPU s per GiB on loopback
-//! (docs/PERFORMANCE.md). Here the head and the whole body go out in one
-//! vectored write from the slab, and the (small) reply is read back into
+//! (docs/PERFORMANCE.md). Here the head goes out in one `send` and the whole
+//! body in one more, straight from the slab, and the (small) reply is read back into
 //! memory and handed over as an ordinary `http::Response<ureq::Body>`, so
 //! everything after the send (status check, ETag, error parsing, retries)
 //! is unchanged.
@@ -16,7 +16,7 @@
 //! connections close with them).
 
 use std::cell::RefCell;
-use std::io::{self, ErrorKind, IoSlice, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
@@ -154,21 +154,12 @@ fn exchange(
         )
         .as_bytes(),
     );
-    write_all_vectored(stream, &mut [IoSlice::new(&head), IoSlice::new(body)])?;
+    // Two `send`s rather than one `writev`: std sends with MSG_NOSIGNAL, so a
+    // connection reset mid-body is an error, never a SIGPIPE in a host
+    // program that has not ignored it (writev cannot take that flag).
+    stream.write_all(&head)?;
+    stream.write_all(body)?;
     read_reply(stream, request.method() == http::Method::HEAD)
-}
-
-fn write_all_vectored(stream: &mut TcpStream, mut bufs: &mut [IoSlice<'_>]) -> io::Result<()> {
-    IoSlice::advance_slices(&mut bufs, 0);
-    while !bufs.is_empty() {
-        match stream.write_vectored(bufs) {
-            Ok(0) => return Err(ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// A parsed reply head.
