@@ -82,11 +82,23 @@ pub(crate) struct Crc {
 
 impl Crc {
     /// The CRC of `self`'s data followed by `next`'s data.
+    ///
+    /// `crc(A‖B) = crc(A) · x^(8·|B|) mod P ⊕ crc(B)` for these reflected,
+    /// pre- and post-inverted CRCs (zlib's `crc32_combine` method): a few
+    /// microseconds, where `crc_fast::checksum_combine`'s GF(2) matrix
+    /// squaring takes about 170 µs per call, which the caller's thread paid
+    /// once per part after Complete (43 ms for a 4 GiB upload in 16 MiB
+    /// parts, 1.7 s for 10,000 parts).
     pub fn combine(self, next: Crc) -> Crc {
-        let alg = self.algorithm.crc().expect("a Crc always has an algorithm");
+        let (poly, top) = match self.algorithm {
+            ChecksumAlgorithm::Crc64Nvme => (CRC64NVME_REFLECTED, 1u64 << 63),
+            ChecksumAlgorithm::Crc32c => (CRC32C_REFLECTED, 1u64 << 31),
+            ChecksumAlgorithm::None => unreachable!("a Crc always has an algorithm"),
+        };
+        let shift = x_pow_8n_mod_p(next.len, poly, top);
         Crc {
             algorithm: self.algorithm,
-            value: crc_fast::checksum_combine(alg, self.value, next.value, next.len),
+            value: mult_mod_p(shift, self.value, poly, top) ^ next.value,
             len: self.len + next.len,
         }
     }
@@ -115,6 +127,43 @@ impl Crc {
     }
 }
 
+/// CRC-32C's polynomial 0x1EDC6F41, bit-reflected.
+const CRC32C_REFLECTED: u64 = 0x82F6_3B78;
+/// CRC-64/NVME's polynomial 0xAD93D23594C93659, bit-reflected.
+const CRC64NVME_REFLECTED: u64 = 0x9A6C_9329_AC4B_C9B5;
+
+/// `a · b mod P` in GF(2), in the reflected representation of a CRC whose
+/// top bit (`top`, = x⁰) is 1 << (width − 1).
+fn mult_mod_p(a: u64, mut b: u64, poly: u64, top: u64) -> u64 {
+    let mut m = top;
+    let mut p = 0;
+    while m != 0 {
+        if a & m != 0 {
+            p ^= b;
+            if a & (m - 1) == 0 {
+                break;
+            }
+        }
+        m >>= 1;
+        b = if b & 1 != 0 { (b >> 1) ^ poly } else { b >> 1 };
+    }
+    p
+}
+
+/// `x^(8·n) mod P`: the operator that appends `n` zero bytes to a CRC.
+fn x_pow_8n_mod_p(mut n: u64, poly: u64, top: u64) -> u64 {
+    let mut result = top; // x⁰
+    let mut square = top >> 8; // x⁸
+    while n != 0 {
+        if n & 1 != 0 {
+            result = mult_mod_p(square, result, poly, top);
+        }
+        square = mult_mod_p(square, square, poly, top);
+        n >>= 1;
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +190,39 @@ mod tests {
             None
         );
         assert!(ChecksumAlgorithm::None.compute(b"x").is_none());
+    }
+
+    #[test]
+    fn combining_agrees_with_crc_fast() {
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i * 13 % 256) as u8).collect();
+        for (alg, crc_alg) in [
+            (ChecksumAlgorithm::Crc64Nvme, CrcAlgorithm::Crc64Nvme),
+            (ChecksumAlgorithm::Crc32c, CrcAlgorithm::Crc32Iscsi),
+        ] {
+            for split in [0, 1, 7, 8, 9, 4096, 65_535, 69_999, 70_000] {
+                let (a, b) = data.split_at(split);
+                let (ca, cb) = (alg.compute(a).unwrap(), alg.compute(b).unwrap());
+                let ours = ca.combine(cb);
+                assert_eq!(ours, alg.compute(&data).unwrap(), "{alg:?} split {split}");
+                let theirs = crc_fast::checksum_combine(crc_alg, ca.value, cb.value, cb.len);
+                assert_eq!(ours.value, theirs, "{alg:?} split {split}");
+            }
+            // Lengths far beyond the data: against crc_fast's combine.
+            for len in [16u64 << 20, 5 << 30, (1 << 40) + 12345] {
+                let theirs = crc_fast::checksum_combine(crc_alg, 0x1234_5678, 0x9abc_def0, len);
+                let ours = Crc {
+                    algorithm: alg,
+                    value: 0x1234_5678,
+                    len: 1,
+                }
+                .combine(Crc {
+                    algorithm: alg,
+                    value: 0x9abc_def0,
+                    len,
+                });
+                assert_eq!(ours.value, theirs, "{alg:?} len {len}");
+            }
+        }
     }
 
     #[test]

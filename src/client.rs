@@ -11,7 +11,7 @@ use ureq::http::{self, Uri};
 use crate::credentials::{self, Credentials};
 use crate::retry::RetryPolicy;
 use crate::sigv4::{self, SigningRequest};
-use crate::{Error, Result, xml};
+use crate::{Error, Result, direct, xml};
 
 /// How the bucket appears in request URLs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -382,7 +382,12 @@ impl Client {
         }
         let result = if req.method == http::Method::PUT || req.method == http::Method::POST {
             let request = builder.body(req.body).map_err(|e| bad_request(req, e))?;
-            agent.run(request)
+            if direct::takes(&i.scheme, req.operation, req.body.len(), agent) {
+                // A part over plain HTTP: straight from the slab (see direct.rs).
+                direct::send(&request, i.connect_timeout, i.idle_timeout)
+            } else {
+                agent.run(request)
+            }
         } else {
             let request = builder.body(()).map_err(|e| bad_request(req, e))?;
             agent.run(request)

@@ -27,9 +27,12 @@
 #![warn(missing_docs)]
 
 mod args;
+#[doc(hidden)]
+pub mod bench;
 mod checksum;
 mod client;
 mod credentials;
+mod direct;
 mod download;
 mod error;
 mod multipart;

@@ -57,8 +57,15 @@ pub struct EmuCounters {
 }
 
 /// The emulation library, compiled on first use; later calls return the
-/// same path.
+/// same path. The library is also kept loaded from then on, so that the
+/// counters (statics in it) survive the last provider that used it.
 pub fn emu_library() -> &'static Path {
+    let path = emu_library_path();
+    hooks();
+    path
+}
+
+fn emu_library_path() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| build_c_library("s3pump_rdma_emu", "tests/rdma_emu/s3pump_rdma_emu.c", &[]))
 }
@@ -150,7 +157,7 @@ pub fn unique_name(prefix: &str) -> String {
 fn hooks() -> &'static Library {
     static LIB: OnceLock<Library> = OnceLock::new();
     LIB.get_or_init(|| {
-        let path = emu_library();
+        let path = emu_library_path();
         // SAFETY: the emulation library is built from this repository's
         // source and has no initialisers beyond the C runtime's.
         let lib = unsafe { Library::new(path) }
