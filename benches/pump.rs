@@ -911,7 +911,7 @@ fn scaling(s: &Settings) -> Table {
     t.notes.push(
         "UNSIGNED-PAYLOAD + CRC64NVME (s3s-fs verifies the CRC). seconds = the whole put_object \
          (Create, parts, Complete); parts phase = until the last part's acknowledgement; \
-         Complete = the rest (s3s-fs concatenates the parts into the object file then). \
+         Complete = the rest (the test server assembles the object file then). \
          The object's ETag is checked after every upload."
             .into(),
     );
