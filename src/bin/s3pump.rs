@@ -256,14 +256,13 @@ fn put(o: &Options) -> Result<String, String> {
     }
     .map_err(|e| format!("{url}: {e}"))?;
     finish_progress();
-    Ok(format!(
-        "{{\"bucket\":{},\"key\":{},\"etag\":{},\"parts\":{},\"bytes\":{},\"seconds\":{:.3}}}",
-        json_string(&bucket),
-        json_string(&key),
-        json_string(&out.etag),
-        out.parts,
+    Ok(json_line(
+        &bucket,
+        &key,
+        &out.etag,
+        out.parts.into(),
         out.bytes,
-        started.elapsed().as_secs_f64()
+        started,
     ))
 }
 
@@ -294,14 +293,8 @@ fn get(o: &Options) -> Result<String, String> {
     }
     .map_err(|e| format!("{url}: {e}"))?;
     finish_progress();
-    Ok(format!(
-        "{{\"bucket\":{},\"key\":{},\"etag\":{},\"parts\":{},\"bytes\":{},\"seconds\":{:.3}}}",
-        json_string(&bucket),
-        json_string(&key),
-        json_string(&out.etag),
-        out.parts,
-        out.size,
-        started.elapsed().as_secs_f64()
+    Ok(json_line(
+        &bucket, &key, &out.etag, out.parts, out.size, started,
     ))
 }
 
@@ -331,6 +324,24 @@ fn finish_progress() {
     if std::io::stderr().is_terminal() {
         eprintln!();
     }
+}
+
+/// The one line `put` and `get` print on success.
+fn json_line(
+    bucket: &str,
+    key: &str,
+    etag: &str,
+    parts: u64,
+    bytes: u64,
+    started: Instant,
+) -> String {
+    format!(
+        "{{\"bucket\":{},\"key\":{},\"etag\":{},\"parts\":{parts},\"bytes\":{bytes},\"seconds\":{:.3}}}",
+        json_string(bucket),
+        json_string(key),
+        json_string(etag),
+        started.elapsed().as_secs_f64()
+    )
 }
 
 /// A JSON string literal.
