@@ -140,6 +140,13 @@ impl Tracked {
         }
     }
 
+    /// Remembers the MD5 (the ETag s3s-fs gave it) of a stored part.
+    fn record_part(&self, part: (String, i32), output: &UploadPartOutput) {
+        if let Some(md5) = output.e_tag.as_ref().map(|e| e.value().to_owned()) {
+            self.part_md5s.lock().insert(part, md5);
+        }
+    }
+
     /// CompleteMultipartUpload the way S3 does it, in place of s3s-fs's:
     /// parts are checked against the ETags S3 gave them (`InvalidPart`), their
     /// order (`InvalidPartOrder`) and size (`EntityTooSmall`), with the upload
@@ -595,7 +602,10 @@ impl_s3! {
         async fn upload_part(&self, mut req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
             self.no_such_upload(&req.input.upload_id)?;
             let Some(body) = req.input.body.take() else {
-                return self.fs.upload_part(req).await;
+                let part_key = (req.input.upload_id.clone(), req.input.part_number);
+                let resp = self.fs.upload_part(req).await?;
+                self.record_part(part_key, &resp.output);
+                return Ok(resp);
             };
             let i = &req.input;
             let expected = Expected {
@@ -611,9 +621,7 @@ impl_s3! {
             req.input.body = Some(body);
             let part_key = (req.input.upload_id.clone(), req.input.part_number);
             let mut resp = bad_digest_or(self.fs.upload_part(req).await, &outcome)?;
-            if let Some(md5) = resp.output.e_tag.as_ref().map(|e| e.value().to_owned()) {
-                self.part_md5s.lock().insert(part_key, md5);
-            }
+            self.record_part(part_key, &resp.output);
             if let Some(c) = outcome.lock().computed.take() {
                 let o = &mut resp.output;
                 o.checksum_crc32 = c.checksum_crc32;
@@ -671,6 +679,9 @@ impl_s3! {
             let upload_id = req.input.upload_id.clone();
             self.no_such_upload(&upload_id)?;
             let result = self.fs.abort_multipart_upload(req).await;
+            if result.is_ok() {
+                self.part_md5s.lock().retain(|(id, _), _| *id != upload_id);
+            }
             if result.is_ok() || !self.fs_has_upload(&upload_id) {
                 self.uploads.close(&upload_id);
             }
