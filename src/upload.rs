@@ -58,16 +58,7 @@ impl Client {
         let progress = args.progress.take().map(parking_lot::Mutex::into_inner);
         let rdma = args.rdma.clone();
         let pool = SlabPool::new(plan.slab_len as usize, plan.slabs, rdma);
-        let upload = Upload {
-            client: self,
-            bucket,
-            key,
-            args: &args,
-            plan: &plan,
-            pool: &pool,
-            http_only: AtomicBool::new(false),
-            stopped: AtomicBool::new(false),
-        };
+        let upload = Upload::new(self, bucket, key, &args, &plan, &pool);
         let mut source = Source {
             reader,
             offset: 0,
@@ -230,7 +221,27 @@ impl Drop for PanicGuard<'_> {
     }
 }
 
-impl Upload<'_> {
+impl<'a> Upload<'a> {
+    pub(crate) fn new(
+        client: &'a Client,
+        bucket: &'a str,
+        key: &'a str,
+        args: &'a PutObjectArgs,
+        plan: &'a Plan,
+        pool: &'a SlabPool,
+    ) -> Self {
+        Upload {
+            client,
+            bucket,
+            key,
+            args,
+            plan,
+            pool,
+            http_only: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+        }
+    }
+
     pub(crate) fn rdma_slot<'s>(&'s self, slab: &'s Slab) -> Option<RdmaSlot<'s>> {
         slab.registration().map(|registration| RdmaSlot {
             registration,

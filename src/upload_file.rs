@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -116,16 +116,7 @@ impl Client {
         let progress = args.progress.take().map(parking_lot::Mutex::into_inner);
         // Each worker holds one buffer at a time: no producer, no extra slab.
         let pool = SlabPool::new(plan.slab_len as usize, plan.inflight, args.rdma.clone());
-        let upload = Upload {
-            client: self,
-            bucket,
-            key,
-            args: &args,
-            plan: &plan,
-            pool: &pool,
-            http_only: AtomicBool::new(false),
-            stopped: AtomicBool::new(false),
-        };
+        let upload = Upload::new(self, bucket, key, &args, &plan, &pool);
         let mut out = match resume {
             None if parts == 1 => {
                 let mut slab = pool.first()?;
