@@ -29,6 +29,7 @@ use crate::rdma::{RdmaOp, RdmaProvider, RdmaRegistration};
 use crate::retry::is_retryable;
 use crate::slab::{Slab, SlabPool};
 use crate::transfer::{RDMA_REPLY_HEADER, RDMA_TOKEN_HEADER};
+use crate::upload::panic_message;
 use crate::{CancelHandle, ChecksumAlgorithm, Client, Error, Progress, Result};
 
 /// Reply header of an RDMA GetObject: how many bytes the server wrote into
@@ -658,12 +659,7 @@ impl Download<'_> {
             }
             for handle in workers {
                 if let Err(panic) = handle.join() {
-                    let msg = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "a download worker panicked".into());
-                    fail(&mut failure, None, Error::Panic(msg));
+                    fail(&mut failure, None, Error::Panic(panic_message(&panic)));
                 }
             }
         });

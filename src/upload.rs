@@ -563,7 +563,8 @@ impl<'a> Upload<'a> {
     }
 }
 
-fn panic_message(panic: &Box<dyn Any + Send>) -> String {
+/// The message a thread panicked with, as text.
+pub(crate) fn panic_message(panic: &Box<dyn Any + Send>) -> String {
     panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

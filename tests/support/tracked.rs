@@ -325,6 +325,21 @@ struct Expected {
     md5_b64: Option<String>,
 }
 
+/// The checksum headers of a PutObject or UploadPart input (the two types
+/// have the same field names).
+macro_rules! expected_checksums {
+    ($input:expr) => {
+        Expected {
+            crc32: $input.checksum_crc32.clone(),
+            crc32c: $input.checksum_crc32c.clone(),
+            crc64nvme: $input.checksum_crc64nvme.clone(),
+            sha1: $input.checksum_sha1.clone(),
+            sha256: $input.checksum_sha256.clone(),
+            md5_b64: $input.content_md5.clone(),
+        }
+    };
+}
+
 /// What a [`VerifyStream`] found, shared with the operation that set it up.
 #[derive(Default)]
 struct VerifyOutcome {
@@ -566,14 +581,7 @@ impl_s3! {
                 return self.fs.put_object(req).await;
             };
             let i = &req.input;
-            let expected = Expected {
-                crc32: i.checksum_crc32.clone(),
-                crc32c: i.checksum_crc32c.clone(),
-                crc64nvme: i.checksum_crc64nvme.clone(),
-                sha1: i.checksum_sha1.clone(),
-                sha256: i.checksum_sha256.clone(),
-                md5_b64: i.content_md5.clone(),
-            };
+            let expected = expected_checksums!(i);
             let (body, outcome) =
                 verify_body(body, expected, i.checksum_algorithm.as_ref(), &req.headers, req.trailing_headers.clone());
             req.input.body = Some(body);
@@ -601,25 +609,17 @@ impl_s3! {
 
         async fn upload_part(&self, mut req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
             self.no_such_upload(&req.input.upload_id)?;
+            let part_key = (req.input.upload_id.clone(), req.input.part_number);
             let Some(body) = req.input.body.take() else {
-                let part_key = (req.input.upload_id.clone(), req.input.part_number);
                 let resp = self.fs.upload_part(req).await?;
                 self.record_part(part_key, &resp.output);
                 return Ok(resp);
             };
             let i = &req.input;
-            let expected = Expected {
-                crc32: i.checksum_crc32.clone(),
-                crc32c: i.checksum_crc32c.clone(),
-                crc64nvme: i.checksum_crc64nvme.clone(),
-                sha1: i.checksum_sha1.clone(),
-                sha256: i.checksum_sha256.clone(),
-                md5_b64: i.content_md5.clone(),
-            };
+            let expected = expected_checksums!(i);
             let (body, outcome) =
                 verify_body(body, expected, i.checksum_algorithm.as_ref(), &req.headers, req.trailing_headers.clone());
             req.input.body = Some(body);
-            let part_key = (req.input.upload_id.clone(), req.input.part_number);
             let mut resp = bad_digest_or(self.fs.upload_part(req).await, &outcome)?;
             self.record_part(part_key, &resp.output);
             if let Some(c) = outcome.lock().computed.take() {
