@@ -18,11 +18,11 @@ pub fn sign(
     headers: &[(String, String)],
     payload_hash: &str,
 ) -> Vec<(String, String)> {
-    crate::sigv4::sign(
+    crate::auth::sigv4::sign(
         credentials,
         region,
         time,
-        &crate::sigv4::SigningRequest {
+        &crate::auth::sigv4::SigningRequest {
             method,
             canonical_uri,
             query,
@@ -34,7 +34,7 @@ pub fn sign(
 
 /// The hex SHA-256 of `data`, as sent in `x-amz-content-sha256`.
 pub fn hex_sha256(data: &[u8]) -> String {
-    crate::sigv4::hex_sha256(data)
+    crate::auth::sigv4::hex_sha256(data)
 }
 
 /// The checksum of `data` a part would carry, `None` for no checksum.
@@ -45,7 +45,7 @@ pub fn checksum(algorithm: ChecksumAlgorithm, data: &[u8]) -> Option<u64> {
 /// The CRC of data `a` followed by data `b` of `b_len` bytes, from their CRCs,
 /// as the full-object checksum is built from the parts' checksums.
 pub fn checksum_combine(algorithm: ChecksumAlgorithm, a: u64, b: u64, b_len: u64) -> u64 {
-    let crc = |value, len| crate::checksum::Crc {
+    let crc = |value, len| crate::s3::checksum::Crc {
         algorithm,
         value,
         len,

@@ -26,36 +26,26 @@
 //! ```
 #![warn(missing_docs)]
 
-mod args;
+mod auth;
 #[doc(hidden)]
 pub mod bench;
-mod checksum;
 mod client;
-mod credentials;
-mod direct;
 mod download;
 mod error;
-mod multipart;
-mod ops;
-mod plan;
+mod pipeline;
 mod rdma;
-mod rdma_ffi;
-mod retry;
-mod sigv4;
-mod slab;
-mod transfer;
+mod s3;
+mod transport;
 mod upload;
-mod upload_file;
-mod xml;
 
-pub use args::{CancelHandle, PayloadSigning, Progress, PutObjectArgs, PutObjectOutput};
-pub use checksum::ChecksumAlgorithm;
+pub use auth::credentials::Credentials;
+pub use client::retry::RetryPolicy;
 pub use client::{Addressing, Client, ClientBuilder};
-pub use credentials::Credentials;
 pub use download::{DownloadArgs, DownloadOutput};
 pub use error::{Error, Result};
-pub use multipart::{CompletedUpload, MultipartUpload, UploadedPart};
-pub use ops::ObjectInfo;
+pub use rdma::ffi::FfiRdmaProvider;
 pub use rdma::{RdmaOp, RdmaProvider, RdmaRegistration};
-pub use rdma_ffi::FfiRdmaProvider;
-pub use retry::RetryPolicy;
+pub use s3::checksum::ChecksumAlgorithm;
+pub use s3::multipart::{CompletedUpload, MultipartUpload, UploadedPart};
+pub use s3::object::ObjectInfo;
+pub use upload::args::{CancelHandle, PayloadSigning, Progress, PutObjectArgs, PutObjectOutput};

@@ -3,7 +3,8 @@
 use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
 
-use crate::Error;
+use crate::client::Request;
+use crate::{Client, Error, Result};
 
 /// How failed requests are retried.
 ///
@@ -151,6 +152,45 @@ pub(crate) fn is_retryable(err: &Error, idempotent: bool) -> bool {
         }
         Error::Transport { .. } => idempotent,
         _ => false,
+    }
+}
+
+impl Client {
+    /// Runs `attempt` until it succeeds, fails for good, or the retry budget
+    /// is spent; logs every retry at DEBUG with the operation, part and attempt.
+    pub(crate) fn retrying<T>(
+        &self,
+        req: &Request<'_>,
+        part: Option<u32>,
+        idempotent: bool,
+        mut attempt: impl FnMut(u32) -> Result<T>,
+    ) -> Result<T> {
+        let operation = req.operation;
+        let object = match req.key {
+            Some(key) => format!("{}/{key}", req.bucket),
+            None => req.bucket.to_string(),
+        };
+        let mut state = self.inner.retry.start();
+        loop {
+            let n = state.attempt();
+            match attempt(n) {
+                Ok(v) => return Ok(v),
+                Err(e) => match state.next_backoff(&e, idempotent) {
+                    Some(wait) => {
+                        match part {
+                            Some(p) => log::debug!(
+                                "{operation} {object} part {p} attempt {n} failed, retrying in {wait:?}: {e}"
+                            ),
+                            None => log::debug!(
+                                "{operation} {object} attempt {n} failed, retrying in {wait:?}: {e}"
+                            ),
+                        }
+                        std::thread::sleep(wait);
+                    }
+                    None => return Err(e),
+                },
+            }
+        }
     }
 }
 

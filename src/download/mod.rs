@@ -20,16 +20,16 @@ use crossbeam_channel::{Receiver, Sender, select};
 use ureq::Agent;
 use ureq::http::{HeaderMap, Method};
 
-use crate::args::{GIB, MIB, ProgressFn};
-use crate::checksum::Crc;
+use crate::client::retry::is_retryable;
 use crate::client::{Request, Response, check_status, header};
-use crate::ops::validate_target;
-use crate::plan::{MAX_PART_SIZE, MAX_RDMA_BUFFER, check_inflight, fit_in_memory};
+use crate::pipeline::plan::{MAX_PART_SIZE, MAX_RDMA_BUFFER, check_inflight, fit_in_memory};
+use crate::pipeline::slab::{Slab, SlabPool};
 use crate::rdma::{RdmaOp, RdmaProvider, RdmaRegistration};
-use crate::retry::is_retryable;
-use crate::slab::{Slab, SlabPool};
-use crate::transfer::{RDMA_REPLY_HEADER, RDMA_TOKEN_HEADER};
+use crate::s3::checksum::Crc;
+use crate::s3::object::validate_target;
+use crate::upload::args::{GIB, MIB, ProgressFn};
 use crate::upload::panic_message;
+use crate::upload::part::{RDMA_REPLY_HEADER, RDMA_TOKEN_HEADER};
 use crate::{CancelHandle, ChecksumAlgorithm, Client, Error, Progress, Result};
 
 /// Reply header of an RDMA GetObject: how many bytes the server wrote into
@@ -773,7 +773,7 @@ impl Download<'_> {
             }
         }
         let buf = &mut slab.as_mut_slice()[..len];
-        self.client.retrying(GET, Some(part), true, |_| {
+        self.client.retrying(&req, Some(part), true, |_| {
             let response = match reply.take() {
                 Some(r) => r,
                 None => self.client.send(agent, &req).map_err(|e| self.changed(e))?,

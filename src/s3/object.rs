@@ -4,9 +4,10 @@ use std::io::Write;
 
 use ureq::http::{HeaderMap, Method};
 
-use crate::client::{Payload, Request, header, read_text};
-use crate::transfer::{Target, send_slab};
-use crate::{Client, Error, PutObjectArgs, PutObjectOutput, Result, xml};
+use crate::client::{Request, header, read_text};
+use crate::s3::xml;
+use crate::upload::part::{Target, send_slab};
+use crate::{Client, Error, PayloadSigning, PutObjectArgs, PutObjectOutput, Result};
 
 /// What [`Client::head_object`] and [`Client::get_object`] learn about an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,7 +182,7 @@ impl Client {
             )
         };
         let req = Request::new("CreateBucket", Method::PUT, bucket, None)
-            .body(body.as_bytes(), Payload::Signed);
+            .body(body.as_bytes(), PayloadSigning::Signed);
         let mut response = self.send_retrying(self.agent(), &req, true)?;
         read_text("CreateBucket", &mut response)?;
         Ok(())

@@ -2,6 +2,10 @@
 //! buffers, N workers send them as parts, the caller's thread collects
 //! ETags and completes or aborts. See DESIGN.md §1.
 
+pub(crate) mod args;
+pub(crate) mod file;
+pub(crate) mod part;
+
 use std::any::Any;
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read};
@@ -11,13 +15,13 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, select};
 
-use crate::args::ProgressFn;
-use crate::checksum::Crc;
-use crate::multipart::UploadedPart;
-use crate::ops::validate_target;
-use crate::plan::{Plan, plan};
-use crate::slab::{Slab, SlabPool};
-use crate::transfer::{RdmaSlot, Sent, Target, send_slab};
+use crate::pipeline::plan::{Plan, plan};
+use crate::pipeline::slab::{Slab, SlabPool};
+use crate::s3::checksum::Crc;
+use crate::s3::multipart::UploadedPart;
+use crate::s3::object::validate_target;
+use crate::upload::args::ProgressFn;
+use crate::upload::part::{RdmaSlot, Sent, Target, send_slab};
 use crate::{Client, Error, Progress, PutObjectArgs, PutObjectOutput, Result};
 
 /// How often the caller's thread looks at the cancel handle while waiting.

@@ -5,7 +5,7 @@
 //! `S3PUMP_SOAK_UPLOADS` sets the number of uploads (CI runs 40; the full
 //! soak is 200) and `S3PUMP_SOAK_SEED` replays a run.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use libloading::Library;
 use parking_lot::Mutex;
 
-use crate::plan::MAX_RDMA_BUFFER;
+use crate::pipeline::plan::MAX_RDMA_BUFFER;
 use crate::rdma::{RdmaOp, RdmaProvider, RdmaRegistration};
 use crate::{Error, Result};
 

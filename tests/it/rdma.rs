@@ -2,7 +2,7 @@
 //! from source, and the in-process server reading the client's registered
 //! memory when it honours `x-amz-rdma-token`.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 

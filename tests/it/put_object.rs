@@ -1,6 +1,6 @@
 //! The parallel upload pipeline: sizes, parallelism, memory bound, failures.
 
-mod support;
+use crate::support;
 
 use std::io::Read;
 use std::sync::Arc;

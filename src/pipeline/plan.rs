@@ -1,6 +1,6 @@
 //! Part planning: part size, parts in flight and buffers for one upload.
 
-use crate::args::{GIB, MIB};
+use crate::upload::args::{GIB, MIB};
 use crate::{Error, PutObjectArgs, Result};
 
 /// S3's smallest part (all but the last).

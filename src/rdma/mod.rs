@@ -3,6 +3,8 @@
 //! See `docs/RDMA.md` for the wire protocol and how a site plugs in its
 //! RDMA library.
 
+pub(crate) mod ffi;
+
 use crate::Result;
 
 /// Whether a token lets the server read the memory (an upload) or write it

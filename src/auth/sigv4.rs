@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::credentials::Credentials;
+use crate::auth::credentials::Credentials;
 
 /// The `x-amz-content-sha256` value of a request whose body is not hashed.
 pub(crate) const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";

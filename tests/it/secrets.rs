@@ -1,7 +1,7 @@
 //! Secrets (the secret access key, the session token, SSE-C keys) never
 //! appear in `Debug`, in any error's `Display`, or in the log at TRACE.
 
-mod support;
+use crate::support;
 
 use s3pump::{Credentials, PutObjectArgs};
 use support::harness::{Harness, data};

@@ -12,12 +12,12 @@ use std::thread;
 use crossbeam_channel::{Receiver, Sender};
 use md5::{Digest, Md5};
 
-use crate::checksum::Crc;
-use crate::multipart::UploadedPart;
-use crate::ops::validate_target;
-use crate::plan::{MIN_PART_SIZE, plan};
-use crate::slab::SlabPool;
-use crate::transfer::{Sent, Target, send_slab};
+use crate::pipeline::plan::{MIN_PART_SIZE, plan};
+use crate::pipeline::slab::SlabPool;
+use crate::s3::checksum::Crc;
+use crate::s3::multipart::UploadedPart;
+use crate::s3::object::validate_target;
+use crate::upload::part::{Sent, Target, send_slab};
 use crate::upload::{Event, PanicGuard, Upload};
 use crate::{Client, Error, PutObjectArgs, PutObjectOutput, Result};
 
@@ -164,7 +164,7 @@ impl Upload<'_> {
         &self,
         upload_id: &str,
         files: &FileParts<'_>,
-        progress: Option<crate::args::ProgressFn>,
+        progress: Option<crate::upload::args::ProgressFn>,
     ) -> Result<PutObjectOutput> {
         let (event_tx, event_rx) = crossbeam_channel::unbounded::<Event>();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);

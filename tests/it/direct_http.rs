@@ -1,7 +1,7 @@
 //! Parts over plain HTTP go out straight from the slab (src/direct.rs), not
 //! through ureq: the same failures must be retried the same way.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Every single-request S3 operation against a real S3 implementation (the
 //! in-process s3s-fs server, or the external S3 in `S3PUMP_TEST_ENDPOINT`).
 
-mod support;
+use crate::support;
 
 use s3pump::{ChecksumAlgorithm, Credentials, Error, PutObjectArgs};
 use support::harness::{Harness, data, md5_hex, multipart_etag};

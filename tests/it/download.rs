@@ -1,7 +1,7 @@
 //! Parallel ranged downloads: sizes, both destinations, parallelism, faults
 //! in the middle, an object replaced mid-download, checksums, RDMA.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

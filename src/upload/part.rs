@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use ureq::Agent;
 use ureq::http::Method;
 
-use crate::checksum::Crc;
-use crate::client::{Payload, Request, Response, check_status, header};
+use crate::client::{Request, Response, check_status, header};
 use crate::rdma::{RdmaOp, RdmaRegistration};
+use crate::s3::checksum::Crc;
 use crate::{Client, Error, PayloadSigning, PutObjectArgs, Result};
 
 /// Header carrying the RDMA token of a request.
@@ -82,12 +82,8 @@ pub(crate) fn send_slab(
         return sent(response, operation, crc);
     }
 
-    let payload = match args.payload_signing {
-        PayloadSigning::Signed => Payload::Signed,
-        PayloadSigning::Unsigned => Payload::Unsigned,
-    };
-    let req = req.body(data, payload);
-    let response = client.retrying(operation, part, true, |_| client.send(agent, &req))?;
+    let req = req.body(data, args.payload_signing);
+    let response = client.retrying(&req, part, true, |_| client.send(agent, &req))?;
     sent(response, operation, crc)
 }
 
@@ -125,7 +121,7 @@ fn send_by_rdma(
             ..Request::new(operation, Method::PUT, req.bucket, req.key)
         }
         .header(RDMA_TOKEN_HEADER, token.as_str())
-        .body(&[], Payload::Unsigned);
+        .body(&[], PayloadSigning::Unsigned);
         let result = client.send_raw(agent, &rdma_req);
         slot.registration.release_token(token);
         // Any reply without the RDMA reply header, success or error (a 501,
@@ -148,7 +144,7 @@ fn send_by_rdma(
         }
         match result.and_then(|response| check_status(&rdma_req, response)) {
             Ok(response) => return Ok(Some(response)),
-            Err(e) if attempt < 2 && crate::retry::is_retryable(&e, true) => {
+            Err(e) if attempt < 2 && crate::client::retry::is_retryable(&e, true) => {
                 log::debug!(
                     "{operation}{} RDMA attempt {attempt} failed, retrying with a fresh token: {e}",
                     part.map(|p| format!(" part {p}")).unwrap_or_default()

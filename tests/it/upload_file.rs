@@ -1,7 +1,7 @@
 //! Uploading files with positional reads on the workers, and resuming an
 //! interrupted upload.
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::time::Duration;

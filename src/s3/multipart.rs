@@ -4,11 +4,12 @@
 use md5::{Digest, Md5};
 use ureq::http::Method;
 
-use crate::checksum::Crc;
-use crate::client::{Payload, Request, header, read_text, s3_error};
-use crate::ops::{validate_bucket, validate_target};
-use crate::transfer::{Target, send_slab};
-use crate::{ChecksumAlgorithm, Client, Error, PutObjectArgs, Result, xml};
+use crate::client::{Request, header, read_text, s3_error};
+use crate::s3::checksum::Crc;
+use crate::s3::object::{validate_bucket, validate_target};
+use crate::s3::xml;
+use crate::upload::part::{Target, send_slab};
+use crate::{ChecksumAlgorithm, Client, Error, PayloadSigning, PutObjectArgs, Result};
 
 /// A part the server has stored, as listed in CompleteMultipartUpload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +66,7 @@ impl Client {
                 .header("x-amz-checksum-algorithm", name)
                 .header("x-amz-checksum-type", "FULL_OBJECT");
         }
-        let body = self.retrying(req.operation, None, true, |_| {
+        let body = self.retrying(&req, None, true, |_| {
             let mut response = self.send(self.agent(), &req)?;
             read_text("CreateMultipartUpload", &mut response)
         })?;
@@ -140,7 +141,7 @@ impl Client {
         body.push_str("</CompleteMultipartUpload>");
         let mut req = Request::new("CompleteMultipartUpload", Method::POST, bucket, Some(key))
             .query("uploadId", upload_id)
-            .body(body.as_bytes(), Payload::Signed);
+            .body(body.as_bytes(), PayloadSigning::Signed);
         // The full-object checksum, combined from the parts' CRCs: the
         // server checks the assembled object against it before committing.
         if let (Some(full), Some(h)) = (full_object_crc(&sorted, checksum), checksum.header()) {
@@ -148,7 +149,7 @@ impl Client {
                 .header(h, full.to_base64())
                 .header("x-amz-checksum-type", "FULL_OBJECT");
         }
-        self.retrying(req.operation, None, true, |attempt| {
+        self.retrying(&req, None, true, |attempt| {
             let result = self.send(self.agent(), &req).and_then(|mut response| {
                 let text = read_text("CompleteMultipartUpload", &mut response)?;
                 if xml::elements(&text, "Error").is_empty()

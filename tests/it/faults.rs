@@ -3,7 +3,7 @@
 //! identical bytes and the right ETag, or in an error that names the cause —
 //! and never with a multipart upload left open.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -232,7 +232,10 @@ fn retries_and_aborts_are_logged_with_part_and_attempt() {
     let server: &TestServer = h.local().unwrap();
     server.inject(fault_at(Pos::Middle, FaultKind::status(503, "SlowDown")));
     upload(&h, &server.endpoint(), "logged-retry", 1).unwrap();
-    let retries = support::logger::lines_containing("UploadPart part 2 attempt 1 failed, retrying");
+    let retries = support::logger::lines_containing(&format!(
+        "UploadPart {}/logged-retry part 2 attempt 1 failed, retrying",
+        h.bucket
+    ));
     assert_eq!(retries.len(), 1, "{:?}", support::logger::all_lines());
     assert!(retries[0].starts_with("DEBUG"), "{retries:?}");
 

@@ -1,7 +1,7 @@
 //! The `s3pump` command line against the in-process server.
 #![cfg(feature = "cli")]
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

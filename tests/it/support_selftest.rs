@@ -1,7 +1,7 @@
 //! Tests of the test support itself (tests/support), without the s3pump
 //! library: requests are made with ureq and a minimal SigV4 signer below.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -2,8 +2,7 @@
 //! the tests: the emulation (`tests/rdma_emu/s3pump_rdma_emu.c`) and a broken
 //! one (`tests/rdma_emu/s3pump_rdma_broken.c`). No S3 server is involved.
 
-#[path = "support/rdma_emu.rs"]
-mod rdma_emu;
+use crate::support::rdma_emu;
 
 use std::process::Command;
 use std::sync::Arc;
@@ -418,7 +417,7 @@ fn from_env_reads_the_variables() {
         let mut cmd = Command::new(std::env::current_exe().unwrap());
         cmd.args([
             "--exact",
-            "from_env_child",
+            "rdma_ffi::from_env_child",
             "--nocapture",
             "--test-threads=1",
         ])

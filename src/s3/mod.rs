@@ -1,0 +1,7 @@
+//! The S3 protocol: single-request object operations, the multipart upload
+//! protocol, the XML of requests and replies, and checksums.
+
+pub(crate) mod checksum;
+pub(crate) mod multipart;
+pub(crate) mod object;
+pub(crate) mod xml;

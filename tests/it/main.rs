@@ -1,0 +1,20 @@
+//! s3pump's integration tests, in one binary: the in-process S3 server of
+//! `tests/support` (s3s, tokio, hyper) is compiled and linked once instead of
+//! once per test file. Each module is one area; `cargo test --all-features
+//! <module>::` runs one of them.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cli;
+mod direct_http;
+mod download;
+mod faults;
+mod put_object;
+mod rdma;
+mod rdma_ffi;
+mod s3_ops;
+mod secrets;
+mod soak;
+mod support_selftest;
+mod upload_file;
