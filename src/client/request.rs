@@ -9,6 +9,7 @@ use ureq::http;
 
 use super::{Addressing, Client};
 use crate::auth::sigv4::{self, SigningRequest};
+use crate::rdma::attempt::RDMA_TOKEN_HEADER;
 use crate::s3::xml;
 use crate::transport::direct;
 use crate::{Error, PayloadSigning, Result};
@@ -65,6 +66,27 @@ impl<'a> Request<'a> {
         self.body = body;
         self.payload = payload;
         self
+    }
+
+    /// This request carrying an RDMA token instead of a body: the server
+    /// moves the bytes itself (docs/RDMA.md).
+    pub fn with_rdma_token(&self, token: &str) -> Request<'a> {
+        let rdma = Request {
+            operation: self.operation,
+            method: self.method.clone(),
+            bucket: self.bucket,
+            key: self.key,
+            query: self.query.clone(),
+            headers: self.headers.clone(),
+            body: &[],
+            payload: self.payload,
+        };
+        let rdma = if self.method == http::Method::PUT {
+            rdma.body(&[], PayloadSigning::Unsigned)
+        } else {
+            rdma
+        };
+        rdma.header(RDMA_TOKEN_HEADER, token)
     }
 }
 

@@ -2,4 +2,58 @@
 //! events worker threads send, and the caller's gather/cancel/join loop.
 
 pub(crate) mod plan;
+pub(crate) mod run;
 pub(crate) mod slab;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// 1 MiB.
+pub(crate) const MIB: u64 = 1 << 20;
+/// 1 GiB.
+pub(crate) const GIB: u64 = 1 << 30;
+
+/// How far an upload or a download has got, as given to the progress callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Progress {
+    /// Bytes done so far: acknowledged by the server (upload), or written
+    /// (download).
+    pub bytes_sent: u64,
+    /// The object's size, when it was declared.
+    pub total: Option<u64>,
+}
+
+/// Cancels an upload or a download from any thread.
+///
+/// ```
+/// let cancel = s3pump::CancelHandle::new();
+/// let args = s3pump::PutObjectArgs::new().cancel_handle(&cancel);
+/// // from another thread, while `put_object` runs:
+/// cancel.cancel();
+/// # drop(args);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct CancelHandle(Arc<AtomicBool>);
+
+impl CancelHandle {
+    /// A handle that has not been cancelled.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks every upload and download using this handle to stop, abort and return
+    /// [`Error::Cancelled`](crate::Error::Cancelled).
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether [`cancel`](Self::cancel) was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The progress callback; in a mutex only so that `PutObjectArgs` is `Sync`
+/// (it is called from the caller's thread alone).
+pub(crate) type ProgressFn = Box<dyn FnMut(Progress) -> bool + Send>;

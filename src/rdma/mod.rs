@@ -3,6 +3,7 @@
 //! See `docs/RDMA.md` for the wire protocol and how a site plugs in its
 //! RDMA library.
 
+pub(crate) mod attempt;
 pub(crate) mod ffi;
 
 use crate::Result;

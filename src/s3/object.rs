@@ -151,15 +151,27 @@ impl Client {
     /// A missing object is [`Error::S3`] with status 404.
     pub fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
         validate_target(bucket, key)?;
-        let req = Request::new("HeadObject", Method::HEAD, bucket, Some(key));
+        self.head(bucket, key, Vec::new()).map(|(info, _)| info)
+    }
+
+    /// HeadObject with extra request headers: the object's info, and the
+    /// reply's headers for what else the caller looks for.
+    pub(crate) fn head(
+        &self,
+        bucket: &str,
+        key: &str,
+        headers: Vec<(String, String)>,
+    ) -> Result<(ObjectInfo, HeaderMap)> {
+        let req = Request::new("HeadObject", Method::HEAD, bucket, Some(key)).headers(headers);
         let response = self.send_retrying(self.agent(), &req, true)?;
         let size = header(response.headers(), "content-length")
-            .and_then(|v| v.parse().ok())
+            .and_then(|v| v.trim().parse().ok())
             .ok_or_else(|| Error::InvalidResponse {
                 operation: "HeadObject",
                 message: "no Content-Length".into(),
             })?;
-        Ok(ObjectInfo::from_headers(response.headers(), size))
+        let info = ObjectInfo::from_headers(response.headers(), size);
+        Ok((info, response.headers().clone()))
     }
 
     /// Deletes an object. Deleting a missing object succeeds, as in S3.

@@ -2,15 +2,10 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::ChecksumAlgorithm;
+use crate::pipeline::{CancelHandle, GIB, Progress, ProgressFn};
 use crate::rdma::RdmaProvider;
-
-/// 1 MiB.
-pub(crate) const MIB: u64 = 1 << 20;
-/// 1 GiB.
-pub(crate) const GIB: u64 = 1 << 30;
 
 /// How the body of each part is vouched for in the request signature.
 ///
@@ -31,50 +26,6 @@ pub enum PayloadSigning {
     Unsigned,
 }
 
-/// How far an upload has got, as given to the progress callback.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Progress {
-    /// Bytes the server has acknowledged so far.
-    pub bytes_sent: u64,
-    /// The object's size, when it was declared.
-    pub total: Option<u64>,
-}
-
-/// Cancels an upload from any thread.
-///
-/// ```
-/// let cancel = s3pump::CancelHandle::new();
-/// let args = s3pump::PutObjectArgs::new().cancel_handle(&cancel);
-/// // from another thread, while `put_object` runs:
-/// cancel.cancel();
-/// # drop(args);
-/// ```
-#[derive(Debug, Clone, Default)]
-pub struct CancelHandle(Arc<AtomicBool>);
-
-impl CancelHandle {
-    /// A handle that has not been cancelled.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Asks every upload using this handle to stop, abort and return
-    /// [`Error::Cancelled`](crate::Error::Cancelled).
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-
-    /// Whether [`cancel`](Self::cancel) was called.
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-/// The progress callback; in a mutex only so that `PutObjectArgs` is `Sync`
-/// (it is called from the caller's thread alone).
-pub(crate) type ProgressFn = Box<dyn FnMut(Progress) -> bool + Send>;
-
 /// The arguments of [`Client::put_object`](crate::Client::put_object) and
 /// friends, set with chained methods.
 ///
@@ -92,6 +43,10 @@ pub(crate) type ProgressFn = Box<dyn FnMut(Progress) -> bool + Send>;
 ///     });
 /// # drop(args);
 /// ```
+///
+/// `Clone`: a clone shares the progress callback, the cancel handle and the
+/// RDMA provider with the original.
+#[derive(Clone)]
 pub struct PutObjectArgs {
     pub(crate) size: Option<u64>,
     pub(crate) part_size: Option<u64>,
@@ -102,7 +57,7 @@ pub struct PutObjectArgs {
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) checksum: ChecksumAlgorithm,
     pub(crate) payload_signing: PayloadSigning,
-    pub(crate) progress: Option<parking_lot::Mutex<ProgressFn>>,
+    pub(crate) progress: Option<Arc<parking_lot::Mutex<ProgressFn>>>,
     pub(crate) cancel: Option<CancelHandle>,
     pub(crate) rdma: Option<Arc<dyn RdmaProvider>>,
     pub(crate) keep_failed_upload: bool,
@@ -170,7 +125,10 @@ impl PutObjectArgs {
     /// The size of every part but the last, 5 MiB to 5 GiB.
     ///
     /// Defaults to 8 MiB when the size is declared (grown as needed to fit
-    /// 10,000 parts) and to 16 MiB when it is not; with an unknown size the
+    /// 10,000 parts, and shrunk down to 5 MiB at most so that the parts
+    /// divide evenly among the parts in flight: 13 parts with 8 in flight
+    /// would leave the last wave with 5, 16 smaller parts run two full
+    /// waves) and to 16 MiB when it is not; with an unknown size the
     /// part size sets the largest object: `part_size × 10,000` (16 MiB parts
     /// allow 156 GiB). A longer stream is an error, never a truncated object.
     pub fn part_size(mut self, bytes: u64) -> Self {
@@ -248,7 +206,7 @@ impl PutObjectArgs {
     /// `false` to cancel the upload (it is aborted and the result is
     /// [`Error::Cancelled`](crate::Error::Cancelled)).
     pub fn on_progress(mut self, f: impl FnMut(Progress) -> bool + Send + 'static) -> Self {
-        self.progress = Some(parking_lot::Mutex::new(Box::new(f)));
+        self.progress = Some(Arc::new(parking_lot::Mutex::new(Box::new(f))));
         self
     }
 

@@ -12,13 +12,14 @@ use std::thread;
 use crossbeam_channel::{Receiver, Sender};
 use md5::{Digest, Md5};
 
-use crate::pipeline::plan::{MIN_PART_SIZE, plan};
+use super::Upload;
+use crate::pipeline::plan;
+use crate::pipeline::run::{Control, Event, PanicGuard, gather};
 use crate::pipeline::slab::SlabPool;
 use crate::s3::checksum::Crc;
 use crate::s3::multipart::UploadedPart;
 use crate::s3::object::validate_target;
-use crate::upload::part::{Sent, Target, send_slab};
-use crate::upload::{Event, PanicGuard, Upload};
+use crate::upload::part::Sent;
 use crate::{Client, Error, PutObjectArgs, PutObjectOutput, Result};
 
 impl Client {
@@ -87,35 +88,33 @@ impl Client {
             )));
         }
         args.size = Some(size);
-        let mut plan = plan(&args)?;
+        let fresh = plan::upload(&args)?;
         if args.cancelled() {
             return Err(Error::Cancelled);
         }
-        let known = match resume {
+        let (plan, known) = match resume {
             Some(id) => {
                 let listed = self.list_parts(bucket, key, id, args.checksum)?;
-                // The parts already sent fix the part size.
-                if let Some(first) = listed.iter().find(|p| p.part_number == 1)
-                    && first.size < size
-                    && first.size != plan.part_size
-                {
-                    if first.size < MIN_PART_SIZE {
-                        return Err(Error::InvalidArgument(format!(
-                            "upload {id} has a first part of {} bytes, below S3's 5 MiB minimum",
-                            first.size
-                        )));
+                // The parts already sent fix the part size, and the plan is
+                // checked again with it.
+                let plan = match listed.iter().find(|p| p.part_number == 1) {
+                    Some(first) if first.size < size && first.size != fresh.part_size => {
+                        plan::resumed(&args, first.size).map_err(|e| {
+                            Error::invalid(format!("upload {id} cannot be resumed: {e}"))
+                        })?
                     }
-                    plan.part_size = first.size;
-                    plan.slab_len = first.size;
-                }
-                listed.into_iter().map(|p| (p.part_number, p)).collect()
+                    _ => plan::resumed(&args, fresh.part_size)?,
+                };
+                (
+                    plan,
+                    listed.into_iter().map(|p| (p.part_number, p)).collect(),
+                )
             }
-            None => BTreeMap::new(),
+            None => (fresh, BTreeMap::new()),
         };
-        let parts = size.div_ceil(plan.part_size).max(1);
-        let progress = args.progress.take().map(parking_lot::Mutex::into_inner);
+        let parts = plan.parts;
         // Each worker holds one buffer at a time: no producer, no extra slab.
-        let pool = SlabPool::new(plan.slab_len as usize, plan.inflight, args.rdma.clone());
+        let pool = SlabPool::new(plan.slab_len, plan.inflight, args.rdma.clone());
         let upload = Upload::new(self, bucket, key, &args, &plan, &pool);
         let mut out = match resume {
             None if parts == 1 => {
@@ -138,7 +137,7 @@ impl Client {
                     next: AtomicU32::new(1),
                     known,
                 };
-                upload.file_parts(&upload_id, &files, progress)?
+                upload.file_parts(&upload_id, &files)?
             }
         };
         (out.slabs, out.slab_bytes) = pool.mapped();
@@ -160,18 +159,22 @@ struct FileParts<'a> {
 
 impl Upload<'_> {
     /// Runs N workers over the file's parts, then completes or aborts.
-    fn file_parts(
-        &self,
-        upload_id: &str,
-        files: &FileParts<'_>,
-        progress: Option<crate::upload::args::ProgressFn>,
-    ) -> Result<PutObjectOutput> {
-        let (event_tx, event_rx) = crossbeam_channel::unbounded::<Event>();
+    fn file_parts(&self, upload_id: &str, files: &FileParts<'_>) -> Result<PutObjectOutput> {
+        let (event_tx, event_rx) = crossbeam_channel::unbounded::<Event<Sent>>();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let _ = event_tx.send(Event::Produced {
             parts: files.parts,
             bytes: files.size,
         });
+        let what = self.what(upload_id);
+        let ctl = Control {
+            what: &what,
+            cancel: self.args.cancel.as_ref(),
+            stopped: &self.stopped,
+            progress: self.args.progress.as_deref(),
+            total: Some(files.size),
+        };
+        let mut parts = BTreeMap::new();
         let gathered = thread::scope(|s| {
             let handles = (0..self.plan.inflight.min(files.parts as usize))
                 .map(|_| {
@@ -183,9 +186,12 @@ impl Upload<'_> {
                 })
                 .collect();
             drop((event_tx, stop_rx));
-            self.gather(upload_id, event_rx, stop_tx, progress, handles)
+            gather(&ctl, event_rx, stop_tx, handles, |number, len, sent| {
+                parts.insert(number, (sent, len));
+                Ok(len as u64)
+            })
         });
-        self.finish(upload_id, gathered)
+        self.finish(upload_id, gathered, parts)
     }
 
     /// A file worker: takes the next part number, reads that part into a
@@ -194,7 +200,7 @@ impl Upload<'_> {
         &self,
         upload_id: &str,
         files: &FileParts<'_>,
-        event_tx: &Sender<Event>,
+        event_tx: &Sender<Event<Sent>>,
         stop: &Receiver<()>,
     ) {
         let agent = self.client.new_agent();
@@ -207,7 +213,7 @@ impl Upload<'_> {
                 Ok(Some(slab)) => slab,
                 Ok(None) => return,
                 Err(e) => {
-                    let _ = event_tx.send(Event::Part {
+                    let _ = event_tx.send(Event::Done {
                         number,
                         len: 0,
                         result: Err(e),
@@ -215,8 +221,7 @@ impl Upload<'_> {
                     return;
                 }
             };
-            let start = (number as u64 - 1) * self.plan.part_size;
-            let len = self.plan.part_size.min(files.size - start) as usize;
+            let (start, len) = self.plan.range(number as u64);
             let read = files
                 .file
                 .read_exact_at(&mut slab.as_mut_slice()[..len], start);
@@ -228,19 +233,7 @@ impl Upload<'_> {
                 }),
                 Ok(()) => match files.known.get(&number).and_then(|p| self.intact(p, buf)) {
                     Some(sent) => Ok(sent),
-                    None => send_slab(
-                        self.client,
-                        &agent,
-                        self.bucket,
-                        self.key,
-                        &Target::Part {
-                            upload_id,
-                            part_number: number,
-                        },
-                        buf,
-                        self.args,
-                        self.rdma_slot(&slab).as_ref(),
-                    ),
+                    None => self.send_part(&agent, upload_id, number, &slab, len),
                 },
             };
             self.pool.release(slab);
@@ -248,7 +241,7 @@ impl Upload<'_> {
                 // The first error ends the upload: take no further part.
                 self.stopped.store(true, Ordering::SeqCst);
             }
-            let _ = event_tx.send(Event::Part {
+            let _ = event_tx.send(Event::Done {
                 number,
                 len,
                 result,
