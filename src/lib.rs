@@ -24,7 +24,11 @@
 //! println!("{} bytes in {} parts", out.bytes, out.parts);
 //! # Ok::<(), s3pump::Error>(())
 //! ```
-#![warn(missing_docs)]
+#![deny(missing_docs)]
+#[cfg(not(unix))]
+compile_error!(
+    "s3pump supports Unix only: it relies on positional file I/O (pread, pwrite) and mmap."
+);
 
 mod auth;
 #[doc(hidden)]

@@ -23,14 +23,25 @@ use crate::{Client, Error, Result};
 /// let policy = s3pump::RetryPolicy::default()
 ///     .max_attempts(10)
 ///     .max_elapsed(Duration::from_secs(300));
-/// assert_eq!(policy.get_max_attempts(), 10);
+/// assert_eq!(policy.max_attempts, 10);
 /// ```
-#[derive(Debug, Clone)]
+///
+/// The settings are public fields, to be read (or set) directly; the
+/// methods of the same names set them in a chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RetryPolicy {
-    max_attempts: u32,
-    base_backoff: Duration,
-    max_backoff: Duration,
-    max_elapsed: Duration,
+    /// Attempts per request, the first one included (0 counts as 1).
+    /// Defaults to 5.
+    pub max_attempts: u32,
+    /// The backoff before the first retry; it doubles on each retry.
+    /// Defaults to 100 ms.
+    pub base_backoff: Duration,
+    /// The longest backoff between two attempts. Defaults to 10 s.
+    pub max_backoff: Duration,
+    /// No retry starts later than this after the first attempt started.
+    /// Defaults to 120 s.
+    pub max_elapsed: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -82,11 +93,6 @@ impl RetryPolicy {
         self
     }
 
-    /// The configured number of attempts.
-    pub fn get_max_attempts(&self) -> u32 {
-        self.max_attempts
-    }
-
     /// Starts tracking the attempts of one request.
     pub(crate) fn start(&self) -> RetryState<'_> {
         RetryState {
@@ -113,7 +119,7 @@ impl RetryState<'_> {
     /// After a failed attempt: the wait before the next one, or `None` when
     /// the error is final or the budget is spent.
     pub fn next_backoff(&mut self, err: &Error, idempotent: bool) -> Option<Duration> {
-        if !is_retryable(err, idempotent) || self.attempt >= self.policy.max_attempts {
+        if !is_retryable(err, idempotent) || self.attempt >= self.policy.max_attempts.max(1) {
             return None;
         }
         let exp = self

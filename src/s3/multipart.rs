@@ -25,6 +25,32 @@ pub struct UploadedPart {
     pub checksum: Option<String>,
 }
 
+impl UploadedPart {
+    /// A part as a caller recorded it when [`Client::upload_part`] answered,
+    /// to complete the upload later with
+    /// [`Client::complete_multipart_upload`].
+    ///
+    /// ```
+    /// let part = s3pump::UploadedPart::new(1, "\"9b2cf535f27731c974343645a3985328\"", 5 << 20)
+    ///     .checksum("vOaltThbDtg=");
+    /// assert_eq!(part.part_number, 1);
+    /// ```
+    pub fn new(part_number: u32, etag: impl Into<String>, size: u64) -> Self {
+        UploadedPart {
+            part_number,
+            etag: etag.into(),
+            size,
+            checksum: None,
+        }
+    }
+
+    /// The part's checksum (base64), in the upload's checksum algorithm.
+    pub fn checksum(mut self, checksum: impl Into<String>) -> Self {
+        self.checksum = Some(checksum.into());
+        self
+    }
+}
+
 /// What CompleteMultipartUpload returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

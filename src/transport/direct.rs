@@ -32,6 +32,8 @@ const MAX_IDLE: Duration = Duration::from_secs(15);
 const MAX_HEAD: usize = 64 * 1024;
 /// Largest reply body read into memory (error documents are small).
 const MAX_BODY: u64 = 16 << 20;
+/// Largest trailer section of a chunked reply.
+const MAX_TRAILERS: usize = 64 << 10;
 const MAX_HEADERS: usize = 64;
 
 /// Whether a request goes out here rather than through ureq: an UploadPart
@@ -332,11 +334,16 @@ fn read_chunked(stream: &mut TcpStream, mut buf: Vec<u8>) -> io::Result<(Vec<u8>
             .map_err(|_| invalid("bad chunk size"))?;
         pos = line_end + 2;
         if size == 0 {
-            // Trailers, if any, up to the empty line.
+            // Trailers, if any, up to the empty line; a server that sends
+            // more than MAX_TRAILERS bytes of them is broken or hostile.
+            let trailers_start = pos;
             loop {
                 let end = loop {
                     if let Some(i) = buf[pos..].windows(2).position(|w| w == b"\r\n") {
                         break pos + i;
+                    }
+                    if buf.len() - trailers_start > MAX_TRAILERS {
+                        return Err(invalid("chunked trailers too long"));
                     }
                     let want = buf.len() - pos + 1;
                     fill(&mut buf, pos, want)?;
@@ -348,7 +355,8 @@ fn read_chunked(stream: &mut TcpStream, mut buf: Vec<u8>) -> io::Result<(Vec<u8>
                 }
             }
         }
-        if (body.len() + size) as u64 > MAX_BODY {
+        // `size` is the server's word: check it before any arithmetic.
+        if size as u64 > MAX_BODY - body.len() as u64 {
             return Err(invalid("reply body too large"));
         }
         fill(&mut buf, pos, size + 2)?;
@@ -532,6 +540,30 @@ mod tests {
             (200, "\"d\"", &b"to the end"[..])
         );
         assert_eq!(f.connections.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_hostile_chunked_reply_is_an_error_not_a_panic() {
+        // After a 1-byte chunk, a chunk size of 2^64 - 1 overflowed the
+        // body length arithmetic (a panic in debug builds, an out-of-bounds
+        // slice in release). Then: a chunk past the body limit, and a
+        // trailer section that never ends.
+        let endless_trailers: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n{}",
+                "x-t: y\r\n".repeat(20_000)
+            )
+            .into_boxed_str(),
+        );
+        for reply in [
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\nffffffffffffffff\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffff\r\n",
+            endless_trailers,
+        ] {
+            let f = fake(vec![reply]);
+            let err = put(&f.addr, b"x").unwrap_err();
+            assert_eq!(io_kind(&err), ErrorKind::InvalidData, "{err:?}");
+        }
     }
 
     #[test]

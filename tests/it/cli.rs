@@ -176,6 +176,7 @@ fn failures_exit_non_zero_with_one_line_naming_the_cause() {
     }
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn a_kept_failed_upload_resumes_from_the_command_line() {
     use support::server::{Fault, FaultKind, Op};

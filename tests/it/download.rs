@@ -117,6 +117,7 @@ fn a_download_replaces_an_existing_file() {
     assert!(std::fs::read(&path).unwrap() == body);
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn exactly_max_inflight_parts_are_in_flight() {
     let h = Harness::new();
@@ -157,6 +158,7 @@ fn exactly_max_inflight_parts_are_in_flight() {
     }
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn into_a_writer_memory_stays_within_n_plus_one_slabs() {
     let h = Harness::new();
@@ -189,6 +191,7 @@ fn into_a_writer_memory_stays_within_n_plus_one_slabs() {
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn a_500_and_a_dropped_connection_mid_download_are_retried() {
     let h = Harness::new();
@@ -226,6 +229,7 @@ fn a_500_and_a_dropped_connection_mid_download_are_retried() {
     }
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn a_403_mid_download_fails_and_leaves_no_file() {
     let h = Harness::new();
@@ -277,6 +281,7 @@ fn a_missing_object_is_a_404_and_no_file() {
     assert!(entries(dir.path()).is_empty());
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn an_object_replaced_mid_download_is_an_error_never_a_mixed_file() {
     let h = Harness::new();
@@ -325,6 +330,7 @@ fn an_object_replaced_mid_download_is_an_error_never_a_mixed_file() {
     }
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn the_full_object_checksum_is_verified() {
     let h = Harness::new();
@@ -383,6 +389,7 @@ fn the_full_object_checksum_is_verified() {
     assert!(matches!(err, Error::ChecksumMismatch(_)), "{err:?}");
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn cancelling_stops_the_download_and_leaves_no_file() {
     let h = Harness::new();
@@ -468,6 +475,7 @@ fn assert_balanced(c: &EmuCounters) {
     assert_eq!((c.bad_frees, c.busy_deregisters), (0, 0), "{c:?}");
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn rdma_downloads_move_no_body_bytes_over_http() {
     let h = Harness::new();
@@ -513,6 +521,7 @@ fn rdma_downloads_move_no_body_bytes_over_http() {
     }
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn a_server_without_rdma_gets_the_ranges_over_http_with_one_log_line() {
     support::logger::capture();
@@ -550,6 +559,7 @@ fn a_server_without_rdma_gets_the_ranges_over_http_with_one_log_line() {
     }
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn a_failed_rdma_attempt_is_retried_once_with_a_fresh_token() {
     let h = Harness::new();
@@ -591,6 +601,7 @@ fn a_failed_rdma_attempt_is_retried_once_with_a_fresh_token() {
     assert_balanced(&emu_counters(&name).unwrap());
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn an_object_replaced_mid_rdma_download_is_an_error() {
     let h = Harness::new();
@@ -621,6 +632,7 @@ fn an_object_replaced_mid_rdma_download_is_an_error() {
 // ---------------------------------------------------------------- CLI
 
 #[cfg(feature = "cli")]
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn the_cli_get_downloads_into_a_file_and_to_stdout() {
     use support::server::{ACCESS_KEY, REGION, SECRET_KEY};

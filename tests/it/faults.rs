@@ -104,6 +104,7 @@ fn local_harness() -> Option<Harness> {
     h.local().is_some().then_some(h)
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn retryable_server_faults_anywhere_still_give_the_identical_object() {
     let Some(h) = local_harness() else { return };
@@ -124,6 +125,7 @@ fn retryable_server_faults_anywhere_still_give_the_identical_object() {
     }
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn final_server_errors_anywhere_fail_cleanly_and_name_the_cause() {
     let Some(h) = local_harness() else { return };
@@ -145,6 +147,7 @@ fn final_server_errors_anywhere_fail_cleanly_and_name_the_cause() {
     }
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn complete_answering_200_with_an_error() {
     let Some(h) = local_harness() else { return };
@@ -191,6 +194,7 @@ fn byte_plan(h: &Harness) -> (u64, u64) {
     (total, header)
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn relay_faults_anywhere_end_identical_or_cleanly_failed() {
     let Some(h) = local_harness() else { return };
@@ -225,6 +229,7 @@ fn relay_faults_anywhere_end_identical_or_cleanly_failed() {
     }
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn retries_and_aborts_are_logged_with_part_and_attempt() {
     let Some(h) = local_harness() else { return };
@@ -247,6 +252,7 @@ fn retries_and_aborts_are_logged_with_part_and_attempt() {
     assert!(aborts[0].starts_with("DEBUG"), "{aborts:?}");
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn a_server_that_stops_answering_cannot_hang_an_upload() {
     let Some(h) = local_harness() else { return };
@@ -275,6 +281,7 @@ fn a_server_that_stops_answering_cannot_hang_an_upload() {
     );
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn a_complete_applied_but_never_confirmed_is_found_not_aborted() {
     let Some(h) = local_harness() else { return };

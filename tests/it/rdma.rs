@@ -35,6 +35,7 @@ fn assert_balanced(c: &EmuCounters, slabs: u64) {
     assert_eq!(c.bad_frees, 0, "{c:?}");
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn eight_parts_by_rdma_move_no_body_bytes_over_http() {
     let h = Harness::new();
@@ -67,6 +68,7 @@ fn eight_parts_by_rdma_move_no_body_bytes_over_http() {
     assert!(server.open_uploads().is_empty());
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn a_one_part_object_goes_as_one_rdma_put() {
     let h = Harness::new();
@@ -89,6 +91,7 @@ fn a_one_part_object_goes_as_one_rdma_put() {
     assert_balanced(&counters(&name), 1);
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn a_server_without_rdma_gets_the_parts_over_http_with_one_log_line() {
     support::logger::capture();
@@ -150,6 +153,7 @@ impl std::io::Read for FailAfter {
     }
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn a_failure_mid_upload_aborts_and_releases_everything() {
     let h = Harness::new();
@@ -182,6 +186,7 @@ fn a_failure_mid_upload_aborts_and_releases_everything() {
     assert_balanced(&counters(&name), 4);
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn a_part_refused_over_rdma_and_http_fails_the_upload_cleanly() {
     let h = Harness::new();
@@ -211,6 +216,7 @@ fn a_part_refused_over_rdma_and_http_fails_the_upload_cleanly() {
     assert_balanced(&c, c.register_calls);
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn a_provider_that_is_not_connected_changes_nothing() {
     let h = Harness::new();

@@ -368,6 +368,7 @@ const CHILD_ENV: &str = "S3PUMP_RDMA_FFI_TEST_CHILD";
 
 /// Runs only as a child of `from_env_reads_the_variables` (which sets the
 /// environment for it); a no-op otherwise.
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn from_env_child() {
     let Ok(expect) = std::env::var(CHILD_ENV) else {

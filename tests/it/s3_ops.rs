@@ -23,9 +23,16 @@ fn wrong_secret_key_is_a_typed_signature_error() {
     let err = client
         .put_object_bytes(&h.bucket, &h.key("x"), b"data", &PutObjectArgs::new())
         .unwrap_err();
-    assert_eq!(err.s3_code(), Some("SignatureDoesNotMatch"), "{err}");
+    // What every S3 promises: a 403 that names the signature (AWS and s3s
+    // say SignatureDoesNotMatch, Garage AccessDenied "Invalid signature"),
+    // and never the secret.
     assert!(matches!(err, Error::S3 { status: 403, .. }), "{err:?}");
-    assert!(!err.to_string().contains("not-the-secret"));
+    let text = err.to_string();
+    assert!(text.to_ascii_lowercase().contains("signature"), "{text}");
+    assert!(!text.contains("not-the-secret"), "{text}");
+    if h.local().is_some() {
+        assert_eq!(err.s3_code(), Some("SignatureDoesNotMatch"), "{err}");
+    }
 }
 
 #[test]
@@ -117,6 +124,7 @@ fn missing_objects_are_typed_errors_and_delete_works() {
     assert!(matches!(err, Error::S3 { status: 404, .. }), "{err:?}");
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn create_bucket_then_use_it() {
     let h = Harness::new();
@@ -205,6 +213,7 @@ fn abort_leaves_no_open_upload() {
     assert_eq!(err.s3_code(), Some("NoSuchUpload"), "{err}");
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn complete_answering_200_with_an_error_document_is_that_error() {
     use support::server::{Fault, FaultKind, Op};

@@ -22,6 +22,7 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn seeded_soak_ends_with_no_corruption_and_nothing_open() {
     let h = Harness::new();

@@ -56,6 +56,7 @@ fn files_of_edge_sizes_upload_identically() {
     assert!(h.open_uploads().is_empty());
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn workers_read_and_send_in_parallel() {
     let h = Harness::new();
@@ -98,6 +99,7 @@ fn a_declared_size_that_is_not_the_files_is_an_error() {
     assert!(err.to_string().contains("missing"), "{err}");
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn a_failed_part_aborts_unless_the_upload_is_kept() {
     let h = Harness::new();
@@ -118,6 +120,7 @@ fn a_failed_part_aborts_unless_the_upload_is_kept() {
     assert!(server.open_uploads().is_empty());
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn resuming_sends_only_the_missing_parts_and_gives_the_same_etag() {
     let h = Harness::new();
@@ -166,6 +169,7 @@ fn resuming_sends_only_the_missing_parts_and_gives_the_same_etag() {
     assert!(server.open_uploads().is_empty());
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn resuming_resends_a_part_that_no_longer_matches_the_file() {
     let h = Harness::new();
