@@ -13,6 +13,7 @@ use ureq::http::Uri;
 
 use crate::auth::credentials::{self, Credentials};
 use crate::client::retry::RetryPolicy;
+use crate::pipeline::slab::{SlabPool, SlabStats};
 use crate::transport::new_agent;
 use crate::{Error, Result};
 
@@ -54,6 +55,8 @@ struct Inner {
     idle_timeout: Duration,
     retry: RetryPolicy,
     agent: Agent,
+    /// The part buffers of every transfer on this client and its clones.
+    slabs: Arc<SlabPool>,
 }
 
 impl fmt::Debug for Client {
@@ -82,6 +85,7 @@ pub struct ClientBuilder {
     connect_timeout: Duration,
     idle_timeout: Duration,
     retry: RetryPolicy,
+    memory_limit: u64,
 }
 
 impl Default for ClientBuilder {
@@ -94,9 +98,13 @@ impl Default for ClientBuilder {
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
+            memory_limit: DEFAULT_MEMORY_LIMIT,
         }
     }
 }
+
+/// The default of [`ClientBuilder::memory_limit`]: 2 GiB.
+pub const DEFAULT_MEMORY_LIMIT: u64 = 2 << 30;
 
 impl ClientBuilder {
     /// The S3 endpoint URL, such as `http://127.0.0.1:9000`.
@@ -149,6 +157,25 @@ impl ClientBuilder {
     /// Defaults to 30 s.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
+        self
+    }
+
+    /// The most memory the part buffers (slabs) of all transfers on this
+    /// client and its clones may map together. A transfer reserves its
+    /// buffers before it starts and waits, holding nothing, until they fit
+    /// (while the others go on); one that cannot fit two buffers even alone
+    /// fails before anything is sent. Buffers are reused from transfer to
+    /// transfer and unmapped after 30 s unused. A transfer's own
+    /// `memory_limit` ([`PutObjectArgs::memory_limit`](crate::PutObjectArgs::memory_limit),
+    /// [`DownloadArgs::memory_limit`](crate::DownloadArgs::memory_limit))
+    /// can only lower it for that transfer.
+    ///
+    /// Defaults to 2 GiB: aws-c-s3's default for its client-wide buffer pool
+    /// is of the same order, it keeps 8 parts in flight at the default part
+    /// sizes for a dozen transfers at once, and it is what one transfer could
+    /// map before buffers were shared.
+    pub fn memory_limit(mut self, bytes: u64) -> Self {
+        self.memory_limit = bytes;
         self
     }
 
@@ -214,6 +241,7 @@ impl ClientBuilder {
                 idle_timeout: self.idle_timeout,
                 retry: self.retry,
                 agent: new_agent(self.connect_timeout, self.idle_timeout),
+                slabs: SlabPool::new(self.memory_limit),
             }),
         })
     }
@@ -233,6 +261,16 @@ impl Client {
     /// The region requests are signed for.
     pub fn region(&self) -> &str {
         &self.inner.region
+    }
+
+    /// The part buffers shared by this client's transfers.
+    pub(crate) fn slabs(&self) -> &Arc<SlabPool> {
+        &self.inner.slabs
+    }
+
+    /// How much memory the client's part buffers take now, and took at most.
+    pub fn slab_stats(&self) -> SlabStats {
+        self.inner.slabs.stats()
     }
 
     /// The agent shared by single requests made on this client.

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::pipeline::plan::DEFAULT_DOWNLOAD_PART_SIZE;
-use crate::pipeline::{CancelHandle, GIB, Progress, ProgressFn};
+use crate::pipeline::{CancelHandle, Progress, ProgressFn};
 use crate::rdma::RdmaProvider;
 
 /// The arguments of [`Client::download`](crate::Client::download) and
@@ -41,7 +41,7 @@ impl Default for DownloadArgs {
         DownloadArgs {
             part_size: DEFAULT_DOWNLOAD_PART_SIZE,
             max_inflight_parts: 8,
-            memory_limit: 2 * GIB,
+            memory_limit: u64::MAX,
             headers: Vec::new(),
             verify_checksum: true,
             progress: None,
@@ -104,12 +104,13 @@ impl DownloadArgs {
         self
     }
 
-    /// The most memory the buffers (slabs) of one download may take. When
-    /// `(max_inflight_parts + 1) × part_size` exceeds it, fewer ranges are put
-    /// in flight (logged once at INFO); when not even two slabs fit, the
-    /// download fails before anything is fetched.
+    /// The most memory the buffers (slabs) of this download may take, within
+    /// the client's [`memory_limit`](crate::ClientBuilder::memory_limit),
+    /// which this can only lower. When `(max_inflight_parts + 1) × part_size`
+    /// exceeds it, fewer parts are put in flight (logged at INFO); when not
+    /// even two slabs fit, the download fails before anything is sent.
     ///
-    /// Defaults to 2 GiB.
+    /// Defaults to the client's limit.
     pub fn memory_limit(mut self, bytes: u64) -> Self {
         self.memory_limit = bytes;
         self

@@ -25,7 +25,7 @@ use sink::{InOrder, Sink, TempFile, write_at};
 use crate::client::header;
 use crate::pipeline::plan::{self, Plan};
 use crate::pipeline::run::{Control, Event, PanicGuard, gather};
-use crate::pipeline::slab::{Slab, SlabPool};
+use crate::pipeline::slab::{Reservation, Slab};
 use crate::rdma::attempt::RdmaSlot;
 use crate::s3::checksum::Crc;
 use crate::s3::object::validate_target;
@@ -118,10 +118,21 @@ impl Client {
         }
         plan::check_download_args(&args)?;
         let head = head(self, bucket, key, &args)?;
-        let plan = plan::download(head.size, &args)?;
+        let mut plan = plan::download(head.size, &args, self.slabs().limit())?;
         // One slab more than ranges in flight: into a `Write`, the range the
         // caller waits for always finds one.
-        let pool = SlabPool::new(plan.slab_len, plan.inflight + 1, args.rdma.clone());
+        let min = if plan.parts <= 1 { 1 } else { 2 };
+        let slabs = self
+            .slabs()
+            .reserve(
+                plan.slab_len,
+                min,
+                plan.inflight + 1,
+                args.rdma.clone(),
+                &|| args.cancelled(),
+            )?
+            .ok_or(Error::Cancelled)?;
+        plan.inflight = plan.inflight.min(slabs.slabs().saturating_sub(1)).max(1);
         let download = Download {
             client: self,
             bucket,
@@ -129,7 +140,7 @@ impl Client {
             args: &args,
             head: &head,
             plan: &plan,
-            pool: &pool,
+            slabs: &slabs,
             next: AtomicU64::new(1),
             stopped: AtomicBool::new(false),
             http_only: AtomicBool::new(false),
@@ -148,7 +159,7 @@ impl Client {
                 )));
             }
         }
-        let (slabs, slab_bytes) = pool.mapped();
+        let (slabs, slab_bytes) = slabs.used();
         Ok(DownloadOutput {
             size: head.size,
             etag: head.etag.clone().unwrap_or_default(),
@@ -216,7 +227,7 @@ pub(crate) struct Download<'a> {
     args: &'a DownloadArgs,
     head: &'a Head,
     plan: &'a Plan,
-    pool: &'a SlabPool,
+    slabs: &'a Reservation,
     /// The next range to claim (1-based).
     next: AtomicU64,
     /// Set on the first error: workers stop claiming ranges.
@@ -304,11 +315,11 @@ impl<'a> Download<'a> {
                     crc.add(number, c);
                 }
                 let written = match (fetched.slab, writer.as_mut()) {
-                    (Some(slab), Some(w)) => w.push(number, slab, len, self.pool, |n| {
-                        self.plan.range(n.into()).0
-                    })?,
+                    (Some(slab), Some(w)) => {
+                        w.push(number, slab, len, |n| self.plan.range(n.into()).0)?
+                    }
                     (Some(slab), None) => {
-                        self.pool.release(slab);
+                        drop(slab);
                         len as u64
                     }
                     (None, _) => len as u64,
@@ -319,7 +330,7 @@ impl<'a> Download<'a> {
             })
         });
         if let Some(w) = writer {
-            w.release(self.pool);
+            drop(w);
         }
         if let Some((_, e)) = g.failure {
             return Err(e);
@@ -344,7 +355,7 @@ impl<'a> Download<'a> {
             {
                 return;
             }
-            let mut slab = match self.pool.acquire(stop) {
+            let mut slab = match self.slabs.acquire(stop) {
                 Ok(Some(slab)) => slab,
                 Ok(None) => return,
                 Err(error) => {
@@ -354,7 +365,7 @@ impl<'a> Download<'a> {
             };
             let number = self.next.fetch_add(1, Ordering::SeqCst);
             if number > self.plan.parts {
-                self.pool.release(slab);
+                drop(slab);
                 return;
             }
             let (start, len) = self.plan.range(number);
@@ -378,7 +389,7 @@ impl<'a> Download<'a> {
                     slab: Some(slab),
                 }),
                 other => {
-                    self.pool.release(slab);
+                    drop(slab);
                     other.map(|crc| Fetched { crc, slab: None })
                 }
             };

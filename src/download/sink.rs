@@ -10,7 +10,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::pipeline::slab::{Slab, SlabPool};
+use crate::pipeline::slab::Slab;
 use crate::{Error, Result};
 
 /// Where the bytes go.
@@ -45,21 +45,20 @@ impl<'a, W: Write + ?Sized> InOrder<'a, W> {
     }
 
     /// Takes range `number` and writes every range that is now next, giving
-    /// their slabs back to `pool`. Returns the bytes written; `offset(n)` is
+    /// their slabs back. Returns the bytes written; `offset(n)` is
     /// the byte offset of range `n`, for the error message.
     pub fn push(
         &mut self,
         number: u32,
         slab: Slab,
         len: usize,
-        pool: &SlabPool,
         offset: impl Fn(u32) -> u64,
     ) -> Result<u64> {
         self.waiting.insert(number, (slab, len));
         let mut written = 0u64;
         while let Some((slab, len)) = self.waiting.remove(&self.next) {
             let result = self.writer.write_all(&slab.as_slice()[..len]);
-            pool.release(slab);
+            drop(slab);
             result.map_err(|e| Error::Io {
                 context: format!("writing bytes {}.. to the destination", offset(self.next)),
                 source: e,
@@ -68,13 +67,6 @@ impl<'a, W: Write + ?Sized> InOrder<'a, W> {
             written += len as u64;
         }
         Ok(written)
-    }
-
-    /// Gives the slabs of ranges still waiting back to `pool`.
-    pub fn release(self, pool: &SlabPool) {
-        for (slab, _) in self.waiting.into_values() {
-            pool.release(slab);
-        }
     }
 }
 

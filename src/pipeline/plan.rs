@@ -54,7 +54,7 @@ impl Plan {
 }
 
 /// Plans an upload from its arguments, or says what is wrong with them.
-pub(crate) fn upload(args: &PutObjectArgs) -> Result<Plan> {
+pub(crate) fn upload(args: &PutObjectArgs, client_limit: u64) -> Result<Plan> {
     check_inflight(args.max_inflight_parts)?;
     if let Some(ps) = args.part_size {
         check_part_size(ps)?;
@@ -75,13 +75,13 @@ pub(crate) fn upload(args: &PutObjectArgs) -> Result<Plan> {
         }
         None => args.part_size.unwrap_or(DEFAULT_PART_SIZE_STREAM),
     };
-    finish_upload(args, part_size, true)
+    finish_upload(args, part_size, client_limit, true)
 }
 
 /// Plans the rest of a multipart upload whose parts on the server fix the
 /// part size: the checks of a fresh upload (S3's part limits, 10,000 parts,
 /// RDMA's buffer limit, the memory budget), without choosing another size.
-pub(crate) fn resumed(args: &PutObjectArgs, part_size: u64) -> Result<Plan> {
+pub(crate) fn resumed(args: &PutObjectArgs, part_size: u64, client_limit: u64) -> Result<Plan> {
     check_inflight(args.max_inflight_parts)?;
     let size = args.size.unwrap_or(0);
     if size > part_size {
@@ -98,11 +98,16 @@ pub(crate) fn resumed(args: &PutObjectArgs, part_size: u64) -> Result<Plan> {
              {size} bytes"
         )));
     }
-    finish_upload(args, part_size, false)
+    finish_upload(args, part_size, client_limit, false)
 }
 
 /// The rest of an upload's plan once its part size is chosen.
-fn finish_upload(args: &PutObjectArgs, part_size: u64, balance: bool) -> Result<Plan> {
+fn finish_upload(
+    args: &PutObjectArgs,
+    part_size: u64,
+    client_limit: u64,
+    balance: bool,
+) -> Result<Plan> {
     if args.rdma.is_some() && part_size > MAX_RDMA_BUFFER {
         return Err(Error::invalid(format!(
             "part_size is {part_size} bytes; with RDMA a part buffer is at most 4 GiB - 1"
@@ -116,7 +121,8 @@ fn finish_upload(args: &PutObjectArgs, part_size: u64, balance: bool) -> Result<
         ),
         None => (MAX_PARTS, part_size * MAX_PARTS, part_size),
     };
-    let slots = fit_in_memory(args.max_inflight_parts, slab_len, args.memory_limit)?;
+    let limit = args.memory_limit.min(client_limit);
+    let slots = fit_in_memory(args.max_inflight_parts, slab_len, limit)?;
     let plan = Plan {
         part_size,
         slab_len: slab_len_usize(slab_len)?,
@@ -133,12 +139,13 @@ fn finish_upload(args: &PutObjectArgs, part_size: u64, balance: bool) -> Result<
 }
 
 /// Plans a download of `size` bytes.
-pub(crate) fn download(size: u64, args: &DownloadArgs) -> Result<Plan> {
+pub(crate) fn download(size: u64, args: &DownloadArgs, client_limit: u64) -> Result<Plan> {
     check_download_args(args)?;
     let part_size = args.part_size;
     let parts = size.div_ceil(part_size);
     let slab_len = part_size.min(size).max(1);
-    let slots = fit_in_memory(args.max_inflight_parts, slab_len, args.memory_limit)?;
+    let limit = args.memory_limit.min(client_limit);
+    let slots = fit_in_memory(args.max_inflight_parts, slab_len, limit)?;
     let plan = Plan {
         part_size,
         slab_len: slab_len_usize(slab_len)?,
@@ -268,8 +275,11 @@ fn fit_in_memory(inflight: usize, slab_len: u64, memory_limit: u64) -> Result<us
 mod tests {
     use super::*;
 
+    /// The client's default memory limit.
+    const L: u64 = 2 * GIB;
+
     fn p(args: PutObjectArgs) -> Plan {
-        upload(&args).unwrap()
+        upload(&args, L).unwrap()
     }
 
     #[test]
@@ -300,12 +310,12 @@ mod tests {
     fn known_sizes_are_balanced_over_the_parts_in_flight() {
         // 200 MiB in 8 MiB ranges is 25 ranges: 4 waves of 8, the last with
         // one. Balanced: 32 ranges of 6.25 MiB, 4 full waves.
-        let d = download(200 * MIB, &DownloadArgs::new()).unwrap();
+        let d = download(200 * MIB, &DownloadArgs::new(), L).unwrap();
         assert_eq!((d.parts, d.inflight), (32, 8));
         assert_eq!(d.part_size, 200 * MIB / 32);
         assert!(d.slab_len as u64 <= 8 * MIB);
         // A small download runs all its ranges at once.
-        let d = download(20 * MIB, &DownloadArgs::new()).unwrap();
+        let d = download(20 * MIB, &DownloadArgs::new(), L).unwrap();
         assert_eq!((d.parts, d.inflight, d.part_size), (8, 8, 20 * MIB / 8));
         // Uploads keep S3's 5 MiB minimum: 100 MiB is 13 parts of 8 MiB,
         // balanced to 16 parts of 6.25 MiB; 20 MiB is 4 parts of 5 MiB.
@@ -331,6 +341,11 @@ mod tests {
 
     #[test]
     fn memory_limit_lowers_inflight_or_refuses() {
+        // The client's limit, when it is the lower one.
+        let args = PutObjectArgs::new()
+            .part_size(100 * MIB)
+            .max_inflight_parts(16);
+        assert_eq!(upload(&args, GIB).unwrap().inflight, 9);
         let args = PutObjectArgs::new()
             .part_size(100 * MIB)
             .max_inflight_parts(16)
@@ -340,31 +355,32 @@ mod tests {
             &PutObjectArgs::new()
                 .part_size(100 * MIB)
                 .memory_limit(150 * MIB),
+            L,
         );
         assert!(err.unwrap_err().to_string().contains("memory_limit"));
         let args = DownloadArgs::new()
             .part_size(100 * MIB)
             .max_inflight_parts(16)
             .memory_limit(GIB);
-        assert_eq!(download(10 * GIB, &args).unwrap().inflight, 9);
+        assert_eq!(download(10 * GIB, &args, L).unwrap().inflight, 9);
         let args = DownloadArgs::new()
             .part_size(100 * MIB)
             .memory_limit(150 * MIB);
-        let err = download(GIB, &args).unwrap_err().to_string();
+        let err = download(GIB, &args, L).unwrap_err().to_string();
         assert!(err.contains("memory_limit"), "{err}");
         // A small object needs small buffers only.
-        assert_eq!(download(MIB, &args).unwrap().slab_len, MIB as usize);
+        assert_eq!(download(MIB, &args, L).unwrap().slab_len, MIB as usize);
     }
 
     #[test]
     fn a_resumed_upload_is_checked_like_a_fresh_one() {
         let args = PutObjectArgs::new().size(40 * GIB).max_inflight_parts(8);
         // 5 GiB parts, 8 in flight: 45 GiB of buffers, far over the 2 GiB budget.
-        let err = resumed(&args, 5 * GIB).unwrap_err().to_string();
+        let err = resumed(&args, 5 * GIB, L).unwrap_err().to_string();
         assert!(err.contains("memory_limit"), "{err}");
-        let err = resumed(&args, MIB).unwrap_err().to_string();
+        let err = resumed(&args, MIB, L).unwrap_err().to_string();
         assert!(err.contains("first part is 1048576 bytes"), "{err}");
-        let err = resumed(&PutObjectArgs::new().size(60 * GIB), 5 * MIB)
+        let err = resumed(&PutObjectArgs::new().size(60 * GIB), 5 * MIB, L)
             .unwrap_err()
             .to_string();
         assert!(err.contains("more than 10000 parts"), "{err}");
@@ -372,10 +388,10 @@ mod tests {
             .size(40 * GIB)
             .memory_limit(100 * GIB)
             .rdma(std::sync::Arc::new(NoRdma));
-        let err = resumed(&rdma, 5 * GIB).unwrap_err().to_string();
+        let err = resumed(&rdma, 5 * GIB, u64::MAX).unwrap_err().to_string();
         assert!(err.contains("RDMA"), "{err}");
         // Within the limits, the listed part size is kept as it is.
-        let plan = resumed(&args, 9 * MIB).unwrap();
+        let plan = resumed(&args, 9 * MIB, L).unwrap();
         assert_eq!(
             (plan.part_size, plan.parts),
             (9 * MIB, (40 * GIB).div_ceil(9 * MIB))
@@ -410,12 +426,12 @@ mod tests {
             (PutObjectArgs::new().part_size(MIB), "part_size"),
             (PutObjectArgs::new().part_size(6 * GIB), "part_size"),
         ] {
-            let err = upload(&args).unwrap_err().to_string();
+            let err = upload(&args, L).unwrap_err().to_string();
             assert!(err.contains(what), "{err}");
         }
         let huge = PutObjectArgs::new().size(60_000 * GIB);
         assert!(
-            upload(&huge)
+            upload(&huge, L)
                 .unwrap_err()
                 .to_string()
                 .contains("10000 parts")

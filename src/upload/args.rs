@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::ChecksumAlgorithm;
-use crate::pipeline::{CancelHandle, GIB, Progress, ProgressFn};
+use crate::pipeline::{CancelHandle, Progress, ProgressFn};
 use crate::rdma::RdmaProvider;
 
 /// How the body of each part is vouched for in the request signature.
@@ -69,7 +69,7 @@ impl Default for PutObjectArgs {
             size: None,
             part_size: None,
             max_inflight_parts: 8,
-            memory_limit: 2 * GIB,
+            memory_limit: u64::MAX,
             content_type: None,
             metadata: Vec::new(),
             headers: Vec::new(),
@@ -152,12 +152,13 @@ impl PutObjectArgs {
         self
     }
 
-    /// The most memory the part buffers (slabs) of one upload may take. When
-    /// `(max_inflight_parts + 1) × part_size` exceeds it, fewer parts are put
-    /// in flight (logged once at INFO); when not even two slabs fit, the
-    /// upload fails before anything is sent.
+    /// The most memory the buffers (slabs) of this upload may take, within
+    /// the client's [`memory_limit`](crate::ClientBuilder::memory_limit),
+    /// which this can only lower. When `(max_inflight_parts + 1) × part_size`
+    /// exceeds it, fewer parts are put in flight (logged at INFO); when not
+    /// even two slabs fit, the upload fails before anything is sent.
     ///
-    /// Defaults to 2 GiB, the same order as aws-c-s3's default.
+    /// Defaults to the client's limit.
     pub fn memory_limit(mut self, bytes: u64) -> Self {
         self.memory_limit = bytes;
         self

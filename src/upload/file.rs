@@ -12,10 +12,9 @@ use std::thread;
 use crossbeam_channel::{Receiver, Sender};
 use md5::{Digest, Md5};
 
-use super::Upload;
+use super::{Upload, reserve};
 use crate::pipeline::plan;
 use crate::pipeline::run::{Control, Event, PanicGuard, gather};
-use crate::pipeline::slab::SlabPool;
 use crate::s3::checksum::Crc;
 use crate::s3::multipart::UploadedPart;
 use crate::s3::object::validate_target;
@@ -88,22 +87,23 @@ impl Client {
             )));
         }
         args.size = Some(size);
-        let fresh = plan::upload(&args)?;
+        let limit = self.slabs().limit();
+        let fresh = plan::upload(&args, limit)?;
         if args.cancelled() {
             return Err(Error::Cancelled);
         }
-        let (plan, known) = match resume {
+        let (mut plan, known) = match resume {
             Some(id) => {
                 let listed = self.list_parts(bucket, key, id, args.checksum)?;
                 // The parts already sent fix the part size, and the plan is
                 // checked again with it.
                 let plan = match listed.iter().find(|p| p.part_number == 1) {
                     Some(first) if first.size < size && first.size != fresh.part_size => {
-                        plan::resumed(&args, first.size).map_err(|e| {
+                        plan::resumed(&args, first.size, limit).map_err(|e| {
                             Error::invalid(format!("upload {id} cannot be resumed: {e}"))
                         })?
                     }
-                    _ => plan::resumed(&args, fresh.part_size)?,
+                    _ => plan::resumed(&args, fresh.part_size, limit)?,
                 };
                 (
                     plan,
@@ -114,11 +114,12 @@ impl Client {
         };
         let parts = plan.parts;
         // Each worker holds one buffer at a time: no producer, no extra slab.
-        let pool = SlabPool::new(plan.slab_len, plan.inflight, args.rdma.clone());
-        let upload = Upload::new(self, bucket, key, &args, &plan, &pool);
+        let slabs = reserve(self, &plan, plan.inflight, &args)?;
+        plan.inflight = plan.inflight.min(slabs.slabs());
+        let upload = Upload::new(self, bucket, key, &args, &plan, &slabs);
         let mut out = match resume {
             None if parts == 1 => {
-                let mut slab = pool.first()?;
+                let mut slab = slabs.first()?;
                 let len = size as usize;
                 file.read_exact_at(&mut slab.as_mut_slice()[..len], 0)
                     .map_err(|e| io("reading", e))?;
@@ -140,7 +141,7 @@ impl Client {
                 upload.file_parts(&upload_id, &files)?
             }
         };
-        (out.slabs, out.slab_bytes) = pool.mapped();
+        (out.slabs, out.slab_bytes) = slabs.used();
         Ok(out)
     }
 }
@@ -209,7 +210,7 @@ impl Upload<'_> {
             if number > files.parts {
                 return;
             }
-            let mut slab = match self.pool.acquire(stop) {
+            let mut slab = match self.slabs.acquire(stop) {
                 Ok(Some(slab)) => slab,
                 Ok(None) => return,
                 Err(e) => {
@@ -236,7 +237,7 @@ impl Upload<'_> {
                     None => self.send_part(&agent, upload_id, number, &slab, len),
                 },
             };
-            self.pool.release(slab);
+            drop(slab);
             if result.is_err() {
                 // The first error ends the upload: take no further part.
                 self.stopped.store(true, Ordering::SeqCst);

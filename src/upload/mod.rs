@@ -15,12 +15,30 @@ use std::sync::atomic::AtomicBool;
 
 use crate::pipeline::plan::Plan;
 use crate::pipeline::run::Gathered;
-use crate::pipeline::slab::{Slab, SlabPool};
+use crate::pipeline::slab::{Reservation, Slab};
 use crate::rdma::attempt::RdmaSlot;
 use crate::s3::checksum::Crc;
 use crate::s3::multipart::UploadedPart;
 use crate::upload::part::{Sent, Target, send_slab};
 use crate::{Client, Error, PutObjectArgs, PutObjectOutput, Result};
+
+/// Reserves up to `want` slabs of the plan's size from the client's pool,
+/// at least two (one for a one-part object), waiting while the memory is
+/// taken by other transfers; a cancel while waiting is [`Error::Cancelled`].
+pub(crate) fn reserve(
+    client: &Client,
+    plan: &Plan,
+    want: usize,
+    args: &PutObjectArgs,
+) -> Result<Reservation> {
+    let min = if plan.parts == 1 { 1 } else { 2 };
+    client
+        .slabs()
+        .reserve(plan.slab_len, min, want, args.rdma.clone(), &|| {
+            args.cancelled()
+        })?
+        .ok_or(Error::Cancelled)
+}
 
 /// One upload's shared state, borrowed by every thread of the pipeline.
 pub(crate) struct Upload<'a> {
@@ -29,7 +47,7 @@ pub(crate) struct Upload<'a> {
     pub key: &'a str,
     pub args: &'a PutObjectArgs,
     pub plan: &'a Plan,
-    pub pool: &'a SlabPool,
+    pub slabs: &'a Reservation,
     /// Set once the server has shown it does not take RDMA.
     pub http_only: AtomicBool,
     /// Set on the first error: the producer stops, workers drain.
@@ -43,7 +61,7 @@ impl<'a> Upload<'a> {
         key: &'a str,
         args: &'a PutObjectArgs,
         plan: &'a Plan,
-        pool: &'a SlabPool,
+        slabs: &'a Reservation,
     ) -> Self {
         Upload {
             client,
@@ -51,7 +69,7 @@ impl<'a> Upload<'a> {
             key,
             args,
             plan,
-            pool,
+            slabs,
             http_only: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
         }

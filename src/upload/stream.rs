@@ -10,10 +10,10 @@ use std::thread;
 
 use crossbeam_channel::{Receiver, Sender, select};
 
-use super::Upload;
+use super::{Upload, reserve};
 use crate::pipeline::plan::{self, Plan};
 use crate::pipeline::run::{Control, Event, PanicGuard, gather};
-use crate::pipeline::slab::{Slab, SlabPool};
+use crate::pipeline::slab::Slab;
 use crate::s3::object::validate_target;
 use crate::upload::part::Sent;
 use crate::{Client, Error, PutObjectArgs, PutObjectOutput, Result};
@@ -46,21 +46,18 @@ impl Client {
         args: PutObjectArgs,
     ) -> Result<PutObjectOutput> {
         validate_target(bucket, key)?;
-        let plan = plan::upload(&args)?;
-        if args.cancelled() {
-            return Err(Error::Cancelled);
-        }
-        let rdma = args.rdma.clone();
+        let mut plan = plan::upload(&args, self.slabs().limit())?;
         // One slab more than parts in flight: the producer fills it meanwhile.
-        let pool = SlabPool::new(plan.slab_len, plan.inflight + 1, rdma);
-        let upload = Upload::new(self, bucket, key, &args, &plan, &pool);
+        let slabs = reserve(self, &plan, plan.inflight + 1, &args)?;
+        plan.inflight = plan.inflight.min(slabs.slabs() - 1).max(1);
+        let upload = Upload::new(self, bucket, key, &args, &plan, &slabs);
         let mut source = Source {
             reader,
             offset: 0,
             plan: &plan,
             declared: args.size,
         };
-        let mut first = pool.first()?;
+        let mut first = slabs.first()?;
         let want = source.part_len(0);
         let len = source.fill(&mut first.as_mut_slice()[..want])?;
         let carry = source.probe_if_full(len, want)?;
@@ -72,7 +69,7 @@ impl Client {
                 upload.multipart(&upload_id, source, first, len, byte)?
             }
         };
-        (out.slabs, out.slab_bytes) = pool.mapped();
+        (out.slabs, out.slab_bytes) = slabs.used();
         Ok(out)
     }
 }
@@ -244,7 +241,7 @@ impl Upload<'_> {
             if self.stopped.load(Ordering::SeqCst) {
                 return Ok(());
             }
-            let Some(mut slab) = self.pool.acquire(stop)? else {
+            let Some(mut slab) = self.slabs.acquire(stop)? else {
                 return Ok(());
             };
             let start = source.offset - 1;
@@ -266,11 +263,11 @@ impl Upload<'_> {
         let agent = self.client.new_agent();
         for job in work_rx {
             if self.stopped.load(Ordering::SeqCst) {
-                self.pool.release(job.slab);
+                drop(job.slab);
                 continue;
             }
             let result = self.send_part(&agent, upload_id, job.number, &job.slab, job.len);
-            self.pool.release(job.slab);
+            drop(job.slab);
             if result.is_err() {
                 // The first error ends the upload: send no further part.
                 self.stopped.store(true, Ordering::SeqCst);
