@@ -6,11 +6,17 @@ use std::sync::{Mutex, OnceLock};
 struct Capture(Mutex<Vec<String>>, std::time::Instant);
 
 impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
+    /// s3pump's own records at every level; other crates' from INFO up.
+    /// (At TRACE, ureq-proto hex-dumps every byte it sends and receives:
+    /// kept, that grew the test process by gigabytes.)
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.target().starts_with("s3pump") || metadata.level() <= log::Level::Info
     }
 
     fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
         let line = format!(
             "{} {}: {} (at {:.3}s)",
             record.level(),
@@ -38,7 +44,7 @@ fn logger() -> &'static Capture {
     })
 }
 
-/// Starts capturing at TRACE (idempotent).
+/// Starts capturing s3pump's records at TRACE (idempotent).
 pub fn capture() {
     logger();
 }
