@@ -42,7 +42,7 @@ pub use auth::credentials::Credentials;
 pub use client::retry::RetryPolicy;
 pub use client::{Addressing, Client, ClientBuilder};
 pub use download::{DownloadArgs, DownloadOutput};
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use rdma::ffi::FfiRdmaProvider;
 pub use rdma::{RdmaOp, RdmaProvider, RdmaRegistration};
 pub use s3::checksum::ChecksumAlgorithm;
