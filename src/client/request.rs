@@ -251,7 +251,13 @@ pub(crate) fn read_text(operation: &'static str, response: &mut Response) -> Res
         .with_config()
         .limit(MAX_XML_REPLY)
         .read_to_vec()
-        .map_err(|e| transport_error(operation, e))?;
+        .map_err(|e| match e {
+            ureq::Error::BodyExceedsLimit(limit) => Error::InvalidResponse {
+                operation,
+                message: format!("reply body is larger than {limit} bytes"),
+            },
+            e => transport_error(operation, e),
+        })?;
     String::from_utf8(bytes).map_err(|_| Error::InvalidResponse {
         operation,
         message: "reply body is not UTF-8".into(),

@@ -18,3 +18,4 @@ mod secrets;
 mod soak;
 mod support_selftest;
 mod upload_file;
+mod xml_replies;
