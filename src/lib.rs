@@ -46,6 +46,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use rdma::ffi::FfiRdmaProvider;
 pub use rdma::{RdmaOp, RdmaProvider, RdmaRegistration};
 pub use s3::checksum::ChecksumAlgorithm;
+pub use s3::list::{DeleteError, DeleteObjectsOutput, ListObjects, ObjectSummary};
 pub use s3::multipart::{CompletedUpload, MultipartUpload, UploadedPart};
 pub use s3::object::ObjectInfo;
 pub use upload::args::{CancelHandle, PayloadSigning, Progress, PutObjectArgs, PutObjectOutput};

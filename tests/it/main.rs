@@ -10,6 +10,7 @@ mod cli;
 mod direct_http;
 mod download;
 mod faults;
+mod list;
 mod put_object;
 mod rdma;
 mod rdma_ffi;

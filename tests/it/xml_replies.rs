@@ -5,8 +5,8 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use s3pump::{
@@ -15,24 +15,37 @@ use s3pump::{
 
 const NS: &str = r#"xmlns="http://s3.amazonaws.com/doc/2006-03-01/""#;
 
+/// A request as the canned server received it: its head and its body.
+type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// A server answering every request with `status` and `body`; returns the
 /// endpoint and the number of requests served.
 fn canned(status: u16, body: String) -> (String, Arc<AtomicUsize>) {
+    let (endpoint, served, _) = recording(status, body);
+    (endpoint, served)
+}
+
+/// [`canned`], also keeping every request it received.
+fn recording(status: u16, body: String) -> (String, Arc<AtomicUsize>, Seen) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let served = Arc::new(AtomicUsize::new(0));
+    let seen: Seen = Arc::default();
+    let requests = seen.clone();
     let count = served.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { return };
             let body = body.clone();
             let count = count.clone();
+            let requests = requests.clone();
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(conn.try_clone().unwrap());
                 loop {
                     // Read one request head and its body.
                     let mut length = 0usize;
                     let mut line = String::new();
+                    let mut head = String::new();
                     loop {
                         line.clear();
                         if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -41,6 +54,7 @@ fn canned(status: u16, body: String) -> (String, Arc<AtomicUsize>) {
                         if line == "\r\n" {
                             break;
                         }
+                        head.push_str(&line);
                         if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
                             length = v.trim().parse().unwrap_or(0);
                         }
@@ -49,6 +63,7 @@ fn canned(status: u16, body: String) -> (String, Arc<AtomicUsize>) {
                     if reader.read_exact(&mut sink).is_err() {
                         return;
                     }
+                    requests.lock().unwrap().push((head, sink));
                     count.fetch_add(1, Ordering::SeqCst);
                     let head = format!(
                         "HTTP/1.1 {status} X\r\nContent-Type: application/xml\r\nContent-Length: {}\r\n\r\n",
@@ -63,7 +78,7 @@ fn canned(status: u16, body: String) -> (String, Arc<AtomicUsize>) {
             });
         }
     });
-    (endpoint, served)
+    (endpoint, served, seen)
 }
 
 fn client(endpoint: &str) -> Client {
@@ -212,4 +227,77 @@ fn hostile_replies_are_errors_not_panics_or_hangs() {
             "{what}: {err:?}"
         );
     }
+}
+
+#[test]
+fn delete_objects_sends_quiet_xml_with_content_md5_and_reports_per_key_errors() {
+    use base64::Engine;
+    use md5::Digest;
+    let reply = format!(
+        "<?xml version=\"1.0\"?><DeleteResult {NS}>\
+         <Error><Key>b&amp;c</Key><Code>AccessDenied</Code><Message>Access Denied</Message></Error>\
+         </DeleteResult>"
+    );
+    let (endpoint, _, seen) = recording(200, reply);
+    let out = client(&endpoint)
+        .delete_objects("bucket", ["a", "b&c", "d <e>"])
+        .unwrap();
+    assert_eq!(out.deleted, 2);
+    assert_eq!(out.errors.len(), 1);
+    assert_eq!(out.errors[0].key, "b&c");
+    assert_eq!(out.errors[0].code, "AccessDenied");
+    assert_eq!(out.errors[0].message, "Access Denied");
+
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    let (head, body) = &seen[0];
+    assert!(head.starts_with("POST /bucket?delete"), "{head}");
+    let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(body));
+    let sent_md5 = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("content-md5:")
+                .then(|| l[12..].trim().to_string())
+        })
+        .unwrap_or_else(|| panic!("no Content-MD5 in {head}"));
+    assert_eq!(sent_md5, md5);
+    let body = String::from_utf8(body.clone()).unwrap();
+    assert!(body.contains("<Quiet>true</Quiet>"), "{body}");
+    assert!(
+        body.contains("<Key>b&amp;c</Key>") && body.contains("<Key>d &lt;e&gt;</Key>"),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_listing_whose_token_does_not_advance_is_an_error_not_a_loop() {
+    let reply = format!(
+        "<ListBucketResult {NS}><IsTruncated>true</IsTruncated><NextContinuationToken>t</NextContinuationToken>\
+         <Contents><Key>a</Key><Size>1</Size></Contents></ListBucketResult>"
+    );
+    let (endpoint, served) = canned(200, reply);
+    let items: Vec<_> = client(&endpoint)
+        .list_objects("bucket", "")
+        .take(10)
+        .collect();
+    // Page 1 (token t), page 2 (token t again): an error, then the end.
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert_eq!(items[0].as_ref().unwrap().key, "a");
+    let err = items[1].as_ref().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidResponse, "{err}");
+    assert!(err.to_string().contains("NextContinuationToken"), "{err}");
+    assert_eq!(served.load(Ordering::SeqCst), 2);
+    // An object without its Size is an error too, not a dropped entry.
+    let reply =
+        format!("<ListBucketResult {NS}><Contents><Key>a</Key></Contents></ListBucketResult>");
+    let (endpoint, _) = canned(200, reply);
+    let err = client(&endpoint)
+        .list_objects("bucket", "")
+        .next()
+        .unwrap()
+        .unwrap_err();
+    let (operation, message) = invalid(err);
+    assert_eq!(operation, "ListObjectsV2");
+    assert!(message.contains("<Size>"), "{message}");
 }
