@@ -273,6 +273,13 @@ impl Client {
         self.inner.slabs.stats()
     }
 
+    /// Unmaps every idle part buffer now. Idle buffers are otherwise kept for
+    /// the next transfer and unmapped after 30 s unused; all of them go when
+    /// the last clone of the client is dropped.
+    pub fn release_idle_buffers(&self) {
+        self.inner.slabs.trim();
+    }
+
     /// The agent shared by single requests made on this client.
     pub(crate) fn agent(&self) -> &Agent {
         &self.inner.agent

@@ -98,9 +98,66 @@ const MAX_XML_REPLY: u64 = 16 << 20;
 
 impl Client {
     /// Sends `req` once. A non-2xx reply becomes [`Error::S3`].
+    ///
+    /// A bodiless 404 on an object (HeadObject has no body to say why) is
+    /// told apart with a HeadBucket of its bucket: `NoSuchBucket` when the
+    /// bucket is missing too, else `NoSuchKey`, with a message naming them.
     pub(crate) fn send(&self, agent: &Agent, req: &Request<'_>) -> Result<Response> {
         let response = self.send_raw(agent, req)?;
-        check_status(req, response)
+        check_status(req, response).map_err(|e| self.explain_not_found(agent, req, e))
+    }
+
+    /// See [`Client::send`]: names what a bare 404 on an object means.
+    fn explain_not_found(&self, agent: &Agent, req: &Request<'_>, e: Error) -> Error {
+        let (
+            Some(key),
+            Error::S3 {
+                status: 404,
+                code,
+                request_id,
+                ..
+            },
+        ) = (req.key, &e)
+        else {
+            return e;
+        };
+        // Only a reply without an error document ("NotFound" comes from the status).
+        if code != "NotFound" {
+            return e;
+        }
+        let bucket = req.bucket;
+        let head = Request::new("HeadBucket", http::Method::HEAD, bucket, None);
+        let bucket_status = self
+            .send_raw(agent, &head)
+            .ok()
+            .map(|r| r.status().as_u16());
+        let (code, message) = match bucket_status {
+            Some(404) => (
+                "NoSuchBucket",
+                format!("{}: the bucket {bucket:?} does not exist", req.operation),
+            ),
+            Some(200..300) => (
+                "NoSuchKey",
+                format!(
+                    "{}: no object {key:?} in the bucket {bucket:?}",
+                    req.operation
+                ),
+            ),
+            // HeadBucket refused or failed: the object or its bucket is missing.
+            _ => (
+                "NotFound",
+                format!(
+                    "{}: the object {key:?} or its bucket {bucket:?} does not exist",
+                    req.operation
+                ),
+            ),
+        };
+        Error::S3 {
+            status: 404,
+            code: code.to_string(),
+            message,
+            request_id: request_id.clone(),
+        }
     }
 
     /// Sends `req` once and returns whatever reply came back; only a failure
@@ -198,12 +255,13 @@ fn bad_request(req: &Request<'_>, e: http::Error) -> Error {
     Error::invalid(format!("{}: cannot build the request: {e}", req.operation))
 }
 
+/// A failure to get (all of) a reply, keeping ureq's error as the source.
 pub(crate) fn transport_error(operation: &'static str, e: ureq::Error) -> Error {
     let timeout = matches!(e, ureq::Error::Timeout(_))
         || matches!(&e, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut);
     Error::Transport {
         operation,
-        message: e.to_string(),
+        source: Box::new(e),
         timeout,
     }
 }
@@ -215,16 +273,36 @@ pub(crate) fn read_text(operation: &'static str, response: &mut Response) -> Res
         .with_config()
         .limit(MAX_XML_REPLY)
         .read_to_vec()
-        .map_err(|e| transport_error(operation, e))?;
+        .map_err(|e| match e {
+            ureq::Error::BodyExceedsLimit(limit) => Error::InvalidResponse {
+                operation,
+                message: format!("reply body is larger than {limit} bytes"),
+            },
+            e => transport_error(operation, e),
+        })?;
     String::from_utf8(bytes).map_err(|_| Error::InvalidResponse {
-        operation: "read reply",
+        operation,
         message: "reply body is not UTF-8".into(),
     })
 }
 
 /// Builds [`Error::S3`] from a reply's status, headers and (possibly empty) body.
+///
+/// The body is read leniently: a body that is not an S3 error document (an
+/// HTML page from a proxy, nothing at all) leaves the code to the status.
 pub(crate) fn s3_error(status: u16, headers: &http::HeaderMap, body: &str) -> Error {
-    let code = xml::text(body, "Code").unwrap_or_else(|| {
+    let doc = if body.trim().is_empty() {
+        None
+    } else {
+        xml::parse("error reply", body).ok()
+    };
+    let field = |name: &str| {
+        doc.as_ref()
+            .and_then(|d| d.opt(name))
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let code = field("Code").unwrap_or_else(|| {
         match status {
             301 => "PermanentRedirect",
             400 => "BadRequest",
@@ -242,8 +320,8 @@ pub(crate) fn s3_error(status: u16, headers: &http::HeaderMap, body: &str) -> Er
         }
         .to_string()
     });
-    let message = xml::text(body, "Message").unwrap_or_else(|| format!("HTTP status {status}"));
-    let request_id = header(headers, "x-amz-request-id").or_else(|| xml::text(body, "RequestId"));
+    let message = field("Message").unwrap_or_else(|| format!("HTTP status {status}"));
+    let request_id = header(headers, "x-amz-request-id").or_else(|| field("RequestId"));
     Error::S3 {
         status,
         code,
@@ -258,4 +336,54 @@ pub(crate) fn header(headers: &http::HeaderMap, name: &str) -> Option<String> {
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(body: Vec<u8>) -> Response {
+        http::Response::builder()
+            .status(200)
+            .body(ureq::Body::builder().data(body))
+            .unwrap()
+    }
+
+    #[test]
+    fn read_text_names_its_operation() {
+        let mut ok = reply(b"<R/>".to_vec());
+        assert_eq!(read_text("ListParts", &mut ok).unwrap(), "<R/>");
+        let mut bad = reply(vec![b'<', 0xff, 0xfe, b'>']);
+        match read_text("ListParts", &mut bad).unwrap_err() {
+            Error::InvalidResponse { operation, message } => {
+                assert_eq!(operation, "ListParts");
+                assert!(message.contains("UTF-8"), "{message}");
+            }
+            e => panic!("{e:?}"),
+        }
+    }
+
+    #[test]
+    fn s3_error_reads_the_document_and_falls_back_to_the_status() {
+        let headers = http::HeaderMap::new();
+        let doc = r#"<?xml version="1.0"?><!-- <Code>Fake</Code> --><Error><Code>NoSuchKey</Code><Message>The key &lt;k&gt; is missing</Message><RequestId>r1</RequestId></Error>"#;
+        match s3_error(404, &headers, doc) {
+            Error::S3 {
+                status,
+                code,
+                message,
+                request_id,
+            } => {
+                assert_eq!((status, code.as_str()), (404, "NoSuchKey"));
+                assert_eq!(message, "The key <k> is missing");
+                assert_eq!(request_id.as_deref(), Some("r1"));
+            }
+            e => panic!("{e:?}"),
+        }
+        // Not XML (a proxy's HTML page): the status decides.
+        let e = s3_error(503, &headers, "<html><body>busy</p></html>");
+        assert_eq!(e.s3_code(), Some("ServiceUnavailable"));
+        assert_eq!(e.kind(), crate::ErrorKind::Throttled);
+        assert!(s3_error(404, &headers, "").is_not_found());
+    }
 }

@@ -9,11 +9,11 @@ use crate::{Client, Error, Result};
 /// How failed requests are retried.
 ///
 /// Every request is retried on its own (a part is retried from its slab,
-/// never by reading the source again). Retried: connect errors, resets and
-/// timeouts of idempotent requests, 5xx, 429, `SlowDown`, `InternalError`,
-/// `RequestTimeout`, and a body damaged in transit (`BadDigest`,
-/// `XAmzContentSHA256Mismatch`: the buffer it is resent from is intact). Not
-/// retried: any other 4xx.
+/// never by reading the source again). Retried: the errors for which
+/// [`Error::is_retryable`] is true (connect errors, resets and timeouts, 5xx,
+/// 429, `SlowDown`, `InternalError`, `RequestTimeout`, and a body damaged in
+/// transit: `BadDigest`, `XAmzContentSHA256Mismatch`, as the buffer it is
+/// resent from is intact). Not retried: any other 4xx.
 ///
 /// Waits are "full jitter" exponential backoff: before attempt `k + 1` the
 /// wait is uniform in `[0, min(max_backoff, base_backoff × 2^k))`.
@@ -119,7 +119,7 @@ impl RetryState<'_> {
     /// After a failed attempt: the wait before the next one, or `None` when
     /// the error is final or the budget is spent.
     pub fn next_backoff(&mut self, err: &Error, idempotent: bool) -> Option<Duration> {
-        if !is_retryable(err, idempotent) || self.attempt >= self.policy.max_attempts.max(1) {
+        if !err.retryable(idempotent) || self.attempt >= self.policy.max_attempts.max(1) {
             return None;
         }
         let exp = self
@@ -140,25 +140,6 @@ impl RetryState<'_> {
 fn random_unit() -> f64 {
     let bits = RandomState::new().hash_one(Instant::now());
     (bits >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// Whether a failed request may succeed when sent again.
-pub(crate) fn is_retryable(err: &Error, idempotent: bool) -> bool {
-    match err.root() {
-        Error::S3 { status, code, .. } => {
-            *status >= 500
-                || *status == 429
-                || matches!(
-                    code.as_str(),
-                    "SlowDown" | "InternalError" | "RequestTimeout" | "ServiceUnavailable"
-                )
-                // The body was damaged on the way: the buffer it is resent
-                // from is intact.
-                || (idempotent && matches!(code.as_str(), "BadDigest" | "XAmzContentSHA256Mismatch"))
-        }
-        Error::Transport { .. } => idempotent,
-        _ => false,
-    }
 }
 
 impl Client {
@@ -211,26 +192,6 @@ mod tests {
             message: String::new(),
             request_id: None,
         }
-    }
-
-    #[test]
-    fn classification() {
-        assert!(is_retryable(&s3(503, "SlowDown"), false));
-        assert!(is_retryable(&s3(500, "InternalError"), false));
-        assert!(is_retryable(&s3(429, "TooManyRequests"), false));
-        assert!(is_retryable(&s3(400, "RequestTimeout"), false));
-        assert!(!is_retryable(&s3(403, "SignatureDoesNotMatch"), true));
-        assert!(is_retryable(&s3(400, "BadDigest"), true));
-        assert!(!is_retryable(&s3(400, "BadDigest"), false));
-        assert!(!is_retryable(&s3(400, "InvalidArgument"), true));
-        let t = Error::Transport {
-            operation: "UploadPart",
-            message: "reset".into(),
-            timeout: false,
-        };
-        assert!(is_retryable(&t, true));
-        assert!(!is_retryable(&t, false));
-        assert!(!is_retryable(&Error::Cancelled, true));
     }
 
     #[test]

@@ -193,9 +193,10 @@ impl Download<'_> {
                 Ok(0) => {
                     return Err(Error::Transport {
                         operation: GET,
-                        message: format!(
+                        source: format!(
                             "the body of bytes {start}.. ended after {n} of {len} bytes"
-                        ),
+                        )
+                        .into(),
                         timeout: false,
                     });
                 }
@@ -204,8 +205,12 @@ impl Download<'_> {
                 Err(e) => {
                     return Err(Error::Transport {
                         operation: GET,
-                        message: format!("reading bytes {start}.. after {n} of {len}: {e}"),
                         timeout: e.kind() == ErrorKind::TimedOut,
+                        source: std::io::Error::new(
+                            e.kind(),
+                            format!("reading bytes {start}.. after {n} of {len}: {e}"),
+                        )
+                        .into(),
                     });
                 }
             }

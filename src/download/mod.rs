@@ -336,7 +336,7 @@ impl<'a> Download<'a> {
             return Err(e);
         }
         if ranges != self.plan.parts || bytes != self.plan.max_bytes {
-            return Err(Error::Panic(format!(
+            return Err(Error::Internal(format!(
                 "the download ended with {ranges} of {} ranges",
                 self.plan.parts
             )));

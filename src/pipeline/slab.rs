@@ -331,7 +331,7 @@ impl Reservation {
     /// The first slab of a fresh reservation (which always has one).
     pub fn first(&self) -> Result<Slab> {
         self.try_acquire()?
-            .ok_or_else(|| Error::Panic("a fresh buffer reservation had no buffer".into()))
+            .ok_or_else(|| Error::Internal("a fresh buffer reservation had no buffer".into()))
     }
 
     fn slab(&self) -> Result<Slab> {

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use ureq::Agent;
 
-use crate::client::retry::is_retryable;
 use crate::client::{Request, Response};
 use crate::rdma::{RdmaOp, RdmaRegistration};
 use crate::{Client, Result};
@@ -100,7 +99,7 @@ pub(crate) fn attempt<R>(
         }
         match result.and_then(|r| check(r, &rdma_req)) {
             Ok(v) => return Ok(ByRdma::Done(v)),
-            Err(e) if attempt < 2 && is_retryable(&e, true) => log::debug!(
+            Err(e) if attempt < 2 && e.is_retryable() => log::debug!(
                 "{}{part_text} RDMA attempt {attempt} failed, retrying with a fresh token: {e}",
                 request.operation
             ),

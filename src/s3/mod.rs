@@ -1,7 +1,9 @@
-//! The S3 protocol: single-request object operations, the multipart upload
-//! protocol, the XML of requests and replies, and checksums.
+//! The S3 protocol: single-request object operations, listing and batched
+//! deletes, the multipart upload protocol, the XML of requests and replies,
+//! and checksums.
 
 pub(crate) mod checksum;
+pub(crate) mod list;
 pub(crate) mod multipart;
 pub(crate) mod object;
 pub(crate) mod xml;

@@ -96,12 +96,13 @@ impl Client {
             let mut response = self.send(self.agent(), &req)?;
             read_text("CreateMultipartUpload", &mut response)
         })?;
-        xml::text(&body, "UploadId")
-            .filter(|id| !id.is_empty())
-            .ok_or_else(|| Error::InvalidResponse {
-                operation: "CreateMultipartUpload",
-                message: "no UploadId in the reply".into(),
-            })
+        let root =
+            xml::parse("CreateMultipartUpload", &body)?.expect("InitiateMultipartUploadResult")?;
+        let id = root.req("UploadId")?;
+        if id.is_empty() {
+            return Err(root.error("<UploadId> is empty".into()));
+        }
+        Ok(id.to_string())
     }
 
     /// Uploads one part of a multipart upload from memory, over HTTP, with the
@@ -178,27 +179,27 @@ impl Client {
         self.retrying(&req, None, true, |attempt| {
             let result = self.send(self.agent(), &req).and_then(|mut response| {
                 let text = read_text("CompleteMultipartUpload", &mut response)?;
-                if xml::elements(&text, "Error").is_empty()
-                    && !text.trim_start().starts_with("<Error")
-                {
-                    Ok((response, text))
-                } else {
-                    Err(s3_error(
+                // A 200 reply can still be an error document.
+                let root = xml::parse("CompleteMultipartUpload", &text)?;
+                if root.name() == "Error" {
+                    return Err(s3_error(
                         response.status().as_u16(),
                         response.headers(),
                         &text,
-                    ))
+                    ));
                 }
+                let root = root.expect("CompleteMultipartUploadResult")?;
+                Ok(CompletedUpload {
+                    etag: root.req("ETag")?.to_string(),
+                    version_id: header(response.headers(), "x-amz-version-id"),
+                    checksum: checksum
+                        .xml_element()
+                        .and_then(|e| root.opt(e))
+                        .map(str::to_string),
+                })
             });
             match result {
-                Ok((response, text)) => Ok(CompletedUpload {
-                    etag: xml::text(&text, "ETag").ok_or_else(|| Error::InvalidResponse {
-                        operation: "CompleteMultipartUpload",
-                        message: "no ETag in the reply".into(),
-                    })?,
-                    version_id: header(response.headers(), "x-amz-version-id"),
-                    checksum: checksum.xml_element().and_then(|e| xml::text(&text, e)),
-                }),
+                Ok(done) => Ok(done),
                 // The assembled object does not match the full-object
                 // checksum combined from the parts: nothing a retry can mend.
                 Err(Error::S3 { code, message, .. }) if code == "BadDigest" => {
@@ -265,26 +266,28 @@ impl Client {
             }
             let mut response = self.send_retrying(self.agent(), &req, true)?;
             let text = read_text("ListParts", &mut response)?;
-            for p in xml::elements(&text, "Part") {
-                let bad = |what: &str| Error::InvalidResponse {
-                    operation: "ListParts",
-                    message: format!("a part without a valid {what}"),
-                };
+            let root = xml::parse("ListParts", &text)?.expect("ListPartsResult")?;
+            for p in root.children("Part") {
                 parts.push(UploadedPart {
-                    part_number: xml::text(p, "PartNumber")
-                        .and_then(|n| n.parse().ok())
-                        .ok_or_else(|| bad("PartNumber"))?,
-                    etag: xml::text(p, "ETag").ok_or_else(|| bad("ETag"))?,
-                    size: xml::text(p, "Size")
-                        .and_then(|n| n.parse().ok())
-                        .ok_or_else(|| bad("Size"))?,
-                    checksum: checksum.xml_element().and_then(|e| xml::text(p, e)),
+                    part_number: p.req_parse("PartNumber")?,
+                    etag: p.req("ETag")?.to_string(),
+                    size: p.req_parse("Size")?,
+                    checksum: checksum
+                        .xml_element()
+                        .and_then(|e| p.opt(e))
+                        .map(str::to_string),
                 });
             }
-            marker = xml::text(&text, "NextPartNumberMarker");
-            if xml::text(&text, "IsTruncated").as_deref() != Some("true") || marker.is_none() {
+            if !root.flag("IsTruncated")? {
                 break;
             }
+            let next = root.req("NextPartNumberMarker")?.to_string();
+            if marker.as_ref() == Some(&next) {
+                return Err(root.error(format!(
+                    "truncated listing whose NextPartNumberMarker {next} does not advance"
+                )));
+            }
+            marker = Some(next);
         }
         parts.sort_by_key(|p| p.part_number);
         Ok(parts)
@@ -305,19 +308,28 @@ impl Client {
             }
             let mut response = self.send_retrying(self.agent(), &req, true)?;
             let text = read_text("ListMultipartUploads", &mut response)?;
-            for u in xml::elements(&text, "Upload") {
-                if let (Some(key), Some(upload_id)) =
-                    (xml::text(u, "Key"), xml::text(u, "UploadId"))
-                {
-                    uploads.push(MultipartUpload { key, upload_id });
-                }
+            let root =
+                xml::parse("ListMultipartUploads", &text)?.expect("ListMultipartUploadsResult")?;
+            for u in root.children("Upload") {
+                uploads.push(MultipartUpload {
+                    key: u.req("Key")?.to_string(),
+                    upload_id: u.req("UploadId")?.to_string(),
+                });
             }
-            let next =
-                xml::text(&text, "NextKeyMarker").zip(xml::text(&text, "NextUploadIdMarker"));
-            if xml::text(&text, "IsTruncated").as_deref() != Some("true") || next.is_none() {
+            if !root.flag("IsTruncated")? {
                 break;
             }
-            markers = next;
+            let next = (
+                root.req("NextKeyMarker")?.to_string(),
+                root.req("NextUploadIdMarker")?.to_string(),
+            );
+            if markers.as_ref() == Some(&next) {
+                return Err(root.error(
+                    "truncated listing whose NextKeyMarker/NextUploadIdMarker do not advance"
+                        .into(),
+                ));
+            }
+            markers = Some(next);
         }
         Ok(uploads)
     }

@@ -136,7 +136,7 @@ impl Client {
         let size = std::io::copy(&mut reader, dest).map_err(|e| match e.kind() {
             std::io::ErrorKind::Other => Error::Transport {
                 operation: "GetObject",
-                message: e.to_string(),
+                source: Box::new(e),
                 timeout: false,
             },
             _ => Error::Io {

@@ -152,7 +152,7 @@ impl<'a> Upload<'a> {
                 .map_err(|e| (None, e)),
             (None, _) => Err((
                 None,
-                Error::Panic("the pipeline ended without every part".into()),
+                Error::Internal("the pipeline ended without every part".into()),
             )),
         };
         result.map_err(|(part_number, source)| {

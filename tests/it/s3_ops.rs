@@ -3,11 +3,14 @@
 
 use crate::support;
 
-use s3pump::{ChecksumAlgorithm, Credentials, Error, PutObjectArgs};
+use s3pump::{ChecksumAlgorithm, Credentials, Error, ErrorKind, PutObjectArgs, RetryPolicy};
 use support::harness::{Harness, data, md5_hex, multipart_etag};
 
 const MIB: usize = 1 << 20;
 
+/// What every S3 promises for a wrong secret: a 403 whose kind is
+/// `AccessDenied` (AWS and s3s-fs say `SignatureDoesNotMatch`, Garage
+/// `AccessDenied`), not retried, and no secret in the message.
 #[test]
 fn wrong_secret_key_is_a_typed_signature_error() {
     let h = Harness::new();
@@ -23,16 +26,101 @@ fn wrong_secret_key_is_a_typed_signature_error() {
     let err = client
         .put_object_bytes(&h.bucket, &h.key("x"), b"data", &PutObjectArgs::new())
         .unwrap_err();
-    // What every S3 promises: a 403 that names the signature (AWS and s3s
-    // say SignatureDoesNotMatch, Garage AccessDenied "Invalid signature"),
-    // and never the secret.
     assert!(matches!(err, Error::S3 { status: 403, .. }), "{err:?}");
-    let text = err.to_string();
-    assert!(text.to_ascii_lowercase().contains("signature"), "{text}");
-    assert!(!text.contains("not-the-secret"), "{text}");
+    assert_eq!(err.kind(), ErrorKind::AccessDenied, "{err}");
+    assert!(!err.is_retryable() && !err.is_not_found(), "{err}");
     if h.local().is_some() {
         assert_eq!(err.s3_code(), Some("SignatureDoesNotMatch"), "{err}");
     }
+    // What every S3 promises: a 403 that names the signature (AWS and s3s
+    // say SignatureDoesNotMatch, Garage AccessDenied "Invalid signature"),
+    // and never the secret.
+    let text = err.to_string();
+    assert!(text.to_ascii_lowercase().contains("signature"), "{text}");
+    assert!(!text.contains("not-the-secret"), "{text}");
+    // A bodiless 403 (HeadObject) is the same kind.
+    let err = client.head_object(&h.bucket, &h.key("x")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AccessDenied, "{err}");
+    assert!(!format!("{err} {err:?}").contains("not-the-secret"));
+}
+
+/// HeadObject has no body to say what is missing: the error says it, and
+/// both are `is_not_found`. Regression: both printed
+/// `S3 error 404 NotFound: HTTP status 404`.
+#[test]
+fn missing_key_and_missing_bucket_are_told_apart() {
+    let h = Harness::new();
+    let client = h.client();
+    let key = h.key("absent");
+    let err = client.head_object(&h.bucket, &key).unwrap_err();
+    assert_eq!(err.s3_code(), Some("NoSuchKey"), "{err}");
+    assert!(err.is_not_found(), "{err}");
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(matches!(err, Error::S3 { status: 404, .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains(&key) && text.contains(&h.bucket), "{text}");
+    assert!(text.contains("HeadObject"), "{text}");
+
+    if h.local().is_none() {
+        // A missing bucket of someone else's is not ours to pick.
+        eprintln!("skipped the missing-bucket half: external S3");
+        return;
+    }
+    let missing = "no-such-bucket-s3pump";
+    let err = client.head_object(missing, "k").unwrap_err();
+    assert_eq!(err.s3_code(), Some("NoSuchBucket"), "{err}");
+    assert!(err.is_not_found(), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains(missing) && !text.contains("object \"k\""),
+        "{text}"
+    );
+    // GetObject has a body saying what is missing (s3s-fs says NoSuchKey
+    // for a missing bucket too, where AWS says NoSuchBucket): not found.
+    let err = client
+        .get_object(missing, "k", &mut Vec::new())
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    let err = client
+        .get_object(&h.bucket, &key, &mut Vec::new())
+        .unwrap_err();
+    assert_eq!(err.s3_code(), Some("NoSuchKey"), "{err}");
+    assert!(err.is_not_found(), "{err}");
+    // A missing multipart upload, too.
+    let err = client
+        .abort_multipart_upload(&h.bucket, &key, "no-such-upload")
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+}
+
+/// A connection that cannot be made is a transport error that keeps the
+/// HTTP stack's error as its source.
+#[test]
+fn transport_errors_keep_their_source() {
+    use std::error::Error as _;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let client = s3pump::Client::builder()
+        .endpoint(format!("http://127.0.0.1:{port}"))
+        .region("us-east-1")
+        .credentials(Credentials::new("AKID", "secret-that-stays-put", None))
+        .retry_policy(RetryPolicy::none())
+        .build()
+        .unwrap();
+    let err = client.head_object("bucket", "key").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Transport, "{err:?}");
+    assert!(err.is_retryable());
+    let source = err.source().expect("a source");
+    let ureq_err = source
+        .downcast_ref::<ureq::Error>()
+        .unwrap_or_else(|| panic!("not a ureq::Error: {source:?}"));
+    assert!(
+        matches!(ureq_err, ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused),
+        "{ureq_err:?}"
+    );
+    assert!(!format!("{err} {err:?}").contains("secret-that-stays-put"));
 }
 
 #[test]
@@ -122,6 +210,7 @@ fn missing_objects_are_typed_errors_and_delete_works() {
     client.delete_object(&h.bucket, &key).unwrap();
     let err = client.head_object(&h.bucket, &key).unwrap_err();
     assert!(matches!(err, Error::S3 { status: 404, .. }), "{err:?}");
+    assert!(err.is_not_found(), "{err}");
 }
 
 #[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]

@@ -47,6 +47,38 @@ fn secrets_stay_out_of_debug_errors_and_logs() {
             .put_object(&h.bucket, "", &b""[..], args())
             .unwrap_err(),
     ];
+    // Signed with the wrong secret: refused, and of the kind that says so.
+    for e in &errors[..4] {
+        assert_eq!(e.kind(), s3pump::ErrorKind::AccessDenied, "{e:?}");
+    }
+    // A transport error (nothing listens there), with the source it keeps.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let unreachable = s3pump::Client::builder()
+        .endpoint(format!("http://127.0.0.1:{port}"))
+        .region("us-east-1")
+        .credentials(Credentials::new(
+            "AKIDS3PUMPTEST",
+            SECRET,
+            Some(TOKEN.to_string()),
+        ))
+        .retry_policy(s3pump::RetryPolicy::none())
+        .build()
+        .unwrap();
+    let e = unreachable
+        .put_object_bytes(&h.bucket, &h.key("f"), b"x", &args())
+        .unwrap_err();
+    assert_eq!(e.kind(), s3pump::ErrorKind::Transport, "{e:?}");
+    let mut chain = String::new();
+    let mut source: Option<&dyn std::error::Error> = Some(&e);
+    while let Some(s) = source {
+        chain.push_str(&format!("{s} {s:?}\n"));
+        source = s.source();
+    }
+    assert_clean("error source chain", &chain);
+    errors.push(e);
     // And one that fails after a multipart upload exists.
     let good = h.client();
     errors.push(

@@ -84,6 +84,10 @@ pub enum Op {
     HeadObject,
     /// `GET /bucket/key` (no sub-resource)
     GetObject,
+    /// `GET /bucket?list-type=2`
+    ListObjectsV2,
+    /// `POST /bucket?delete`
+    DeleteObjects,
 }
 
 /// What an injected fault does to the request it fires on.
@@ -215,6 +219,10 @@ pub struct Stats {
     pub head_object_calls: u64,
     /// GetObject requests received (faulted ones included).
     pub get_object_calls: u64,
+    /// ListObjectsV2 requests received (faulted ones included).
+    pub list_objects_calls: u64,
+    /// DeleteObjects requests received (faulted ones included).
+    pub delete_objects_calls: u64,
     /// Most UploadPart requests in process at once (arrival to response head).
     pub peak_upload_parts_in_flight: u64,
     /// Most GetObject requests in process at once (arrival to response head).
@@ -538,7 +546,28 @@ fn classify(
     let path = uri.path().trim_start_matches('/');
     let is_object = matches!(path.split_once('/'), Some((b, k)) if !b.is_empty() && !k.is_empty());
     if !is_object {
-        return (None, None);
+        let bucket = !path.is_empty() && !path.contains('/');
+        let has = |name: &str| {
+            uri.query()
+                .unwrap_or("")
+                .split('&')
+                .any(|p| p.split_once('=').map_or(p, |(k, _)| k) == name)
+        };
+        let op = match *method {
+            Method::GET
+                if bucket
+                    && uri
+                        .query()
+                        .unwrap_or("")
+                        .split('&')
+                        .any(|p| p == "list-type=2") =>
+            {
+                Some(Op::ListObjectsV2)
+            }
+            Method::POST if bucket && has("delete") => Some(Op::DeleteObjects),
+            _ => None,
+        };
+        return (op, None);
     }
     let mut has_uploads = false;
     let mut upload_id = false;
@@ -753,6 +782,8 @@ async fn handle(
             Op::PutObject => s.put_object_calls += 1,
             Op::HeadObject => s.head_object_calls += 1,
             Op::GetObject => s.get_object_calls += 1,
+            Op::ListObjectsV2 => s.list_objects_calls += 1,
+            Op::DeleteObjects => s.delete_objects_calls += 1,
         }
     }
     let counts_body = matches!(op, Some(Op::UploadPart | Op::PutObject));
