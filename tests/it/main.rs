@@ -7,6 +7,7 @@
 mod support;
 
 mod cli;
+mod credentials;
 mod direct_http;
 mod download;
 mod faults;
