@@ -185,6 +185,26 @@ impl Client {
         }
     }
 
+    /// The `Host` and the path prefix of requests on `bucket` signed for
+    /// `region`: AWS's own endpoint follows the bucket's region, and a bucket
+    /// name with dots goes path style over https (the wildcard certificate
+    /// of `*.s3.<region>.amazonaws.com` does not cover it).
+    fn address(&self, bucket: &str, region: &str) -> (String, String) {
+        let i = &self.inner;
+        let base = if i.aws_endpoint && region != i.region {
+            format!("s3.{region}.amazonaws.com")
+        } else {
+            i.authority.clone()
+        };
+        let path_style =
+            i.addressing == Addressing::PathStyle || (i.scheme == "https" && bucket.contains('.'));
+        if path_style {
+            (base, format!("/{bucket}"))
+        } else {
+            (format!("{bucket}.{base}"), String::new())
+        }
+    }
+
     /// One signed (or anonymous) send.
     fn send_signed(
         &self,
@@ -194,20 +214,7 @@ impl Client {
         creds: Option<&Credentials>,
     ) -> Result<Response> {
         let i = &self.inner;
-        // AWS's own endpoint follows the bucket's region.
-        let base = if i.aws_endpoint && region != i.region {
-            format!("s3.{region}.amazonaws.com")
-        } else {
-            i.authority.clone()
-        };
-        // A bucket name with dots does not match the wildcard certificate.
-        let path_style = i.addressing == Addressing::PathStyle
-            || (i.scheme == "https" && req.bucket.contains('.'));
-        let (authority, mut path) = if path_style {
-            (base, format!("/{}", req.bucket))
-        } else {
-            (format!("{}.{base}", req.bucket), String::new())
-        };
+        let (authority, mut path) = self.address(req.bucket, region);
         match req.key {
             Some(key) => {
                 path.push('/');
@@ -389,4 +396,41 @@ pub(crate) fn header(headers: &http::HeaderMap, name: &str) -> Option<String> {
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Client;
+
+    #[test]
+    fn addressing_on_aws_and_elsewhere() {
+        let aws = Client::builder()
+            .region("eu-west-1")
+            .anonymous()
+            .build()
+            .unwrap();
+        assert_eq!(
+            aws.address("logs", "eu-west-1"),
+            ("logs.s3.eu-west-1.amazonaws.com".into(), String::new())
+        );
+        // Dots over https: path style.
+        assert_eq!(
+            aws.address("my.logs", "eu-west-1"),
+            ("s3.eu-west-1.amazonaws.com".into(), "/my.logs".into())
+        );
+        // A learnt region moves AWS's host too.
+        assert_eq!(
+            aws.address("logs", "ap-south-1"),
+            ("logs.s3.ap-south-1.amazonaws.com".into(), String::new())
+        );
+        let custom = Client::builder()
+            .endpoint("http://127.0.0.1:9000")
+            .anonymous()
+            .build()
+            .unwrap();
+        assert_eq!(
+            custom.address("my.logs", "ap-south-1"),
+            ("127.0.0.1:9000".into(), "/my.logs".into())
+        );
+    }
 }

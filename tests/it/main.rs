@@ -14,6 +14,7 @@ mod faults;
 mod put_object;
 mod rdma;
 mod rdma_ffi;
+mod region;
 mod s3_ops;
 mod secrets;
 mod soak;
