@@ -289,8 +289,9 @@ impl Issuer {
         let n = self.seq.fetch_add(1, Ordering::SeqCst);
         let i = Issued {
             access_key: format!("{}{n:04}", self.prefix),
-            secret: format!("secret/{}+{n}", self.prefix),
-            token: format!("session-token-{}-{n}", self.prefix),
+            // Longer than a row of ureq's TRACE hex dump (16 bytes).
+            secret: format!("secret/{}+{n}/0123456789abcdefghij", self.prefix),
+            token: format!("session-token-{}-{n}-0123456789abcdefghij", self.prefix),
             expiry: SystemTime::now() + self.lifetime,
         };
         if let Some(r) = &self.server {
