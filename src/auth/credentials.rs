@@ -915,6 +915,118 @@ mod tests {
         assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
     }
 
+    /// A provider that counts its calls and takes `delay` to answer.
+    struct Slow {
+        calls: std::sync::atomic::AtomicU32,
+        delay: Duration,
+        fail: bool,
+    }
+
+    impl ProvideCredentials for Slow {
+        fn provide(&self) -> crate::Result<Credentials> {
+            let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            std::thread::sleep(self.delay);
+            if self.fail {
+                return Err(Error::Credentials("slow provider is down".into()));
+            }
+            Ok(Credentials::new(format!("ASIA{n}"), "s", Some("t".into()))
+                .with_expiry(SystemTime::now() + Duration::from_secs(3600)))
+        }
+        fn describe(&self) -> String {
+            "the slow provider".into()
+        }
+    }
+
+    fn slow(delay: Duration, fail: bool) -> Arc<Slow> {
+        Arc::new(Slow {
+            calls: Default::default(),
+            delay,
+            fail,
+        })
+    }
+
+    #[test]
+    fn one_refresh_at_a_time_while_others_sign_with_the_valid_ones() {
+        let provider = slow(Duration::from_millis(400), false);
+        let first = Credentials::new("ASIA0", "s", Some("t".into()))
+            .with_expiry(SystemTime::now() + Duration::from_secs(60));
+        let cache = Arc::new(CredentialsCache::new(
+            Box::new(Arc::clone(&provider)),
+            true,
+            Some(first),
+        ));
+        // Due now (as if less than 5 minutes were left), still valid.
+        cache.state.write().refresh_at = Some(SystemTime::now());
+        assert!(cache.state.read().due(SystemTime::now()));
+        let c = Arc::clone(&cache);
+        let refresher = std::thread::spawn(move || c.get().unwrap().access_key_id().to_owned());
+        std::thread::sleep(Duration::from_millis(100));
+        let started = Instant::now();
+        for _ in 0..10 {
+            assert_eq!(cache.get().unwrap().access_key_id(), "ASIA0");
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(200),
+            "others did not wait"
+        );
+        assert_eq!(refresher.join().unwrap(), "ASIA1");
+        assert_eq!(cache.get().unwrap().access_key_id(), "ASIA1");
+        assert_eq!(provider.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // An hour of validity: not due again.
+        assert!(!cache.state.read().due(SystemTime::now()));
+    }
+
+    #[test]
+    fn refresh_schedule() {
+        let cache = CredentialsCache::new(Box::new(slow(Duration::ZERO, false)), true, None);
+        let now = SystemTime::now();
+        cache.store(Credentials::new("A", "s", None).with_expiry(now + Duration::from_secs(3600)));
+        let at = cache.state.read().refresh_at.unwrap();
+        let before = (now + Duration::from_secs(3600))
+            .duration_since(at)
+            .unwrap();
+        assert!(
+            before >= Duration::from_secs(300) && before <= Duration::from_secs(331),
+            "{before:?}"
+        );
+        // Short-lived: half the lifetime.
+        cache.store(Credentials::new("A", "s", None).with_expiry(now + Duration::from_secs(4)));
+        let at = cache.state.read().refresh_at.unwrap();
+        let before = (now + Duration::from_secs(4)).duration_since(at).unwrap();
+        assert!(
+            before >= Duration::from_millis(1990) && before <= Duration::from_millis(2300),
+            "{before:?}"
+        );
+        // Static: never.
+        let fixed = CredentialsCache::new(Box::new(Credentials::new("K", "s", None)), false, None);
+        fixed.store(Credentials::new("K", "s", None));
+        assert!(fixed.state.read().refresh_at.is_none());
+    }
+
+    #[test]
+    fn a_failed_refresh_keeps_the_valid_credentials_and_waits() {
+        let provider = slow(Duration::ZERO, true);
+        let first = Credentials::new("ASIA0", "s", None)
+            .with_expiry(SystemTime::now() + Duration::from_secs(60));
+        let cache = CredentialsCache::new(Box::new(Arc::clone(&provider)), true, Some(first));
+        cache.state.write().refresh_at = Some(SystemTime::now());
+        assert_eq!(cache.get().unwrap().access_key_id(), "ASIA0");
+        assert_eq!(cache.get().unwrap().access_key_id(), "ASIA0");
+        // Tried once, then not again before the retry delay.
+        assert_eq!(provider.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Expired: the error names the source and why.
+        let expired = Credentials::new("ASIA0", "s", None)
+            .with_expiry(SystemTime::now() - Duration::from_secs(1));
+        cache.state.write().creds = Some(Arc::new(expired));
+        let msg = cache.get().unwrap_err().to_string();
+        assert!(
+            msg.contains("the slow provider")
+                && msg.contains("expired")
+                && msg.contains("slow provider is down"),
+            "{msg}"
+        );
+    }
+
     #[test]
     fn debug_redacts_secrets() {
         let c = Credentials::new("AKIAIOSFODNN7EXAMPLE", SECRET, Some("TOKENVALUE".into()));
