@@ -204,7 +204,11 @@ impl Credentials {
 /// [`ClientBuilder::credentials_provider`](crate::ClientBuilder::credentials_provider).
 ///
 /// `provide` is called from whichever thread needs credentials, one call at a
-/// time per client; it may block (network calls are fine).
+/// time per client; it may block (network calls are fine). Credentials with
+/// an expiry are asked for again when less than 5 minutes of validity remain
+/// (half their lifetime when they were issued for less than 10 minutes);
+/// credentials without one are kept until the server refuses them as expired
+/// (`ExpiredToken`, `TokenRefreshRequired`, `RequestExpired`, `InvalidToken`).
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
