@@ -889,3 +889,79 @@ fn failed_refresh_while_valid_warns_then_names_the_source_once_expired() {
         "{msg}"
     );
 }
+
+/// As a new user would: the CLI with nothing but the metadata endpoint (or
+/// a credential_process profile) set uploads with those credentials.
+#[cfg(feature = "cli")]
+#[test]
+fn the_cli_finds_imds_and_credential_process() {
+    use std::process::Command;
+
+    let h = Harness::new();
+    let Some(server) = h.local() else { return };
+    let imds = cred_services::imds(
+        "cli-role",
+        issuer_for(server, "ASIACLIIMDS", Duration::from_secs(3600)),
+    );
+    let home = tempfile::tempdir().unwrap();
+    let file = home.path().join("f");
+    std::fs::write(&file, b"from the cli").unwrap();
+    let run = |envs: &[(&str, String)], key: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_s3pump"))
+            .args([
+                "put",
+                &file.display().to_string(),
+                &format!("s3://{}/{key}", h.bucket),
+            ])
+            .args(["--endpoint", h.endpoint()])
+            .env_clear()
+            .env("HOME", home.path())
+            .env("AWS_REGION", support::REGION)
+            .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            server.object_bytes(&h.bucket, key).unwrap(),
+            b"from the cli"
+        );
+        server.access_keys_used().pop().unwrap()
+    };
+    let used = run(
+        &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url())],
+        "cli-imds",
+    );
+    assert!(used.starts_with("ASIACLIIMDS"), "{used}");
+
+    server.add_temporary_key(
+        "ASIACLIPROC",
+        "cli-process-secret",
+        SystemTime::now() + Duration::from_secs(3600),
+    );
+    let script = home.path().join("p.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho '{\"Version\":1,\"AccessKeyId\":\"ASIACLIPROC\",\"SecretAccessKey\":\"cli-process-secret\"}'\n",
+    )
+    .unwrap();
+    write_config(
+        home.path(),
+        &format!(
+            "[profile proc]\ncredential_process = sh {}\n",
+            script.display()
+        ),
+        "",
+    );
+    let used = run(
+        &[
+            ("AWS_PROFILE", "proc".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ],
+        "cli-proc",
+    );
+    assert_eq!(used, "ASIACLIPROC");
+}
