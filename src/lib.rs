@@ -14,7 +14,8 @@
 //! ```no_run
 //! use s3pump::{Client, PutObjectArgs};
 //!
-//! let client = Client::builder().endpoint("http://127.0.0.1:9000").build()?;
+//! // Endpoint, region and credentials as the AWS CLI finds them.
+//! let client = Client::from_env()?;
 //! let out = client.put_object(
 //!     "bucket",
 //!     "big.bin",
@@ -42,7 +43,7 @@ mod s3;
 mod transport;
 mod upload;
 
-pub use auth::credentials::Credentials;
+pub use auth::credentials::{Credentials, ProvideCredentials};
 pub use client::retry::RetryPolicy;
 pub use client::{Addressing, Client, ClientBuilder};
 pub use download::{DownloadArgs, DownloadOutput};

@@ -1,21 +1,27 @@
-//! Credentials and region resolution, in the AWS CLI's order: the environment,
-//! then the shared credentials and config files.
+//! Credentials, the public provider trait, and the per-client cache that
+//! refreshes temporary credentials before they expire.
 //!
 //! Secrets never leave this module in a printable form: [`Credentials`]'s
 //! `Debug` redacts them, and errors name files, line numbers and variables,
 //! never their values.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
+use parking_lot::{Mutex, RwLock};
+
+use crate::auth::ini::{
+    Env, FileKind, Ini, process_env, profile_name, read_ini, shared_files, var,
+};
 use crate::error::Error;
 
-/// AWS access keys: an access key id, its secret, and for temporary
-/// credentials a session token.
+/// AWS access keys: an access key id, its secret, for temporary credentials
+/// a session token, and when they stop being valid.
 ///
-/// `Debug` shows the access key id only; the secret and the session token are
-/// printed as `"<redacted>"`.
+/// `Debug` shows the access key id and the expiry only; the secret and the
+/// session token are printed as `"<redacted>"`.
 ///
 /// ```
 /// use s3pump::Credentials;
@@ -29,18 +35,22 @@ pub struct Credentials {
     access_key_id: String,
     secret_access_key: String,
     session_token: Option<String>,
+    expiry: Option<SystemTime>,
 }
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("access_key_id", &self.access_key_id)
+        let mut d = f.debug_struct("Credentials");
+        d.field("access_key_id", &self.access_key_id)
             .field("secret_access_key", &"<redacted>")
             .field(
                 "session_token",
                 &self.session_token.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
+            );
+        if let Some(e) = self.expiry {
+            d.field("expiry", &format_args!("{}", crate::auth::time::rfc3339(e)));
+        }
+        d.finish()
     }
 }
 
@@ -50,24 +60,13 @@ const ENV_SESSION_TOKEN: &str = "AWS_SESSION_TOKEN";
 /// The older name of `AWS_SESSION_TOKEN`, still read by the AWS CLI.
 const ENV_SECURITY_TOKEN: &str = "AWS_SECURITY_TOKEN";
 
-const KEY_ACCESS_KEY: &str = "aws_access_key_id";
-const KEY_SECRET_KEY: &str = "aws_secret_access_key";
-const KEY_SESSION_TOKEN: &str = "aws_session_token";
-
-/// Keys of profiles that get credentials some other way, which s3pump does
-/// not implement; named in the "nothing found" error to save a user a search.
-const UNSUPPORTED_KEYS: &[&str] = &[
-    "role_arn",
-    "credential_process",
-    "sso_session",
-    "sso_start_url",
-    "web_identity_token_file",
-    "credential_source",
-];
+pub(crate) const KEY_ACCESS_KEY: &str = "aws_access_key_id";
+pub(crate) const KEY_SECRET_KEY: &str = "aws_secret_access_key";
+pub(crate) const KEY_SESSION_TOKEN: &str = "aws_session_token";
 
 impl Credentials {
-    /// Credentials from explicit values. `session_token` is for temporary
-    /// credentials (STS); it is sent as `x-amz-security-token`.
+    /// Credentials from explicit values, with no expiry. `session_token` is
+    /// for temporary credentials (STS); it is sent as `x-amz-security-token`.
     ///
     /// ```
     /// use s3pump::Credentials;
@@ -84,7 +83,29 @@ impl Credentials {
             access_key_id: access_key_id.into(),
             secret_access_key: secret_access_key.into(),
             session_token,
+            expiry: None,
         }
+    }
+
+    /// The same credentials, valid until `expiry`. A client refreshes them
+    /// from their [`ProvideCredentials`] before then.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use s3pump::Credentials;
+    ///
+    /// let until = SystemTime::now() + Duration::from_secs(3600);
+    /// let creds = Credentials::new("ASIAEXAMPLE", "secret", Some("token".into())).with_expiry(until);
+    /// assert_eq!(creds.expiry(), Some(until));
+    /// ```
+    pub fn with_expiry(mut self, expiry: SystemTime) -> Self {
+        self.expiry = Some(expiry);
+        self
+    }
+
+    /// When these credentials stop being valid; `None` for long-term keys.
+    pub fn expiry(&self) -> Option<SystemTime> {
+        self.expiry
     }
 
     /// The access key id (not a secret: it appears in every signed request).
@@ -98,6 +119,13 @@ impl Credentials {
 
     pub(crate) fn session_token(&self) -> Option<&str> {
         self.session_token.as_deref()
+    }
+
+    /// Whether both are the same key pair and token (the expiry aside).
+    fn same_keys(&self, other: &Credentials) -> bool {
+        self.access_key_id == other.access_key_id
+            && self.secret_access_key == other.secret_access_key
+            && self.session_token == other.session_token
     }
 
     /// Credentials from the environment: `AWS_ACCESS_KEY_ID` and
@@ -120,7 +148,7 @@ impl Credentials {
         from_env_with(&process_env)
     }
 
-    /// Credentials from the shared files, as the AWS CLI reads them.
+    /// Static keys from the shared files, as the AWS CLI reads them.
     ///
     /// The profile is `profile`, else `AWS_PROFILE`, else `default`. The
     /// credentials file (`AWS_SHARED_CREDENTIALS_FILE`, else
@@ -128,7 +156,9 @@ impl Credentials {
     /// config file (`AWS_CONFIG_FILE`, else `~/.aws/config`, sections
     /// `[profile NAME]`, and `[default]` for the default profile). The keys
     /// read are `aws_access_key_id`, `aws_secret_access_key` and
-    /// `aws_session_token`.
+    /// `aws_session_token`; profiles that get credentials some other way
+    /// (`role_arn`, `credential_process`, SSO) are resolved by
+    /// [`ClientBuilder::from_env`](crate::ClientBuilder::from_env).
     ///
     /// Returns `Ok(None)` when no file has the profile with an access key (a
     /// missing file is not an error). Errors are [`Error::Credentials`]: a
@@ -146,13 +176,14 @@ impl Credentials {
         from_profile_with(&process_env, profile)
     }
 
-    /// The AWS CLI's chain: [`from_env`](Self::from_env), then
-    /// [`from_profile`](Self::from_profile) with the profile of `AWS_PROFILE`
-    /// (or `default`).
+    /// The first credentials of the AWS SDKs' default chain (see the
+    /// README's "Credentials" section), resolved from the process
+    /// environment: a snapshot, not refreshed. A client built with
+    /// [`ClientBuilder::from_env`](crate::ClientBuilder::from_env) uses the
+    /// same chain and refreshes what it finds.
     ///
-    /// When nothing is found the [`Error::Credentials`] says where it looked.
-    /// Profiles that get credentials some other way (`role_arn`,
-    /// `credential_process`, SSO) are not supported.
+    /// When nothing is found the [`Error::Credentials`] lists every source
+    /// tried and why it was skipped or failed.
     ///
     /// ```no_run
     /// use s3pump::Credentials;
@@ -162,33 +193,321 @@ impl Credentials {
     /// # Ok::<(), s3pump::Error>(())
     /// ```
     pub fn from_default_chain() -> Result<Credentials, Error> {
-        default_chain_with(&process_env)
+        let region = crate::auth::ini::region_with(&process_env, None);
+        crate::auth::chain::resolve(&process_env, None, region.as_deref()).map(|(_, creds)| creds)
     }
 }
 
-/// Region: AWS_REGION, then AWS_DEFAULT_REGION, then the profile's `region`
-/// in the config file; None if none.
-#[allow(dead_code)] // for the client builder, not written yet
-pub(crate) fn default_region() -> Option<String> {
-    region_with(&process_env)
+/// A source of credentials that a client asks again whenever its cached
+/// credentials come close to their [`expiry`](Credentials::expiry): plug in
+/// your own (a vault, a configuration service) with
+/// [`ClientBuilder::credentials_provider`](crate::ClientBuilder::credentials_provider).
+///
+/// `provide` is called from whichever thread needs credentials, one call at a
+/// time per client; it may block (network calls are fine). Credentials with
+/// an expiry are asked for again when less than 5 minutes of validity remain
+/// (half their lifetime when they were issued for less than 10 minutes);
+/// credentials without one are kept until the server refuses them as expired
+/// (`ExpiredToken`, `TokenRefreshRequired`, `RequestExpired`, `InvalidToken`).
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use s3pump::{Credentials, ProvideCredentials};
+///
+/// struct Vault;
+/// impl ProvideCredentials for Vault {
+///     fn provide(&self) -> s3pump::Result<Credentials> {
+///         Ok(Credentials::new("ASIAVAULT", "secret", Some("token".into()))
+///             .with_expiry(SystemTime::now() + Duration::from_secs(900)))
+///     }
+///     fn describe(&self) -> String {
+///         "the vault".into()
+///     }
+/// }
+/// let client = s3pump::Client::builder()
+///     .endpoint("http://127.0.0.1:9000")
+///     .credentials_provider(Vault)
+///     .build()?;
+/// # let _ = client;
+/// # Ok::<(), s3pump::Error>(())
+/// ```
+pub trait ProvideCredentials: Send + Sync {
+    /// Fresh credentials, or why there are none ([`Error::Credentials`]
+    /// preferably; never put a secret in the error).
+    fn provide(&self) -> crate::Result<Credentials>;
+
+    /// Where the credentials come from, for logs and errors (never a secret).
+    ///
+    /// Defaults to `"a custom credentials provider"`.
+    fn describe(&self) -> String {
+        "a custom credentials provider".to_owned()
+    }
 }
 
-/// An environment to read variables from: the process's, or a test's map.
-type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+impl ProvideCredentials for Credentials {
+    fn provide(&self) -> crate::Result<Credentials> {
+        Ok(self.clone())
+    }
 
-/// A variable of the process environment; empty counts as unset.
-fn process_env(name: &str) -> Option<String> {
-    std::env::var_os(name)
-        .and_then(|v| v.into_string().ok())
-        .filter(|v| !v.is_empty())
+    fn describe(&self) -> String {
+        "static credentials".to_owned()
+    }
 }
 
-/// `env(name)`, with empty values treated as unset whatever `env` does.
-fn var(env: Env, name: &str) -> Option<String> {
-    env(name).filter(|v| !v.is_empty())
+impl<P: ProvideCredentials + ?Sized> ProvideCredentials for Arc<P> {
+    fn provide(&self) -> crate::Result<Credentials> {
+        (**self).provide()
+    }
+
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
 }
 
-fn from_env_with(env: Env) -> Result<Option<Credentials>, Error> {
+impl<P: ProvideCredentials + ?Sized> ProvideCredentials for Box<P> {
+    fn provide(&self) -> crate::Result<Credentials> {
+        (**self).provide()
+    }
+
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+}
+
+/// Credentials are refreshed when less than this much validity remains.
+const REFRESH_BEFORE: Duration = Duration::from_secs(300);
+/// At most this much is added at random to [`REFRESH_BEFORE`], so that many
+/// clients started together do not all refresh at the same moment.
+const REFRESH_JITTER: Duration = Duration::from_secs(30);
+/// Credentials this close to their expiry are not used to sign any more.
+const EXPIRY_MARGIN: Duration = Duration::from_millis(500);
+/// After a failed refresh (the cached credentials still valid), the next try
+/// waits this long at most.
+const RETRY_REFRESH_AFTER: Duration = Duration::from_secs(10);
+
+/// The credentials a client signs with, refreshed from their provider when
+/// less than 5 minutes of validity remain (or less than half their lifetime,
+/// for credentials issued for less than 10 minutes), plus a little jitter.
+pub(crate) struct CredentialsCache {
+    provider: Box<dyn ProvideCredentials>,
+    /// Whether asking the provider again may give other credentials.
+    refreshable: bool,
+    state: RwLock<Cached>,
+    /// Held by the one thread refreshing.
+    refreshing: Mutex<()>,
+}
+
+#[derive(Default)]
+struct Cached {
+    creds: Option<Arc<Credentials>>,
+    /// When to refresh (None: never, the credentials do not expire).
+    refresh_at: Option<SystemTime>,
+    /// After a failed refresh: not before this.
+    retry_at: Option<Instant>,
+}
+
+impl Cached {
+    fn due(&self, now: SystemTime) -> bool {
+        self.refresh_at.is_some_and(|t| now >= t)
+            && self.retry_at.is_none_or(|t| Instant::now() >= t)
+    }
+}
+
+/// Whether `c` may still sign a request at `now`.
+fn usable(c: &Credentials, now: SystemTime) -> bool {
+    c.expiry.is_none_or(|e| now + EXPIRY_MARGIN < e)
+}
+
+/// A number uniformly distributed in `[0, 1)`.
+fn random_unit() -> f64 {
+    use std::hash::{BuildHasher, RandomState};
+    let bits = RandomState::new().hash_one(Instant::now());
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl fmt::Debug for CredentialsCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state.read();
+        f.debug_struct("CredentialsCache")
+            .field("source", &self.provider.describe())
+            .field("current", &state.creds)
+            .finish()
+    }
+}
+
+impl CredentialsCache {
+    /// A cache over `provider`; `first`, when given, is what it already
+    /// provided. `refreshable` is false for static keys.
+    pub(crate) fn new(
+        provider: Box<dyn ProvideCredentials>,
+        refreshable: bool,
+        first: Option<Credentials>,
+    ) -> CredentialsCache {
+        let cache = CredentialsCache {
+            provider,
+            refreshable,
+            state: RwLock::new(Cached::default()),
+            refreshing: Mutex::new(()),
+        };
+        if let Some(c) = first {
+            cache.store(c);
+        }
+        cache
+    }
+
+    /// Whether a refresh may change the credentials.
+    pub(crate) fn refreshable(&self) -> bool {
+        self.refreshable
+    }
+
+    /// Where the credentials come from.
+    pub(crate) fn describe(&self) -> String {
+        self.provider.describe()
+    }
+
+    fn store(&self, c: Credentials) -> Arc<Credentials> {
+        let now = SystemTime::now();
+        let refresh_at = match (self.refreshable, c.expiry) {
+            (true, Some(expiry)) => {
+                let lifetime = expiry.duration_since(now).unwrap_or_default();
+                let before = REFRESH_BEFORE.min(lifetime / 2);
+                let jitter = REFRESH_JITTER.min(before / 10).mul_f64(random_unit());
+                Some(expiry - before - jitter)
+            }
+            _ => None,
+        };
+        let c = Arc::new(c);
+        *self.state.write() = Cached {
+            creds: Some(Arc::clone(&c)),
+            refresh_at,
+            retry_at: None,
+        };
+        c
+    }
+
+    /// Asks the provider; the error names the source.
+    fn fetch(&self) -> crate::Result<Credentials> {
+        let c = self.provider.provide().map_err(|e| match e {
+            Error::Credentials(m) => Error::Credentials(m),
+            other => Error::Credentials(format!("{}: {other}", self.provider.describe())),
+        })?;
+        log::debug!(
+            "credentials from: {} (access key {}{})",
+            self.provider.describe(),
+            c.access_key_id,
+            match c.expiry {
+                Some(e) => format!(", valid until {}", crate::auth::time::rfc3339(e)),
+                None => String::new(),
+            }
+        );
+        Ok(c)
+    }
+
+    /// The credentials to sign a request with now, refreshed first when they
+    /// are due (by this thread if no other is refreshing; the others keep
+    /// signing with the still-valid ones).
+    pub(crate) fn get(&self) -> crate::Result<Arc<Credentials>> {
+        let now = SystemTime::now();
+        {
+            let state = self.state.read();
+            if let Some(c) = &state.creds {
+                if !state.due(now) && usable(c, now) {
+                    return Ok(Arc::clone(c));
+                }
+                if usable(c, now) {
+                    let current = Arc::clone(c);
+                    drop(state);
+                    // Due but valid: one thread refreshes, the others go on.
+                    return Ok(match self.refreshing.try_lock() {
+                        Some(_guard) => self.refresh_while_valid(current),
+                        None => current,
+                    });
+                }
+            }
+        }
+        // None yet, or expired: wait for a refresh.
+        let _guard = self.refreshing.lock();
+        let previous = {
+            let state = self.state.read();
+            match &state.creds {
+                Some(c) if usable(c, SystemTime::now()) && !state.due(SystemTime::now()) => {
+                    return Ok(Arc::clone(c));
+                }
+                other => other.clone(),
+            }
+        };
+        match self.fetch() {
+            Ok(c) if usable(&c, SystemTime::now()) => Ok(self.store(c)),
+            Ok(c) => Err(Error::Credentials(format!(
+                "{} gave credentials that are already expired (at {})",
+                self.provider.describe(),
+                c.expiry.map(crate::auth::time::rfc3339).unwrap_or_default()
+            ))),
+            Err(e) => match previous.and_then(|p| p.expiry) {
+                Some(expired) => Err(Error::Credentials(format!(
+                    "the credentials from {} expired at {} and refreshing them failed: {e}",
+                    self.provider.describe(),
+                    crate::auth::time::rfc3339(expired)
+                ))),
+                None => Err(e),
+            },
+        }
+    }
+
+    /// Refreshes (the caller holds `refreshing`); on failure keeps `current`,
+    /// logs at WARN and tries again later.
+    fn refresh_while_valid(&self, current: Arc<Credentials>) -> Arc<Credentials> {
+        {
+            // Another thread may have refreshed in between.
+            let state = self.state.read();
+            if let Some(c) = &state.creds
+                && !state.due(SystemTime::now())
+            {
+                return Arc::clone(c);
+            }
+        }
+        match self.fetch() {
+            Ok(c) if usable(&c, SystemTime::now()) => self.store(c),
+            result => {
+                let why = match result {
+                    Ok(_) => "it gave credentials that are already expired".to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                let remaining = current
+                    .expiry
+                    .and_then(|e| e.duration_since(SystemTime::now()).ok())
+                    .unwrap_or_default();
+                let wait = RETRY_REFRESH_AFTER.min(remaining / 4);
+                log::warn!(
+                    "refreshing the credentials from {} failed (the current ones stay valid for {}s; \
+                     trying again in {:?}): {why}",
+                    self.provider.describe(),
+                    remaining.as_secs(),
+                    wait
+                );
+                self.state.write().retry_at = Some(Instant::now() + wait);
+                current
+            }
+        }
+    }
+
+    /// After the server refused `used` as expired or invalid: refreshes once
+    /// (unless another thread already replaced them) and returns the new
+    /// credentials.
+    pub(crate) fn force_refresh(&self, used: &Credentials) -> crate::Result<Arc<Credentials>> {
+        let _guard = self.refreshing.lock();
+        if let Some(c) = &self.state.read().creds
+            && !c.same_keys(used)
+            && usable(c, SystemTime::now())
+        {
+            return Ok(Arc::clone(c));
+        }
+        let c = self.fetch()?;
+        Ok(self.store(c))
+    }
+}
+
+pub(crate) fn from_env_with(env: Env) -> Result<Option<Credentials>, Error> {
     let key = var(env, ENV_ACCESS_KEY);
     let secret = var(env, ENV_SECRET_KEY);
     match (key, secret) {
@@ -206,79 +525,11 @@ fn from_env_with(env: Env) -> Result<Option<Credentials>, Error> {
     }
 }
 
-/// The profile to use: the explicit one, else `AWS_PROFILE`, else the older
-/// `AWS_DEFAULT_PROFILE`, else `default`.
-fn profile_name(env: Env, explicit: Option<&str>) -> Result<String, Error> {
-    match explicit {
-        Some(p) if p.trim().is_empty() => Err(Error::invalid("empty profile name")),
-        Some(p) => Ok(p.trim().to_owned()),
-        None => Ok(var(env, "AWS_PROFILE")
-            .or_else(|| var(env, "AWS_DEFAULT_PROFILE"))
-            .map(|p| p.trim().to_owned())
-            .unwrap_or_else(|| "default".to_owned())),
-    }
-}
-
-fn home_dir(env: Env) -> Option<PathBuf> {
-    var(env, "HOME")
-        .or_else(|| var(env, "USERPROFILE"))
-        .map(PathBuf::from)
-}
-
-/// The path from variable `var_name` (with `~/` expanded), else
-/// `~/.aws/<default_name>`; None when neither can be made.
-fn shared_file(env: Env, var_name: &str, default_name: &str) -> Option<PathBuf> {
-    match var(env, var_name) {
-        Some(p) => {
-            if let Some(rest) = p.strip_prefix("~/").or_else(|| p.strip_prefix("~\\"))
-                && let Some(home) = home_dir(env)
-            {
-                Some(home.join(rest))
-            } else if p == "~" {
-                home_dir(env)
-            } else {
-                Some(PathBuf::from(p))
-            }
-        }
-        None => home_dir(env).map(|h| h.join(".aws").join(default_name)),
-    }
-}
-
-fn credentials_file(env: Env) -> Option<PathBuf> {
-    shared_file(env, "AWS_SHARED_CREDENTIALS_FILE", "credentials")
-}
-
-fn config_file(env: Env) -> Option<PathBuf> {
-    shared_file(env, "AWS_CONFIG_FILE", "config")
-}
-
-/// Which file a profile is looked up in: the two name their sections
-/// differently.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum FileKind {
-    /// `[NAME]`.
-    Credentials,
-    /// `[profile NAME]`, and `[default]` for the default profile.
-    Config,
-}
-
-/// The parsed file, or None when it does not exist.
-fn read_ini(path: &Path) -> Result<Option<Ini>, Error> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse_ini(&text, path).map(Some),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::Credentials(format!(
-            "cannot read {}: {e}",
-            path.display()
-        ))),
-    }
-}
-
 /// Looks `profile` up in one parsed file.
 ///
 /// `Ok(None)` when the file has no such profile or the profile has neither
 /// key; an error when it has only one of the pair.
-fn creds_in(
+pub(crate) fn creds_in(
     ini: &Ini,
     kind: FileKind,
     profile: &str,
@@ -306,15 +557,10 @@ fn creds_in(
     }
 }
 
-/// The two shared files of `env`, in the order they are searched.
-fn shared_files(env: Env) -> [(FileKind, Option<PathBuf>); 2] {
-    [
-        (FileKind::Credentials, credentials_file(env)),
-        (FileKind::Config, config_file(env)),
-    ]
-}
-
-fn from_profile_with(env: Env, profile: Option<&str>) -> Result<Option<Credentials>, Error> {
+pub(crate) fn from_profile_with(
+    env: Env,
+    profile: Option<&str>,
+) -> Result<Option<Credentials>, Error> {
     let profile = profile_name(env, profile)?;
     for (kind, path) in shared_files(env) {
         let Some(path) = path else { continue };
@@ -329,186 +575,16 @@ fn from_profile_with(env: Env, profile: Option<&str>) -> Result<Option<Credentia
     Ok(None)
 }
 
-fn default_chain_with(env: Env) -> Result<Credentials, Error> {
-    if let Some(creds) = from_env_with(env)? {
-        log::debug!("credentials: from {ENV_ACCESS_KEY}");
-        return Ok(creds);
-    }
-    if let Some(creds) = from_profile_with(env, None)? {
-        return Ok(creds);
-    }
-    // Nothing: say where we looked, and why a profile that exists did not do.
-    let profile = profile_name(env, None)?;
-    let mut looked = Vec::new();
-    let mut unsupported = None;
-    for (kind, path) in shared_files(env) {
-        match path {
-            Some(path) => {
-                if unsupported.is_none()
-                    && let Ok(Some(ini)) = read_ini(&path)
-                    && let Some(values) = ini.profile(kind, &profile)
-                {
-                    unsupported = UNSUPPORTED_KEYS
-                        .iter()
-                        .find(|k| values.contains_key(**k))
-                        .map(|k| (*k, path.clone()));
-                }
-                looked.push(path.display().to_string());
-            }
-            None => looked.push(match kind {
-                FileKind::Credentials => "~/.aws/credentials (HOME is not set)".to_owned(),
-                FileKind::Config => "~/.aws/config (HOME is not set)".to_owned(),
-            }),
-        }
-    }
-    let mut msg = format!(
-        "no credentials found: {ENV_ACCESS_KEY}/{ENV_SECRET_KEY} are not set, and profile \
-         `{profile}` has no {KEY_ACCESS_KEY} in {}",
-        looked.join(" or ")
-    );
-    if let Some((key, path)) = unsupported {
-        msg.push_str(&format!(
-            " (it uses `{key}` in {}, which s3pump does not support)",
-            path.display()
-        ));
-    }
-    Err(Error::Credentials(msg))
-}
-
-fn region_with(env: Env) -> Option<String> {
-    if let Some(r) = var(env, "AWS_REGION").or_else(|| var(env, "AWS_DEFAULT_REGION")) {
-        return Some(r.trim().to_owned());
-    }
-    let profile = profile_name(env, None).ok()?;
-    let path = config_file(env)?;
-    let ini = match read_ini(&path) {
-        Ok(ini) => ini?,
-        Err(e) => {
-            log::warn!("region: {e}");
-            return None;
-        }
-    };
-    ini.profile(FileKind::Config, &profile)?
-        .get("region")
-        .map(|r| r.trim())
-        .filter(|r| !r.is_empty())
-        .map(str::to_owned)
-}
-
-/// An INI file as the AWS tools read it: sections in file order, each with its
-/// keys lower-cased.
-#[derive(Debug, Default)]
-struct Ini {
-    sections: Vec<(String, HashMap<String, String>)>,
-}
-
-impl Ini {
-    /// The values of `profile` in a file of `kind`; when several sections name
-    /// it, they are merged and later values win.
-    fn profile(&self, kind: FileKind, profile: &str) -> Option<HashMap<&str, &str>> {
-        let mut found: Option<HashMap<&str, &str>> = None;
-        for (header, values) in &self.sections {
-            if section_names_profile(header, kind, profile) {
-                let map = found.get_or_insert_with(HashMap::new);
-                map.extend(values.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            }
-        }
-        found
-    }
-}
-
-/// Whether section `[header]` of a file of `kind` is profile `profile`.
-fn section_names_profile(header: &str, kind: FileKind, profile: &str) -> bool {
-    let prefixed = header
-        .strip_prefix("profile")
-        .filter(|rest| rest.starts_with([' ', '\t']))
-        .map(str::trim);
-    match kind {
-        FileKind::Credentials => header == profile,
-        FileKind::Config => {
-            prefixed == Some(profile) || (profile == "default" && header == "default")
-        }
-    }
-}
-
-/// Strips a `#` or `;` comment that follows whitespace.
-fn strip_inline_comment(s: &str) -> &str {
-    let b = s.as_bytes();
-    for i in 1..b.len() {
-        if matches!(b[i], b'#' | b';') && matches!(b[i - 1], b' ' | b'\t') {
-            return &s[..i];
-        }
-    }
-    s
-}
-
-/// Parses the text of a shared credentials or config file.
-///
-/// Lenient like the AWS CLI: blank lines and `#`/`;` comment lines are
-/// skipped, as are comments after whitespace at the end of a line; keys are
-/// case-insensitive with any whitespace around `=`; lines indented deeper than
-/// the key before them are that key's nested values (`s3 =` blocks) and are
-/// ignored; keys before the first section are ignored. Anything else is
-/// malformed: the error names `path` and the line number, never the line's
-/// text (it may hold a secret).
-fn parse_ini(text: &str, path: &Path) -> Result<Ini, Error> {
-    let mut ini = Ini::default();
-    // Indentation of the last key line, while nested lines may follow it.
-    let mut key_indent: Option<usize> = None;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    for (index, raw) in text.lines().enumerate() {
-        let malformed =
-            |what: &str| Error::Credentials(format!("{}:{}: {what}", path.display(), index + 1));
-        let content = raw.trim_start();
-        let indent = raw.len() - content.len();
-        let content = content.trim_end();
-        if content.is_empty() || content.starts_with(['#', ';']) {
-            continue;
-        }
-        if let Some(ki) = key_indent
-            && indent > ki
-        {
-            continue; // a nested value of the key above
-        }
-        if let Some(rest) = content.strip_prefix('[') {
-            let rest = strip_inline_comment(rest).trim_end();
-            let Some(name) = rest.strip_suffix(']') else {
-                return Err(malformed("malformed section header (no closing `]`)"));
-            };
-            let name = name.trim();
-            if name.is_empty() {
-                return Err(malformed("empty section name"));
-            }
-            ini.sections.push((name.to_owned(), HashMap::new()));
-            key_indent = None;
-            continue;
-        }
-        let Some((key, value)) = content.split_once('=') else {
-            return Err(malformed("malformed line: expected `key = value`"));
-        };
-        let key = key.trim();
-        if key.is_empty() {
-            return Err(malformed("malformed line: no key before `=`"));
-        }
-        key_indent = Some(indent);
-        let value = strip_inline_comment(value).trim();
-        match ini.sections.last_mut() {
-            Some((_, values)) => {
-                values.insert(key.to_ascii_lowercase(), value.to_owned());
-            }
-            None => log::debug!(
-                "{}:{}: key outside any section ignored",
-                path.display(),
-                index + 1
-            ),
-        }
-    }
-    Ok(ini)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::ini::{config_file, credentials_file, parse_ini, region_with};
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+
+    fn default_chain_with(env: Env) -> Result<Credentials, Error> {
+        crate::auth::chain::resolve(env, None, None).map(|(_, c)| c)
+    }
     use std::io::Write as _;
 
     fn env_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
@@ -548,6 +624,7 @@ mod tests {
                 ("AWS_SHARED_CREDENTIALS_FILE", &creds),
                 ("AWS_CONFIG_FILE", &config),
                 ("HOME", "/nonexistent-home"),
+                ("AWS_EC2_METADATA_DISABLED", "true"),
             ];
             vars.extend_from_slice(extra);
             env_of(&vars)
@@ -667,18 +744,18 @@ mod tests {
         assert_eq!(c.access_key_id(), "AKIACONFIGDEFAULT");
 
         // Region from the config file, unless the environment sets one.
-        assert_eq!(region_with(&env).as_deref(), Some("eu-west-3"));
+        assert_eq!(region_with(&env, None).as_deref(), Some("eu-west-3"));
         let env = files.env(&[("AWS_PROFILE", "x")]);
-        assert_eq!(region_with(&env).as_deref(), Some("us-west-2"));
+        assert_eq!(region_with(&env, None).as_deref(), Some("us-west-2"));
         let env = files.env(&[("AWS_PROFILE", "x"), ("AWS_DEFAULT_REGION", "ap-south-1")]);
-        assert_eq!(region_with(&env).as_deref(), Some("ap-south-1"));
+        assert_eq!(region_with(&env, None).as_deref(), Some("ap-south-1"));
         let env = files.env(&[
             ("AWS_REGION", "ca-central-1"),
             ("AWS_DEFAULT_REGION", "ap-south-1"),
         ]);
-        assert_eq!(region_with(&env).as_deref(), Some("ca-central-1"));
+        assert_eq!(region_with(&env, None).as_deref(), Some("ca-central-1"));
         let env = files.env(&[("AWS_PROFILE", "nope")]);
-        assert_eq!(region_with(&env), None);
+        assert_eq!(region_with(&env, None), None);
     }
 
     #[test]
@@ -736,8 +813,11 @@ mod tests {
         assert!(msg.contains(&files.path("credentials")), "{msg}");
         assert!(msg.contains(&files.path("config")), "{msg}");
 
+        assert!(msg.contains("AWS_EC2_METADATA_DISABLED"), "{msg}");
+
+        // A profile that uses SSO without all its settings says which is missing.
         let err = default_chain_with(&files.env(&[("AWS_PROFILE", "sso")])).unwrap_err();
-        assert!(err.to_string().contains("`sso_session`"), "{err}");
+        assert!(err.to_string().contains("no sso_account_id"), "{err}");
     }
 
     #[test]
@@ -837,6 +917,118 @@ mod tests {
     fn empty_profile_name_is_invalid() {
         let err = from_profile_with(&env_of(&[]), Some(" ")).unwrap_err();
         assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    }
+
+    /// A provider that counts its calls and takes `delay` to answer.
+    struct Slow {
+        calls: std::sync::atomic::AtomicU32,
+        delay: Duration,
+        fail: bool,
+    }
+
+    impl ProvideCredentials for Slow {
+        fn provide(&self) -> crate::Result<Credentials> {
+            let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            std::thread::sleep(self.delay);
+            if self.fail {
+                return Err(Error::Credentials("slow provider is down".into()));
+            }
+            Ok(Credentials::new(format!("ASIA{n}"), "s", Some("t".into()))
+                .with_expiry(SystemTime::now() + Duration::from_secs(3600)))
+        }
+        fn describe(&self) -> String {
+            "the slow provider".into()
+        }
+    }
+
+    fn slow(delay: Duration, fail: bool) -> Arc<Slow> {
+        Arc::new(Slow {
+            calls: Default::default(),
+            delay,
+            fail,
+        })
+    }
+
+    #[test]
+    fn one_refresh_at_a_time_while_others_sign_with_the_valid_ones() {
+        let provider = slow(Duration::from_millis(400), false);
+        let first = Credentials::new("ASIA0", "s", Some("t".into()))
+            .with_expiry(SystemTime::now() + Duration::from_secs(60));
+        let cache = Arc::new(CredentialsCache::new(
+            Box::new(Arc::clone(&provider)),
+            true,
+            Some(first),
+        ));
+        // Due now (as if less than 5 minutes were left), still valid.
+        cache.state.write().refresh_at = Some(SystemTime::now());
+        assert!(cache.state.read().due(SystemTime::now()));
+        let c = Arc::clone(&cache);
+        let refresher = std::thread::spawn(move || c.get().unwrap().access_key_id().to_owned());
+        std::thread::sleep(Duration::from_millis(100));
+        let started = Instant::now();
+        for _ in 0..10 {
+            assert_eq!(cache.get().unwrap().access_key_id(), "ASIA0");
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(200),
+            "others did not wait"
+        );
+        assert_eq!(refresher.join().unwrap(), "ASIA1");
+        assert_eq!(cache.get().unwrap().access_key_id(), "ASIA1");
+        assert_eq!(provider.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // An hour of validity: not due again.
+        assert!(!cache.state.read().due(SystemTime::now()));
+    }
+
+    #[test]
+    fn refresh_schedule() {
+        let cache = CredentialsCache::new(Box::new(slow(Duration::ZERO, false)), true, None);
+        let now = SystemTime::now();
+        cache.store(Credentials::new("A", "s", None).with_expiry(now + Duration::from_secs(3600)));
+        let at = cache.state.read().refresh_at.unwrap();
+        let before = (now + Duration::from_secs(3600))
+            .duration_since(at)
+            .unwrap();
+        assert!(
+            before >= Duration::from_secs(300) && before <= Duration::from_secs(331),
+            "{before:?}"
+        );
+        // Short-lived: half the lifetime.
+        cache.store(Credentials::new("A", "s", None).with_expiry(now + Duration::from_secs(4)));
+        let at = cache.state.read().refresh_at.unwrap();
+        let before = (now + Duration::from_secs(4)).duration_since(at).unwrap();
+        assert!(
+            before >= Duration::from_millis(1990) && before <= Duration::from_millis(2300),
+            "{before:?}"
+        );
+        // Static: never.
+        let fixed = CredentialsCache::new(Box::new(Credentials::new("K", "s", None)), false, None);
+        fixed.store(Credentials::new("K", "s", None));
+        assert!(fixed.state.read().refresh_at.is_none());
+    }
+
+    #[test]
+    fn a_failed_refresh_keeps_the_valid_credentials_and_waits() {
+        let provider = slow(Duration::ZERO, true);
+        let first = Credentials::new("ASIA0", "s", None)
+            .with_expiry(SystemTime::now() + Duration::from_secs(60));
+        let cache = CredentialsCache::new(Box::new(Arc::clone(&provider)), true, Some(first));
+        cache.state.write().refresh_at = Some(SystemTime::now());
+        assert_eq!(cache.get().unwrap().access_key_id(), "ASIA0");
+        assert_eq!(cache.get().unwrap().access_key_id(), "ASIA0");
+        // Tried once, then not again before the retry delay.
+        assert_eq!(provider.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Expired: the error names the source and why.
+        let expired = Credentials::new("ASIA0", "s", None)
+            .with_expiry(SystemTime::now() - Duration::from_secs(1));
+        cache.state.write().creds = Some(Arc::new(expired));
+        let msg = cache.get().unwrap_err().to_string();
+        assert!(
+            msg.contains("the slow provider")
+                && msg.contains("expired")
+                && msg.contains("slow provider is down"),
+            "{msg}"
+        );
     }
 
     #[test]

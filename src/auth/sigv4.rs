@@ -70,7 +70,18 @@ pub(crate) fn sign(
     time: SystemTime,
     req: &SigningRequest,
 ) -> Vec<(String, String)> {
-    sign_detailed(creds, region, time, req).0
+    sign_detailed(creds, SERVICE, region, time, req).0
+}
+
+/// [`sign`] for another AWS service (`sts` for AssumeRole).
+pub(crate) fn sign_service(
+    creds: &Credentials,
+    service: &str,
+    region: &str,
+    time: SystemTime,
+    req: &SigningRequest,
+) -> Vec<(String, String)> {
+    sign_detailed(creds, service, region, time, req).0
 }
 
 /// Builds the query string as sent on the wire, in the same canonical
@@ -125,6 +136,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 /// [`sign`], also returning the canonical request (for the tests).
 fn sign_detailed(
     creds: &Credentials,
+    service: &str,
     region: &str,
     time: SystemTime,
     req: &SigningRequest,
@@ -243,13 +255,13 @@ fn sign_detailed(
     string_to_sign.push('/');
     string_to_sign.push_str(region);
     string_to_sign.push('/');
-    string_to_sign.push_str(SERVICE);
+    string_to_sign.push_str(service);
     string_to_sign.push_str("/aws4_request");
     let scope_end = string_to_sign.len();
     string_to_sign.push('\n');
     push_hex(&mut string_to_sign, &Sha256::digest(canonical.as_bytes()));
 
-    let key = signing_key(creds.secret_access_key(), date, region);
+    let key = signing_key(creds.secret_access_key(), date, region, service);
     let signature = hmac(&key, string_to_sign.as_bytes());
 
     let scope = &string_to_sign[scope_start..scope_end];
@@ -274,13 +286,13 @@ fn sign_detailed(
 }
 
 /// `kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), "s3"), "aws4_request")`.
-fn signing_key(secret: &str, date: &str, region: &str) -> [u8; 32] {
+fn signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
     let mut k_secret = Vec::with_capacity(4 + secret.len());
     k_secret.extend_from_slice(b"AWS4");
     k_secret.extend_from_slice(secret.as_bytes());
     let k_date = hmac(&k_secret, date.as_bytes());
     let k_region = hmac(&k_date, region.as_bytes());
-    let k_service = hmac(&k_region, SERVICE.as_bytes());
+    let k_service = hmac(&k_region, service.as_bytes());
     hmac(&k_service, b"aws4_request")
 }
 
@@ -452,7 +464,7 @@ mod tests {
             headers: &headers,
             payload_hash: EMPTY_SHA256,
         };
-        let (added, canonical) = sign_detailed(&creds(), "us-east-1", may24(), &req);
+        let (added, canonical) = sign_detailed(&creds(), SERVICE, "us-east-1", may24(), &req);
         assert_eq!(
             canonical,
             "GET\n\
@@ -516,7 +528,7 @@ mod tests {
             payload_hash: &hash,
         };
         // The clock is ignored when the caller's x-amz-date is there.
-        let (added, canonical) = sign_detailed(&creds(), "us-east-1", UNIX_EPOCH, &req);
+        let (added, canonical) = sign_detailed(&creds(), SERVICE, "us-east-1", UNIX_EPOCH, &req);
         assert_eq!(
             hex_sha256(canonical.as_bytes()),
             "9e0e90d9c76de8fa5b200d8c849cd5b8dc7a3be3951ddb7f6a76b4158342019d"
@@ -568,7 +580,7 @@ mod tests {
             payload_hash: EMPTY_SHA256,
         };
         assert_eq!(canonical_query(&query), "lifecycle=");
-        let (added, canonical) = sign_detailed(&creds(), "us-east-1", may24(), &req);
+        let (added, canonical) = sign_detailed(&creds(), SERVICE, "us-east-1", may24(), &req);
         assert_eq!(
             hex_sha256(canonical.as_bytes()),
             "9766c798316ff2757b517bc739a67f6213b4ab36dd5da2f94eaebf79c77395ca"
@@ -596,7 +608,7 @@ mod tests {
             payload_hash: EMPTY_SHA256,
         };
         assert_eq!(canonical_query(&query), "max-keys=2&prefix=J");
-        let (added, canonical) = sign_detailed(&creds(), "us-east-1", may24(), &req);
+        let (added, canonical) = sign_detailed(&creds(), SERVICE, "us-east-1", may24(), &req);
         assert_eq!(
             hex_sha256(canonical.as_bytes()),
             "df57d21db20da04d7fa30298dd4488ba3a2b47ca3a489c74750e0f1e7df1b9b7"
@@ -617,6 +629,7 @@ mod tests {
                 "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
                 "20130524",
                 "us-east-1",
+                SERVICE,
             ),
         );
         assert_eq!(
@@ -640,7 +653,7 @@ mod tests {
             headers: &headers,
             payload_hash: UNSIGNED_PAYLOAD,
         };
-        let (added, canonical) = sign_detailed(&with_token, "eu-west-1", may24(), &req);
+        let (added, canonical) = sign_detailed(&with_token, SERVICE, "eu-west-1", may24(), &req);
         assert_eq!(
             get(&added, "x-amz-security-token"),
             Some("FQoGZXIvYXdzEXAMPLETOKEN")
@@ -678,7 +691,7 @@ mod tests {
             headers: &headers,
             payload_hash: UNSIGNED_PAYLOAD,
         };
-        let (added, canonical) = sign_detailed(&creds(), "us-east-1", may24(), &req);
+        let (added, canonical) = sign_detailed(&creds(), SERVICE, "us-east-1", may24(), &req);
         assert!(canonical.contains("\nx-amz-meta-a:one two three\nx-amz-meta-b:x,y\n"));
         assert!(get(&added, "authorization").unwrap().contains(
             "SignedHeaders=host;x-amz-content-sha256;x-amz-date;x-amz-meta-a;x-amz-meta-b,"

@@ -169,7 +169,7 @@ fn parse_s3_url(s: &str) -> Result<(String, String), String> {
 }
 
 fn client(o: &Options) -> Result<Client, String> {
-    let mut b = Client::builder();
+    let mut b = s3pump::ClientBuilder::from_env();
     if let Some(e) = &o.endpoint {
         b = b.endpoint(e);
     }

@@ -4,14 +4,18 @@
 mod request;
 pub(crate) mod retry;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::RwLock;
 use ureq::Agent;
 use ureq::http::Uri;
 
-use crate::auth::credentials::{self, Credentials};
+use crate::auth::chain;
+use crate::auth::credentials::{Credentials, CredentialsCache, ProvideCredentials};
+use crate::auth::ini;
 use crate::client::retry::RetryPolicy;
 use crate::pipeline::slab::{SlabPool, SlabStats};
 use crate::transport::new_agent;
@@ -48,8 +52,14 @@ struct Inner {
     scheme: String,
     /// Host and explicit port, exactly as sent in the `Host` header.
     authority: String,
+    /// Whether the endpoint is AWS's own `s3.<region>.amazonaws.com`, derived
+    /// from the region (a learnt region then changes the host too).
+    aws_endpoint: bool,
     region: String,
-    credentials: Credentials,
+    /// `None`: requests are not signed.
+    credentials: Option<CredentialsCache>,
+    /// Regions learnt from the server, per bucket.
+    bucket_regions: RwLock<HashMap<String, String>>,
     addressing: Addressing,
     connect_timeout: Duration,
     idle_timeout: Duration,
@@ -74,13 +84,59 @@ impl fmt::Debug for Client {
     }
 }
 
-/// Builds a [`Client`]. Anything not set comes from the environment the way
-/// the AWS CLI finds it.
+/// Where the builder's credentials come from.
+#[derive(Clone)]
+enum CredentialsSetting {
+    Static(Credentials),
+    Provider(Arc<dyn ProvideCredentials>),
+    Anonymous,
+}
+
+impl fmt::Debug for CredentialsSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CredentialsSetting::Static(c) => c.fmt(f),
+            CredentialsSetting::Provider(p) => write!(f, "Provider({:?})", p.describe()),
+            CredentialsSetting::Anonymous => f.write_str("Anonymous"),
+        }
+    }
+}
+
+/// The variables a builder resolves unset settings from.
+#[derive(Clone)]
+enum EnvSource {
+    /// Nothing is read: fixed defaults.
+    None,
+    /// The process environment.
+    Process,
+    /// A given set of variables.
+    Vars(Arc<HashMap<String, String>>),
+}
+
+impl fmt::Debug for EnvSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the values: they may hold secrets.
+        match self {
+            EnvSource::None => f.write_str("None"),
+            EnvSource::Process => f.write_str("Process"),
+            EnvSource::Vars(v) => write!(f, "Vars({} variables)", v.len()),
+        }
+    }
+}
+
+/// Builds a [`Client`].
+///
+/// [`Client::builder`] reads nothing from the environment: every setting is
+/// what the code gives or its fixed default. [`ClientBuilder::from_env`]
+/// (and [`Client::from_env`]) resolve whatever the code does not set the way
+/// the AWS CLI and SDKs do (see the README's "Credentials" and "Regions").
 #[derive(Debug, Clone)]
 pub struct ClientBuilder {
     endpoint: Option<String>,
     region: Option<String>,
-    credentials: Option<Credentials>,
+    credentials: Option<CredentialsSetting>,
+    profile: Option<String>,
+    env: EnvSource,
     addressing: Option<Addressing>,
     connect_timeout: Duration,
     idle_timeout: Duration,
@@ -94,6 +150,8 @@ impl Default for ClientBuilder {
             endpoint: None,
             region: None,
             credentials: None,
+            profile: None,
+            env: EnvSource::None,
             addressing: None,
             connect_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
@@ -106,37 +164,117 @@ impl Default for ClientBuilder {
 /// The default of [`ClientBuilder::memory_limit`]: 2 GiB.
 pub const DEFAULT_MEMORY_LIMIT: u64 = 2 << 30;
 
+/// Variables naming the S3 endpoint, first found wins.
+const ENV_ENDPOINT_S3: &str = "AWS_ENDPOINT_URL_S3";
+const ENV_ENDPOINT: &str = "AWS_ENDPOINT_URL";
+
 impl ClientBuilder {
+    /// A builder that resolves every setting the code leaves unset the way
+    /// the AWS CLI does, from the process environment and the shared files:
+    /// the endpoint from `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`; the
+    /// region from `AWS_REGION`, `AWS_DEFAULT_REGION`, else the profile's
+    /// `region`; the credentials from the AWS SDKs' default chain (see the
+    /// README's "Credentials"), refreshed before they expire.
+    pub fn from_env() -> ClientBuilder {
+        ClientBuilder {
+            env: EnvSource::Process,
+            ..ClientBuilder::default()
+        }
+    }
+
+    /// [`from_env`](Self::from_env) with the given variables instead of the
+    /// process environment (nothing else is read but the files they name):
+    /// for tests, and for programs that keep their configuration elsewhere.
+    ///
+    /// ```no_run
+    /// let client = s3pump::ClientBuilder::from_vars([
+    ///     ("AWS_PROFILE", "backup"),
+    ///     ("HOME", "/home/backup"),
+    /// ])
+    /// .build()?;
+    /// # let _ = client;
+    /// # Ok::<(), s3pump::Error>(())
+    /// ```
+    pub fn from_vars<K: Into<String>, V: Into<String>>(
+        vars: impl IntoIterator<Item = (K, V)>,
+    ) -> ClientBuilder {
+        let map = vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        ClientBuilder {
+            env: EnvSource::Vars(Arc::new(map)),
+            ..ClientBuilder::default()
+        }
+    }
+
     /// The S3 endpoint URL, such as `http://127.0.0.1:9000`.
     ///
-    /// Defaults to `AWS_ENDPOINT_URL`, else `https://s3.<region>.amazonaws.com`.
+    /// Defaults to `https://s3.<region>.amazonaws.com` (with
+    /// [`from_env`](Self::from_env): `AWS_ENDPOINT_URL_S3`, else
+    /// `AWS_ENDPOINT_URL`, else that).
     pub fn endpoint(mut self, url: impl Into<String>) -> Self {
         self.endpoint = Some(url.into());
         self
     }
 
-    /// The region requests are signed for.
+    /// The region requests are signed for (until the server says a bucket
+    /// lives elsewhere: see the README's "Regions").
     ///
-    /// Defaults to `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's region
-    /// in `~/.aws/config`, else `us-east-1`.
+    /// Defaults to `us-east-1` (with [`from_env`](Self::from_env):
+    /// `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile's `region` in
+    /// `~/.aws/config`, else `us-east-1`).
     pub fn region(mut self, region: impl Into<String>) -> Self {
         self.region = Some(region.into());
         self
     }
 
-    /// The credentials to sign with.
+    /// Static credentials to sign with (never refreshed).
     ///
-    /// Defaults to [`Credentials::from_default_chain`] (environment, then the
-    /// shared AWS files).
+    /// There is no default: without this, [`credentials_provider`](Self::credentials_provider)
+    /// or [`anonymous`](Self::anonymous), `build` fails (with
+    /// [`from_env`](Self::from_env): the default chain).
     pub fn credentials(mut self, credentials: Credentials) -> Self {
-        self.credentials = Some(credentials);
+        self.credentials = Some(CredentialsSetting::Static(credentials));
+        self
+    }
+
+    /// A source of credentials, asked again before the ones it gave expire
+    /// (less than 5 minutes of validity left) and when the server refuses
+    /// them as expired. Its first call happens at the first request.
+    ///
+    /// There is no default (see [`credentials`](Self::credentials)).
+    pub fn credentials_provider(mut self, provider: impl ProvideCredentials + 'static) -> Self {
+        self.credentials = Some(CredentialsSetting::Provider(Arc::new(provider)));
+        self
+    }
+
+    /// Sends requests unsigned (for public buckets; the CLI's
+    /// `--no-sign-request`).
+    ///
+    /// Defaults to off.
+    pub fn anonymous(mut self) -> Self {
+        self.credentials = Some(CredentialsSetting::Anonymous);
+        self
+    }
+
+    /// The shared-config profile to take credentials and region from, as the
+    /// CLI's `--profile`: only that profile is used for credentials (the
+    /// environment keys are not), and it must exist. Used by
+    /// [`from_env`](Self::from_env) builders only.
+    ///
+    /// Defaults to `AWS_PROFILE`, else `default`.
+    pub fn profile(mut self, name: impl Into<String>) -> Self {
+        self.profile = Some(name.into());
         self
     }
 
     /// Path-style or virtual-host addressing.
     ///
     /// Defaults to path style when an endpoint is given (by code or
-    /// `AWS_ENDPOINT_URL`), virtual host for AWS's own endpoint.
+    /// `AWS_ENDPOINT_URL`), virtual host for AWS's own endpoint (path style
+    /// there too for a bucket name with dots over https, which the
+    /// certificate's wildcard would not cover).
     pub fn addressing(mut self, addressing: Addressing) -> Self {
         self.addressing = Some(addressing);
         self
@@ -188,20 +326,35 @@ impl ClientBuilder {
     }
 
     /// Builds the client. Fails when the endpoint is not a valid `http(s)` URL
-    /// or no credentials can be found.
+    /// or no credentials are given (or, from the environment, found).
     pub fn build(self) -> Result<Client> {
-        let env_endpoint = std::env::var("AWS_ENDPOINT_URL")
-            .ok()
-            .filter(|s| !s.is_empty());
+        let vars = self.env.clone();
+        let lookup = move |name: &str| -> Option<String> {
+            match &vars {
+                EnvSource::None => None,
+                EnvSource::Process => ini::process_env(name),
+                EnvSource::Vars(m) => m.get(name).cloned().filter(|v| !v.is_empty()),
+            }
+        };
+        let env: &dyn Fn(&str) -> Option<String> = &lookup;
+        let from_env = !matches!(self.env, EnvSource::None);
         let region = self
             .region
-            .or_else(credentials::default_region)
+            .or_else(|| {
+                from_env
+                    .then(|| ini::region_with(env, self.profile.as_deref()))
+                    .flatten()
+            })
             .unwrap_or_else(|| "us-east-1".to_string());
-        let custom_endpoint = self.endpoint.or(env_endpoint);
-        let addressing = self.addressing.unwrap_or(if custom_endpoint.is_some() {
-            Addressing::PathStyle
-        } else {
+        let custom_endpoint = self
+            .endpoint
+            .or_else(|| env(ENV_ENDPOINT_S3))
+            .or_else(|| env(ENV_ENDPOINT));
+        let aws_endpoint = custom_endpoint.is_none();
+        let addressing = self.addressing.unwrap_or(if aws_endpoint {
             Addressing::VirtualHost
+        } else {
+            Addressing::PathStyle
         });
         let endpoint =
             custom_endpoint.unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
@@ -227,15 +380,38 @@ impl ClientBuilder {
             )));
         }
         let credentials = match self.credentials {
-            Some(c) => c,
-            None => Credentials::from_default_chain()?,
+            Some(CredentialsSetting::Static(c)) => {
+                Some(CredentialsCache::new(Box::new(c.clone()), false, Some(c)))
+            }
+            Some(CredentialsSetting::Provider(p)) => {
+                Some(CredentialsCache::new(Box::new(p), true, None))
+            }
+            Some(CredentialsSetting::Anonymous) => None,
+            None if from_env => {
+                let (found, first) = chain::resolve(env, self.profile.as_deref(), Some(&region))?;
+                log::debug!("credentials from: {}", found.provider.describe());
+                Some(CredentialsCache::new(
+                    found.provider,
+                    found.refreshable,
+                    Some(first),
+                ))
+            }
+            None => {
+                return Err(Error::Credentials(
+                    "no credentials given: use ClientBuilder::credentials, credentials_provider or \
+                     anonymous, or ClientBuilder::from_env to find them as the AWS CLI does"
+                        .to_owned(),
+                ));
+            }
         };
         Ok(Client {
             inner: Arc::new(Inner {
                 scheme,
                 authority,
+                aws_endpoint,
                 region,
                 credentials,
+                bucket_regions: RwLock::new(HashMap::new()),
                 addressing,
                 connect_timeout: self.connect_timeout,
                 idle_timeout: self.idle_timeout,
@@ -248,14 +424,16 @@ impl ClientBuilder {
 }
 
 impl Client {
-    /// A builder with every setting at its default.
+    /// A builder with every setting at its fixed default; it reads nothing
+    /// from the environment (see [`ClientBuilder::from_env`] for that).
     pub fn builder() -> ClientBuilder {
         ClientBuilder::default()
     }
 
-    /// A client configured entirely from the environment (see [`ClientBuilder`]).
+    /// A client configured entirely from the environment as the AWS CLI does
+    /// ([`ClientBuilder::from_env`]).
     pub fn from_env() -> Result<Client> {
-        ClientBuilder::default().build()
+        ClientBuilder::from_env().build()
     }
 
     /// The region requests are signed for.

@@ -8,6 +8,7 @@ use ureq::Agent;
 use ureq::http;
 
 use super::{Addressing, Client};
+use crate::auth::credentials::Credentials;
 use crate::auth::sigv4::{self, SigningRequest};
 use crate::rdma::attempt::RDMA_TOKEN_HEADER;
 use crate::s3::xml;
@@ -162,12 +163,137 @@ impl Client {
 
     /// Sends `req` once and returns whatever reply came back; only a failure
     /// to get a reply at all is an error.
+    ///
+    /// "Once" as the caller sees it: a reply saying the bucket lives in
+    /// another region makes it learn that region and send again (once), and
+    /// credentials refused as expired or invalid are refreshed and the
+    /// request sent again (once). Every send is signed with the credentials
+    /// current at that moment.
     pub(crate) fn send_raw(&self, agent: &Agent, req: &Request<'_>) -> Result<Response> {
+        let mut redirected = false;
+        let mut refreshed = false;
+        loop {
+            let region = self.bucket_region(req.bucket);
+            let creds = match &self.inner.credentials {
+                Some(cache) => Some(cache.get()?),
+                None => None,
+            };
+            let response = self.send_signed(agent, req, &region, creds.as_deref())?;
+            let status = response.status().as_u16();
+            if !matches!(status, 301 | 400 | 403) {
+                return Ok(response);
+            }
+            // Look at the error: a region to learn, or credentials to refresh?
+            let header_region = header(response.headers(), "x-amz-bucket-region");
+            let (parts, body) = response.into_parts();
+            let mut response = http::Response::from_parts(parts, body);
+            let text = if req.method == http::Method::HEAD {
+                String::new()
+            } else {
+                read_text(req.operation, &mut response).unwrap_or_default()
+            };
+            let code = xml::text(&text, "Code").unwrap_or_default();
+            let wrong_region = status == 301
+                || code == "AuthorizationHeaderMalformed"
+                || code == "PermanentRedirect"
+                || (text.is_empty() && header_region.as_deref().is_some_and(|r| r != region));
+            if wrong_region {
+                let expected = xml::text(&text, "Region")
+                    .filter(|r| !r.is_empty())
+                    .or(header_region);
+                match expected {
+                    Some(expected) if expected != region && !redirected => {
+                        self.learn_region(req.bucket, &expected, &region);
+                        redirected = true;
+                        continue;
+                    }
+                    _ => {
+                        let e = s3_error(status, response.headers(), &text);
+                        return Err(region_error(
+                            req,
+                            e,
+                            &self.inner.region,
+                            expected.as_deref(),
+                        ));
+                    }
+                }
+            }
+            if !refreshed
+                && matches!(
+                    code.as_str(),
+                    "ExpiredToken" | "TokenRefreshRequired" | "RequestExpired" | "InvalidToken"
+                )
+                && let (Some(cache), Some(used)) = (&self.inner.credentials, &creds)
+                && cache.refreshable()
+            {
+                log::info!(
+                    "{} {}: the server refused the credentials from {} ({code}); refreshing them",
+                    req.operation,
+                    req.bucket,
+                    cache.describe()
+                );
+                cache.force_refresh(used)?;
+                refreshed = true;
+                continue;
+            }
+            // Hand the reply on with its body, as if untouched.
+            let (parts, _) = response.into_parts();
+            let body = ureq::Body::builder().data(text.into_bytes());
+            return Ok(http::Response::from_parts(parts, body));
+        }
+    }
+
+    /// The region to sign requests on `bucket` for: learnt, else configured.
+    fn bucket_region(&self, bucket: &str) -> String {
+        self.inner
+            .bucket_regions
+            .read()
+            .get(bucket)
+            .cloned()
+            .unwrap_or_else(|| self.inner.region.clone())
+    }
+
+    /// Remembers that `bucket` lives in `region` (logged once at INFO).
+    fn learn_region(&self, bucket: &str, region: &str, was: &str) {
+        let mut map = self.inner.bucket_regions.write();
+        if map.get(bucket).map(String::as_str) != Some(region) {
+            log::info!(
+                "bucket {bucket} is in region {region}, not {was}: signing its requests for {region}"
+            );
+            map.insert(bucket.to_owned(), region.to_owned());
+        }
+    }
+
+    /// The `Host` and the path prefix of requests on `bucket` signed for
+    /// `region`: AWS's own endpoint follows the bucket's region, and a bucket
+    /// name with dots goes path style over https (the wildcard certificate
+    /// of `*.s3.<region>.amazonaws.com` does not cover it).
+    fn address(&self, bucket: &str, region: &str) -> (String, String) {
         let i = &self.inner;
-        let (authority, mut path) = match i.addressing {
-            Addressing::PathStyle => (i.authority.clone(), format!("/{}", req.bucket)),
-            Addressing::VirtualHost => (format!("{}.{}", req.bucket, i.authority), String::new()),
+        let base = if i.aws_endpoint && region != i.region {
+            format!("s3.{region}.amazonaws.com")
+        } else {
+            i.authority.clone()
         };
+        let path_style =
+            i.addressing == Addressing::PathStyle || (i.scheme == "https" && bucket.contains('.'));
+        if path_style {
+            (base, format!("/{bucket}"))
+        } else {
+            (format!("{bucket}.{base}"), String::new())
+        }
+    }
+
+    /// One signed (or anonymous) send.
+    fn send_signed(
+        &self,
+        agent: &Agent,
+        req: &Request<'_>,
+        region: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<Response> {
+        let i = &self.inner;
+        let (authority, mut path) = self.address(req.bucket, region);
         match req.key {
             Some(key) => {
                 path.push('/');
@@ -183,19 +309,21 @@ impl Client {
         };
         let mut headers = req.headers.clone();
         headers.push(("host".to_string(), authority.clone()));
-        let signed = sigv4::sign(
-            &i.credentials,
-            &i.region,
-            SystemTime::now(),
-            &SigningRequest {
-                method: req.method.as_str(),
-                canonical_uri: &path,
-                query: &req.query,
-                headers: &headers,
-                payload_hash: &payload_hash,
-            },
-        );
-        headers.extend(signed);
+        if let Some(creds) = creds {
+            let signed = sigv4::sign(
+                creds,
+                region,
+                SystemTime::now(),
+                &SigningRequest {
+                    method: req.method.as_str(),
+                    canonical_uri: &path,
+                    query: &req.query,
+                    headers: &headers,
+                    payload_hash: &payload_hash,
+                },
+            );
+            headers.extend(signed);
+        }
         let query = sigv4::canonical_query(&req.query);
         let url = if query.is_empty() {
             format!("{}://{authority}{path}", i.scheme)
@@ -249,6 +377,38 @@ pub(crate) fn check_status(req: &Request<'_>, mut response: Response) -> Result<
         read_text(req.operation, &mut response).unwrap_or_default()
     };
     Err(s3_error(status, response.headers(), &body))
+}
+
+/// The error of a request sent to the wrong region that could not be
+/// redirected: it names the configured region and the one the server
+/// expects, when it said so.
+fn region_error(req: &Request<'_>, e: Error, configured: &str, expected: Option<&str>) -> Error {
+    match e {
+        Error::S3 {
+            status,
+            code,
+            message,
+            request_id,
+        } => {
+            let hint = match expected {
+                Some(r) => format!(
+                    "bucket {} is in region {r}; the client is configured for {configured}",
+                    req.bucket
+                ),
+                None => format!(
+                    "bucket {} is not in region {configured} (the client's), and the server did not say where it is",
+                    req.bucket
+                ),
+            };
+            Error::S3 {
+                status,
+                code,
+                message: format!("{message} ({hint})"),
+                request_id,
+            }
+        }
+        other => other,
+    }
 }
 
 fn bad_request(req: &Request<'_>, e: http::Error) -> Error {
@@ -385,5 +545,37 @@ mod tests {
         assert_eq!(e.s3_code(), Some("ServiceUnavailable"));
         assert_eq!(e.kind(), crate::ErrorKind::Throttled);
         assert!(s3_error(404, &headers, "").is_not_found());
+    }
+
+    #[test]
+    fn addressing_on_aws_and_elsewhere() {
+        let aws = Client::builder()
+            .region("eu-west-1")
+            .anonymous()
+            .build()
+            .unwrap();
+        assert_eq!(
+            aws.address("logs", "eu-west-1"),
+            ("logs.s3.eu-west-1.amazonaws.com".into(), String::new())
+        );
+        // Dots over https: path style.
+        assert_eq!(
+            aws.address("my.logs", "eu-west-1"),
+            ("s3.eu-west-1.amazonaws.com".into(), "/my.logs".into())
+        );
+        // A learnt region moves AWS's host too.
+        assert_eq!(
+            aws.address("logs", "ap-south-1"),
+            ("logs.s3.ap-south-1.amazonaws.com".into(), String::new())
+        );
+        let custom = Client::builder()
+            .endpoint("http://127.0.0.1:9000")
+            .anonymous()
+            .build()
+            .unwrap();
+        assert_eq!(
+            custom.address("my.logs", "ap-south-1"),
+            ("127.0.0.1:9000".into(), "/my.logs".into())
+        );
     }
 }

@@ -167,6 +167,18 @@ impl Element {
         self.children.iter().filter(move |c| c.name == name)
     }
 
+    /// The first element called `name` at any depth below this one, in
+    /// document order.
+    pub fn descendant(&self, name: &str) -> Option<&Element> {
+        self.children.iter().find_map(|c| {
+            if c.name == name {
+                Some(c)
+            } else {
+                c.descendant(name)
+            }
+        })
+    }
+
     /// The text of the first child called `name`, if there is one.
     pub fn opt(&self, name: &str) -> Option<&str> {
         self.child(name).map(Element::text)
@@ -220,6 +232,19 @@ impl Element {
             message,
         }
     }
+}
+
+/// The text of the first element called `name` anywhere in `xml` (the root
+/// included), if `xml` parses: for replies read leniently, such as an error
+/// document whose fields are looked at but not required.
+pub(crate) fn text(xml: &str, name: &str) -> Option<String> {
+    let doc = parse("reply", xml).ok()?;
+    let el = if doc.name() == name {
+        &doc
+    } else {
+        doc.descendant(name)?
+    };
+    Some(el.text().to_string())
 }
 
 /// Escapes text for use inside an XML element.

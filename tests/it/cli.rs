@@ -16,6 +16,7 @@ fn s3pump(h: &Harness, args: &[&str]) -> Command {
         .env_clear()
         .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
         .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_REGION", REGION)
         .env("HOME", std::env::temp_dir());
     cmd

@@ -7,6 +7,7 @@
 mod support;
 
 mod cli;
+mod credentials;
 mod direct_http;
 mod download;
 mod faults;
@@ -14,6 +15,7 @@ mod list;
 mod put_object;
 mod rdma;
 mod rdma_ffi;
+mod region;
 mod s3_ops;
 mod secrets;
 mod soak;

@@ -111,3 +111,159 @@ impl std::io::Read for FailingReader {
         Err(std::io::Error::other("boom"))
     }
 }
+
+/// Every credential source: the secrets it handles (issued secret keys and
+/// session tokens, the web identity token, the SSO access token, the container
+/// authorization token, the instance metadata session token) stay out of
+/// `Debug`, errors and the log at TRACE, whether the source works or fails.
+#[test]
+fn credential_sources_keep_their_secrets() {
+    use std::collections::HashMap;
+    use std::time::{Duration, SystemTime};
+
+    use parking_lot::Mutex;
+    use s3pump::ClientBuilder;
+    use std::sync::Arc;
+    use support::cred_services::{self, Issuer, rfc3339};
+
+    const WEB_TOKEN: &str = "eyJhbGciOi.web-identity-token-must-not-leak";
+    const SSO_TOKEN: &str = "sso-access-token-that-must-not-leak-0123";
+    const CONTAINER_TOKEN: &str = "container-authorization-token-must-not-leak";
+    const BASE_SECRET: &str = "base-profile-secret-key-must-not-leak/+";
+
+    support::logger::capture();
+    let h = Harness::new();
+    let Some(server) = h.local() else { return };
+    let register = server.key_registrar();
+    let issuer = Issuer::new("ASIALEAK", Duration::from_secs(3600))
+        .registering(move |i| register(&i.access_key, &i.secret, i.expiry));
+    let keys = HashMap::from([("AKIALEAKBASE".to_owned(), BASE_SECRET.to_owned())]);
+    let sts = cred_services::sts(keys, Some(WEB_TOKEN.into()), issuer.clone());
+    let container = cred_services::container(
+        "/creds",
+        Some(Arc::new(Mutex::new(CONTAINER_TOKEN.to_owned()))),
+        issuer.clone(),
+    );
+    let imds = cred_services::imds("leak-role", issuer.clone());
+    let portal = cred_services::sso_portal(SSO_TOKEN, "1", "R", issuer.clone());
+
+    let home = tempfile::tempdir().unwrap();
+    let aws = home.path().join(".aws");
+    std::fs::create_dir_all(aws.join("sso/cache")).unwrap();
+    let later = rfc3339(SystemTime::now() + Duration::from_secs(3600));
+    {
+        use sha1::Digest;
+        let name: String = sha1::Sha1::digest(b"s")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        std::fs::write(
+            aws.join(format!("sso/cache/{name}.json")),
+            format!(r#"{{"accessToken":"{SSO_TOKEN}","expiresAt":"{later}"}}"#),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        aws.join("config"),
+        "[profile role]\nrole_arn = arn:aws:iam::1:role/r\nsource_profile = base\n\
+         [profile sso]\nsso_session = s\nsso_account_id = 1\nsso_role_name = R\n\
+         [sso-session s]\nsso_region = eu-west-1\n\
+         [profile badsso]\nsso_session = s\nsso_account_id = 2\nsso_role_name = R\n",
+    )
+    .unwrap();
+    std::fs::write(
+        aws.join("credentials"),
+        format!(
+            "[base]\naws_access_key_id = AKIALEAKBASE\naws_secret_access_key = {BASE_SECRET}\n"
+        ),
+    )
+    .unwrap();
+    let jwt = home.path().join("jwt");
+    std::fs::write(&jwt, WEB_TOKEN).unwrap();
+    let wrong_jwt = home.path().join("wrong-jwt");
+    std::fs::write(&wrong_jwt, format!("{WEB_TOKEN}-but-wrong")).unwrap();
+
+    let base = |extra: &[(&str, String)]| {
+        let mut v: Vec<(String, String)> = vec![
+            ("HOME".into(), home.path().display().to_string()),
+            ("AWS_ENDPOINT_URL_STS".into(), sts.emu.url()),
+            ("AWS_ENDPOINT_URL_SSO".into(), portal.url()),
+            ("AWS_EC2_METADATA_DISABLED".into(), "true".into()),
+        ];
+        v.extend(extra.iter().map(|(k, x)| (k.to_string(), x.clone())));
+        ClientBuilder::from_vars(v).endpoint(h.endpoint()).build()
+    };
+    let configs: Vec<Vec<(&str, String)>> = vec![
+        vec![
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", jwt.display().to_string()),
+            ("AWS_ROLE_ARN", "arn:aws:iam::1:role/w".into()),
+        ],
+        vec![
+            (
+                "AWS_WEB_IDENTITY_TOKEN_FILE",
+                wrong_jwt.display().to_string(),
+            ),
+            ("AWS_ROLE_ARN", "arn:aws:iam::1:role/w".into()),
+        ],
+        vec![("AWS_PROFILE", "role".into())],
+        vec![("AWS_PROFILE", "sso".into())],
+        vec![("AWS_PROFILE", "badsso".into())],
+        vec![
+            (
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                format!("{}/creds", container.url()),
+            ),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN", CONTAINER_TOKEN.into()),
+        ],
+        vec![
+            (
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                format!("{}/creds", container.url()),
+            ),
+            (
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+                format!("{CONTAINER_TOKEN}-wrong"),
+            ),
+        ],
+        vec![
+            ("AWS_EC2_METADATA_DISABLED", "false".into()),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url()),
+        ],
+    ];
+    let mut texts = Vec::new();
+    let mut worked = 0;
+    for extra in &configs {
+        match base(extra) {
+            Ok(client) => {
+                worked += 1;
+                texts.push(format!("{client:?}"));
+                client
+                    .put_object_bytes(&h.bucket, &h.key("leak"), b"x", &PutObjectArgs::new())
+                    .unwrap();
+            }
+            Err(e) => {
+                texts.push(e.to_string());
+                texts.push(format!("{e:?}"));
+            }
+        }
+    }
+    assert_eq!(worked, 5, "{texts:#?}");
+    texts.extend(support::logger::all_lines());
+    let mut secrets: Vec<String> = vec![
+        WEB_TOKEN.into(),
+        SSO_TOKEN.into(),
+        CONTAINER_TOKEN.into(),
+        BASE_SECRET.into(),
+        "imds-session-token-1".into(),
+    ];
+    for i in issuer.issued() {
+        secrets.push(i.secret);
+        secrets.push(i.token);
+    }
+    assert!(secrets.len() > 10);
+    for text in &texts {
+        for s in &secrets {
+            assert!(!text.contains(s.as_str()), "leaks {s:?}: {text}");
+        }
+    }
+}

@@ -65,12 +65,13 @@ impl Harness {
 
     /// A builder preset for this server (endpoint, region, credentials).
     pub fn builder(&self) -> ClientBuilder {
-        let b = Client::builder().endpoint(&self.endpoint);
         match &self.server {
-            Some(_) => b
+            Some(_) => Client::builder()
+                .endpoint(&self.endpoint)
                 .region(REGION)
                 .credentials(Credentials::new(ACCESS_KEY, SECRET_KEY, None)),
-            None => b,
+            // External S3: region and credentials as the AWS CLI finds them.
+            None => ClientBuilder::from_env().endpoint(&self.endpoint),
         }
     }
 

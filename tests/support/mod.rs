@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 #![allow(unused_imports)]
 
+pub mod cred_services;
 pub mod harness;
 pub mod logger;
 pub mod rdma_emu;
@@ -19,8 +20,8 @@ mod tracked;
 pub use relay::{Relay, RelayConfig, RelayFault};
 pub use server::{
     ACCESS_KEY, Fault, FaultKind, Op, OpenUpload, RDMA_LENGTH_HEADER, RDMA_REPLY_HEADER,
-    RDMA_TOKEN_HEADER, REGION, RdmaMode, SECRET_KEY, Stats, TestServer, make_rdma_token,
-    parse_rdma_token,
+    RDMA_TOKEN_HEADER, REGION, RdmaMode, SECRET_KEY, Stats, TestServer, WrongRegion,
+    make_rdma_token, parse_rdma_token,
 };
 pub use sink::{RawSink, SinkServer, SinkStats, raw_sink, run_sink_forever};
 pub use tracked::base64_encode;

@@ -252,6 +252,53 @@ struct Shared {
     faults: Mutex<Vec<ArmedFault>>,
     rdma_mode: Mutex<RdmaMode>,
     request_seq: AtomicU64,
+    /// Temporary access keys: secret and expiry (see [`TestServer::add_temporary_key`]).
+    temp_keys: KeyRing,
+    /// Every request's access key (after the expiry check), in arrival order.
+    keys_used: Mutex<Vec<String>>,
+    /// Requests refused with `ExpiredToken`.
+    expired_rejections: AtomicU64,
+    /// The region buckets live in, and how a request signed for another is refused.
+    region: Mutex<Option<(String, WrongRegion)>>,
+    /// Requests refused for their region.
+    region_rejections: AtomicU64,
+}
+
+/// How the server answers a request signed for the wrong region, as AWS does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WrongRegion {
+    /// `400 AuthorizationHeaderMalformed` with `<Region>` in the error body.
+    AuthorizationHeaderMalformed,
+    /// `301 PermanentRedirect` with the `x-amz-bucket-region` header.
+    PermanentRedirect,
+}
+
+/// The static key pair plus temporary ones (secret, expiry).
+#[derive(Clone, Default)]
+struct KeyRing(Arc<Mutex<std::collections::HashMap<String, (String, std::time::SystemTime)>>>);
+
+#[async_trait::async_trait]
+impl s3s::auth::S3Auth for KeyRing {
+    async fn get_secret_key(&self, access_key: &str) -> s3s::S3Result<s3s::auth::SecretKey> {
+        if access_key == ACCESS_KEY {
+            return Ok(SECRET_KEY.into());
+        }
+        match self.0.lock().get(access_key) {
+            Some((secret, _)) => Ok(secret.clone().into()),
+            None => Err(s3s::s3_error!(NotSignedUp, "Your account is not signed up")),
+        }
+    }
+}
+
+/// The access key and the region of a SigV4 `Authorization` header.
+fn credential_scope(headers: &http::HeaderMap) -> Option<(String, String)> {
+    let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let cred = auth.split("Credential=").nth(1)?.split(',').next()?;
+    let mut it = cred.split('/');
+    let key = it.next()?.to_owned();
+    let _date = it.next()?;
+    let region = it.next()?.to_owned();
+    Some((key, region))
 }
 
 impl Shared {
@@ -350,11 +397,16 @@ impl TestServer {
             faults: Mutex::new(Vec::new()),
             rdma_mode: Mutex::new(RdmaMode::Off),
             request_seq: AtomicU64::new(1),
+            temp_keys: KeyRing::default(),
+            keys_used: Mutex::new(Vec::new()),
+            expired_rejections: AtomicU64::new(0),
+            region: Mutex::new(None),
+            region_rejections: AtomicU64::new(0),
         });
 
         let s3 = {
             let mut b = S3ServiceBuilder::new(Tracked::new(root.clone(), Arc::clone(&uploads)));
-            b.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+            b.set_auth(shared.temp_keys.clone());
             b.build()
         };
 
@@ -384,6 +436,51 @@ impl TestServer {
             rt: Some(rt),
             _dir: dir,
         }
+    }
+
+    /// Accepts `access_key` (signed with `secret`) until `expiry`; after it,
+    /// every request signed with it is refused with `400 ExpiredToken`, as
+    /// AWS refuses expired temporary credentials.
+    pub fn add_temporary_key(&self, access_key: &str, secret: &str, expiry: std::time::SystemTime) {
+        self.shared
+            .temp_keys
+            .0
+            .lock()
+            .insert(access_key.to_owned(), (secret.to_owned(), expiry));
+    }
+
+    /// [`add_temporary_key`](Self::add_temporary_key) as a callback that
+    /// other threads (a credential service emulation) can keep.
+    pub fn key_registrar(
+        &self,
+    ) -> impl Fn(&str, &str, std::time::SystemTime) + Send + Sync + 'static {
+        let ring = self.shared.temp_keys.clone();
+        move |key: &str, secret: &str, expiry: std::time::SystemTime| {
+            ring.0
+                .lock()
+                .insert(key.to_owned(), (secret.to_owned(), expiry));
+        }
+    }
+
+    /// The access key of every request that got past the expiry check.
+    pub fn access_keys_used(&self) -> Vec<String> {
+        self.shared.keys_used.lock().clone()
+    }
+
+    /// Requests refused with `ExpiredToken`.
+    pub fn expired_rejections(&self) -> u64 {
+        self.shared.expired_rejections.load(Ordering::Relaxed)
+    }
+
+    /// From now on buckets live in `region`: a request signed for another
+    /// region is refused the way `reply` says.
+    pub fn set_bucket_region(&self, region: &str, reply: WrongRegion) {
+        *self.shared.region.lock() = Some((region.to_owned(), reply));
+    }
+
+    /// Requests refused because they were signed for the wrong region.
+    pub fn region_rejections(&self) -> u64 {
+        self.shared.region_rejections.load(Ordering::Relaxed)
     }
 
     /// `http://127.0.0.1:PORT`
@@ -787,6 +884,61 @@ async fn handle(
         }
     }
     let counts_body = matches!(op, Some(Op::UploadPart | Op::PutObject));
+    if let Some((key, signed_region)) = credential_scope(req.headers()) {
+        let expired = shared
+            .temp_keys
+            .0
+            .lock()
+            .get(&key)
+            .is_some_and(|(_, expiry)| std::time::SystemTime::now() >= *expiry);
+        if expired {
+            shared.expired_rejections.fetch_add(1, Ordering::Relaxed);
+            let (_, body) = req.into_parts();
+            drain(&shared, body, false).await;
+            return Ok(error_response(
+                &shared,
+                400,
+                "ExpiredToken",
+                "The provided token has expired.",
+            ));
+        }
+        shared.keys_used.lock().push(key);
+        let region = shared.region.lock().clone();
+        if let Some((region, reply)) = region
+            && region != signed_region
+        {
+            shared.region_rejections.fetch_add(1, Ordering::Relaxed);
+            let head = req.method() == Method::HEAD;
+            let (_, body) = req.into_parts();
+            drain(&shared, body, false).await;
+            let id = shared.request_id();
+            let (status, xml) = match reply {
+                WrongRegion::AuthorizationHeaderMalformed => (
+                    400,
+                    format!(
+                        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AuthorizationHeaderMalformed</Code>\
+                         <Message>The authorization header is malformed; the region '{signed_region}' is wrong; \
+                         expecting '{region}'</Message><Region>{region}</Region><RequestId>{id}</RequestId></Error>"
+                    ),
+                ),
+                WrongRegion::PermanentRedirect => (
+                    301,
+                    format!(
+                        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>PermanentRedirect</Code>\
+                         <Message>The bucket you are attempting to access must be addressed using the specified \
+                         endpoint. Please send all future requests to this endpoint.</Message>\
+                         <RequestId>{id}</RequestId></Error>"
+                    ),
+                ),
+            };
+            let mut resp = xml_response(status, if head { String::new() } else { xml }, &id);
+            resp.headers_mut().insert(
+                "x-amz-bucket-region",
+                HeaderValue::from_str(&region).expect("region header"),
+            );
+            return Ok(resp);
+        }
+    }
     let mode = *shared.rdma_mode.lock();
     let token = req.headers().get(RDMA_TOKEN_HEADER).cloned();
 

@@ -546,6 +546,17 @@ fn bad_digest_or<T>(result: S3Result<T>, outcome: &Mutex<VerifyOutcome>) -> S3Re
     }
 }
 
+/// Every key of the server belongs to one account, as on AWS, where a
+/// multipart upload belongs to the account and any of its (temporary) keys may
+/// upload its parts; s3s-fs would tie an upload to the access key that
+/// created it, which breaks uploads that outlive their credentials.
+fn one_account<T>(mut req: S3Request<T>) -> S3Request<T> {
+    if let Some(c) = req.credentials.as_mut() {
+        c.access_key = "s3pump-test-account".to_owned();
+    }
+    req
+}
+
 macro_rules! impl_s3 {
     (delegate { $($name:ident($input:ident) -> $output:ident;)* } custom { $($custom:tt)* }) => {
         #[async_trait::async_trait]
@@ -647,6 +658,7 @@ impl_s3! {
             &self,
             req: S3Request<CreateMultipartUploadInput>,
         ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+            let req = one_account(req);
             let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
             if !self.root.join(&bucket).is_dir() {
                 return Err(s3_error!(NoSuchBucket));
@@ -662,7 +674,8 @@ impl_s3! {
             Ok(resp)
         }
 
-        async fn upload_part(&self, mut req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+        async fn upload_part(&self, req: S3Request<UploadPartInput>) -> S3Result<S3Response<UploadPartOutput>> {
+            let mut req = one_account(req);
             self.no_such_upload(&req.input.upload_id)?;
             let part_key = (req.input.upload_id.clone(), req.input.part_number);
             let Some(body) = req.input.body.take() else {
@@ -692,11 +705,13 @@ impl_s3! {
             &self,
             req: S3Request<UploadPartCopyInput>,
         ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+            let req = one_account(req);
             self.no_such_upload(&req.input.upload_id)?;
             self.fs.upload_part_copy(req).await
         }
 
         async fn list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
+            let req = one_account(req);
             self.no_such_upload(&req.input.upload_id)?;
             let upload_id = req.input.upload_id.clone();
             let mut resp = self.fs.list_parts(req).await?;
@@ -722,6 +737,7 @@ impl_s3! {
             &self,
             req: S3Request<CompleteMultipartUploadInput>,
         ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+            let req = one_account(req);
             let upload_id = req.input.upload_id.clone();
             self.no_such_upload(&upload_id)?;
             self.complete_from_part_md5s(req.input).await
@@ -731,6 +747,7 @@ impl_s3! {
             &self,
             req: S3Request<AbortMultipartUploadInput>,
         ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+            let req = one_account(req);
             let upload_id = req.input.upload_id.clone();
             self.no_such_upload(&upload_id)?;
             let result = self.fs.abort_multipart_upload(req).await;
@@ -747,6 +764,7 @@ impl_s3! {
             &self,
             req: S3Request<ListMultipartUploadsInput>,
         ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+            let req = one_account(req);
             let input = req.input;
             if !self.root.join(&input.bucket).is_dir() {
                 return Err(s3_error!(NoSuchBucket));
