@@ -36,6 +36,18 @@ pub enum Error {
         /// Whether it was a timeout (connect or inactivity).
         timeout: bool,
     },
+    /// The server's TLS certificate failed verification: unknown issuer (a
+    /// private CA that is not trusted: see `AWS_CA_BUNDLE`), a name that does
+    /// not match the host, expired or not yet valid. Final: not retried.
+    #[error("{operation}: TLS with {host}: {message}")]
+    Tls {
+        /// The S3 operation that was being sent.
+        operation: &'static str,
+        /// The host (and port) whose certificate it was.
+        host: String,
+        /// The reason, and how to fix it.
+        message: String,
+    },
     /// Reading the caller's source (or writing a download's destination) failed.
     #[error("{context}: {source}")]
     Io {

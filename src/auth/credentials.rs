@@ -395,6 +395,25 @@ fn region_with(env: Env) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// A setting of the current profile (`AWS_PROFILE`, else `default`) in the
+/// AWS config file, such as `ca_bundle`; `None` when unset or unreadable.
+pub(crate) fn profile_setting(env: Env, key: &str) -> Option<String> {
+    let profile = profile_name(env, None).ok()?;
+    let path = config_file(env)?;
+    let ini = match read_ini(&path) {
+        Ok(ini) => ini?,
+        Err(e) => {
+            log::warn!("{key}: {e}");
+            return None;
+        }
+    };
+    ini.profile(FileKind::Config, &profile)?
+        .get(key)
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+}
+
 /// An INI file as the AWS tools read it: sections in file order, each with its
 /// keys lower-cased.
 #[derive(Debug, Default)]

@@ -10,7 +10,7 @@ use ureq::http;
 use super::{Addressing, Client};
 use crate::auth::sigv4::{self, SigningRequest};
 use crate::s3::xml;
-use crate::transport::direct;
+use crate::transport::{direct, tls};
 use crate::{Error, PayloadSigning, Result};
 
 /// One S3 request, before signing.
@@ -97,10 +97,10 @@ impl Client {
             None if path.is_empty() => path.push('/'),
             None => {}
         }
-        let payload_hash = match req.payload {
-            PayloadSigning::Signed if req.body.is_empty() => sigv4::EMPTY_SHA256.to_string(),
-            PayloadSigning::Signed => sigv4::hex_sha256(req.body),
+        let payload_hash = match resolve_signing(req.payload, &i.scheme, req) {
             PayloadSigning::Unsigned => sigv4::UNSIGNED_PAYLOAD.to_string(),
+            _ if req.body.is_empty() => sigv4::EMPTY_SHA256.to_string(),
+            _ => sigv4::hex_sha256(req.body),
         };
         let mut headers = req.headers.clone();
         headers.push(("host".to_string(), authority.clone()));
@@ -132,9 +132,10 @@ impl Client {
         }
         let result = if req.method == http::Method::PUT || req.method == http::Method::POST {
             let request = builder.body(req.body).map_err(|e| bad_request(req, e))?;
-            if direct::takes(&i.scheme, req.operation, req.body.len(), agent) {
+            let proxy = i.proxy.as_ref();
+            if direct::takes(&i.scheme, req.operation, req.body.len(), proxy) {
                 // A part over plain HTTP: straight from the slab (see direct.rs).
-                direct::send(&request, i.connect_timeout, i.idle_timeout)
+                direct::send(&request, i.connect_timeout, i.idle_timeout, proxy)
             } else {
                 agent.run(request)
             }
@@ -142,7 +143,16 @@ impl Client {
             let request = builder.body(()).map_err(|e| bad_request(req, e))?;
             agent.run(request)
         };
-        let response = result.map_err(|e| transport_error(req.operation, e))?;
+        let response = result.map_err(|e| {
+            if let Some(e) = tls::certificate_error(req.operation, &authority, &e) {
+                return e;
+            }
+            let mut e = transport_error(req.operation, e);
+            if let (Error::Transport { message, .. }, Some(p)) = (&mut e, &i.proxy) {
+                message.push_str(&format!(" (through the proxy {})", p.shown));
+            }
+            e
+        })?;
         log::trace!("{} {} -> {}", req.operation, req.method, response.status());
         Ok(response)
     }
@@ -155,6 +165,29 @@ impl Client {
         idempotent: bool,
     ) -> Result<Response> {
         self.retrying(req, None, idempotent, |_| self.send(agent, req))
+    }
+}
+
+/// What [`PayloadSigning::Auto`] means for this request: unsigned over
+/// https when a checksum header vouches for the body (or there is none),
+/// signed otherwise.
+fn resolve_signing(signing: PayloadSigning, scheme: &str, req: &Request<'_>) -> PayloadSigning {
+    match signing {
+        PayloadSigning::Auto
+            if scheme == "https"
+                && (req.body.is_empty()
+                    || req.headers.iter().any(|(n, _)| {
+                        n.starts_with("x-amz-checksum-")
+                            && !matches!(
+                                n.as_str(),
+                                "x-amz-checksum-algorithm" | "x-amz-checksum-type"
+                            )
+                    })) =>
+        {
+            PayloadSigning::Unsigned
+        }
+        PayloadSigning::Auto => PayloadSigning::Signed,
+        other => other,
     }
 }
 
