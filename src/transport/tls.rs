@@ -177,32 +177,65 @@ pub(crate) fn certificate_error(
         },
         _ => return None,
     };
-    let reason = match cert {
-        CertificateError::UnknownIssuer => {
-            "unknown issuer: it is not signed by a trusted root certificate".to_string()
-        }
-        CertificateError::NotValidForName => format!("name mismatch: it is not valid for {host}"),
-        CertificateError::NotValidForNameContext { presented, .. } => format!(
-            "name mismatch: it is not valid for {host} (it names {})",
-            presented.join(", ")
+    let name = host_name(host);
+    const CA_HINT: &str = "if the server uses a private CA, point AWS_CA_BUNDLE (or the \
+        profile's ca_bundle, or ClientBuilder::ca_bundle) at a PEM file holding that CA";
+    let (reason, hint) = match cert {
+        CertificateError::UnknownIssuer => (
+            "unknown issuer: it is not signed by a trusted root certificate".to_string(),
+            CA_HINT,
         ),
-        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-            "expired".to_string()
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            let names = match cert {
+                CertificateError::NotValidForNameContext { presented, .. } => format!(
+                    " (it names {})",
+                    presented
+                        .iter()
+                        .map(|n| clean_name(n))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                _ => String::new(),
+            };
+            (
+                format!("name mismatch: it is not valid for {name}{names}"),
+                "use an endpoint host name the certificate names",
+            )
         }
-        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-            "not yet valid".to_string()
-        }
-        other => format!("{other:?}"),
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => (
+            "expired".to_string(),
+            "the server needs a new certificate (or this machine's clock is wrong)",
+        ),
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => (
+            "not yet valid".to_string(),
+            "check this machine's clock (or the server's certificate)",
+        ),
+        other => (format!("{other:?}"), CA_HINT),
     };
     Some(Error::Tls {
         operation,
         host: host.to_string(),
-        message: format!(
-            "the server's certificate failed verification: {reason}. If the server uses a \
-             private CA, point AWS_CA_BUNDLE (or the profile's ca_bundle, or \
-             ClientBuilder::ca_bundle) at a PEM file holding that CA"
-        ),
+        message: format!("the server's certificate failed verification: {reason}; {hint}"),
     })
+}
+
+/// The host of `host[:port]` (brackets of an IPv6 address kept).
+fn host_name(authority: &str) -> &str {
+    match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') && authority[..i].matches(':').count() == 0 => {
+            &authority[..i]
+        }
+        Some(i) if authority.starts_with('[') && authority[..i].ends_with(']') => &authority[..i],
+        _ => authority,
+    }
+}
+
+/// `DnsName("a.example")` (how rustls shows a presented name) as `a.example`.
+fn clean_name(name: &str) -> &str {
+    match name.split_once("(\"") {
+        Some((_, rest)) => rest.trim_end_matches("\")").trim_end_matches('"'),
+        None => name,
+    }
 }
 
 #[cfg(test)]

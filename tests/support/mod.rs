@@ -10,10 +10,12 @@
 
 pub mod harness;
 pub mod logger;
+pub mod proxy;
 pub mod rdma_emu;
 pub mod relay;
 pub mod server;
 pub mod sink;
+pub mod tls_front;
 mod tracked;
 
 pub use relay::{Relay, RelayConfig, RelayFault};
