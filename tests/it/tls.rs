@@ -168,7 +168,7 @@ fn bad_certificates_fail_with_their_reason_and_are_not_retried() {
             assert_eq!(host, &format!("127.0.0.1:{}", front.addr().port()));
             assert!(message.contains(reason), "{reason}: {e}");
             assert!(message.contains(hint), "{e}");
-            assert!(e.to_string().contains(&*host), "{e}");
+            assert!(e.to_string().contains(host.as_str()), "{e}");
         }
         assert_eq!(front.handshakes(), 0, "{reason}");
         assert_eq!(
