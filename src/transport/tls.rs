@@ -150,6 +150,10 @@ pub(crate) fn root_certs(settings: &TrustSettings, env: Env) -> Result<Vec<Certi
         }
     };
     certs.extend(settings.extra.iter().cloned());
+    // A store often holds the same certificate twice (a bundle file and
+    // the hashed links of SSL_CERT_DIR, or a system root that is also bundled).
+    let mut seen = std::collections::HashSet::new();
+    certs.retain(|c| seen.insert(c.der().to_vec()));
     Ok(certs)
 }
 
@@ -259,6 +263,11 @@ mod tests {
             .pem()
     }
 
+    /// [`pem`], callable where a local `pem` shadows it.
+    fn pem_of_another() -> String {
+        pem()
+    }
+
     #[test]
     fn a_named_bundle_replaces_the_defaults_and_must_hold_a_certificate() {
         let dir = std::env::temp_dir().join(format!("s3pump-tls-{}", std::process::id()));
@@ -303,7 +312,8 @@ mod tests {
         std::fs::create_dir_all(dir.join("d")).unwrap();
         std::fs::write(dir.join("file.pem"), &pem).unwrap();
         std::fs::write(dir.join("d/a.pem"), &pem).unwrap();
-        std::fs::write(dir.join("d/b.pem"), format!("{pem}{pem}")).unwrap();
+        let other = pem_of_another();
+        std::fs::write(dir.join("d/b.pem"), format!("{other}{pem}{other}")).unwrap();
         let file = dir.join("file.pem");
         let d = dir.join("d");
         let env = env_of(&[("SSL_CERT_FILE", file.to_str().unwrap())]);
@@ -314,7 +324,8 @@ mod tests {
         let env = env_of(&[("SSL_CERT_DIR", &format!("/nonexistent:{}", d.display()))]);
         assert_eq!(
             root_certs(&TrustSettings::default(), &env).unwrap().len(),
-            bundled + 3
+            bundled + 2,
+            "the same certificate counts once"
         );
         // A system store that is not there: the bundled roots alone.
         let env = env_of(&[("SSL_CERT_FILE", "/nonexistent/ca.pem")]);
