@@ -51,6 +51,18 @@ pub enum Error {
         /// Whether it was a timeout (connect or inactivity).
         timeout: bool,
     },
+    /// The server's TLS certificate failed verification: unknown issuer (a
+    /// private CA that is not trusted: see `AWS_CA_BUNDLE`), a name that does
+    /// not match the host, expired or not yet valid. Final: not retried.
+    #[error("{operation}: TLS with {host}: {message}")]
+    Tls {
+        /// The S3 operation that was being sent.
+        operation: &'static str,
+        /// The host (and port) whose certificate it was.
+        host: String,
+        /// The reason, and how to fix it.
+        message: String,
+    },
     /// Reading the caller's source (or writing a download's destination) failed.
     #[error("{context}: {source}")]
     Io {
@@ -166,6 +178,7 @@ impl Error {
             Error::S3 { status, code, .. } => s3_kind(*status, code),
             Error::Transport { timeout: true, .. } => ErrorKind::Timeout,
             Error::Transport { .. } => ErrorKind::Transport,
+            Error::Tls { .. } => ErrorKind::Tls,
             Error::Io { .. } => ErrorKind::Io,
             Error::InvalidArgument(_) | Error::SizeMismatch(_) => ErrorKind::InvalidArgument,
             Error::Credentials(_) => ErrorKind::Credentials,
@@ -241,8 +254,11 @@ pub enum ErrorKind {
     ServerError,
     /// A connect or inactivity timeout, or the server's `RequestTimeout`.
     Timeout,
-    /// The connection failed: DNS, connect, TLS, reset, a body cut short.
+    /// The connection failed: DNS, connect, reset, a body cut short.
     Transport,
+    /// The server's certificate failed verification ([`Error::Tls`]): not
+    /// retried; trust its CA (`AWS_CA_BUNDLE`) or fix the endpoint's name.
+    Tls,
     /// A condition of the request did not hold (412 `PreconditionFailed`,
     /// 409 conflicts, 416 `InvalidRange`).
     Precondition,

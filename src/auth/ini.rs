@@ -103,19 +103,26 @@ pub(crate) fn region_with(env: Env, profile: Option<&str>) -> Option<String> {
     if let Some(r) = var(env, "AWS_REGION").or_else(|| var(env, "AWS_DEFAULT_REGION")) {
         return Some(r.trim().to_owned());
     }
+    profile_setting(env, profile, "region")
+}
+
+/// A setting of the profile (the explicit one, else `AWS_PROFILE`, else
+/// `default`) in the AWS config file, such as `region` or `ca_bundle`;
+/// `None` when unset or unreadable.
+pub(crate) fn profile_setting(env: Env, profile: Option<&str>, key: &str) -> Option<String> {
     let profile = profile_name(env, profile).ok()?;
     let path = config_file(env)?;
     let ini = match read_ini(&path) {
         Ok(ini) => ini?,
         Err(e) => {
-            log::warn!("region: {e}");
+            log::warn!("{key}: {e}");
             return None;
         }
     };
     ini.profile(FileKind::Config, &profile)?
-        .get("region")
-        .map(|r| r.trim())
-        .filter(|r| !r.is_empty())
+        .get(key)
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
         .map(str::to_owned)
 }
 

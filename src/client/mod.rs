@@ -6,12 +6,14 @@ pub(crate) mod retry;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::RwLock;
 use ureq::Agent;
 use ureq::http::Uri;
+use ureq::tls::TlsConfig;
 
 use crate::auth::chain;
 use crate::auth::credentials::{Credentials, CredentialsCache, ProvideCredentials};
@@ -19,6 +21,8 @@ use crate::auth::ini;
 use crate::client::retry::RetryPolicy;
 use crate::pipeline::slab::{SlabPool, SlabStats};
 use crate::transport::new_agent;
+use crate::transport::proxy::{self, Proxy, ProxySetting};
+use crate::transport::tls::{self, TrustSettings};
 use crate::{Error, Result};
 
 pub(crate) use request::{Request, Response, check_status, header, read_text, s3_error};
@@ -64,6 +68,8 @@ struct Inner {
     connect_timeout: Duration,
     idle_timeout: Duration,
     retry: RetryPolicy,
+    tls: TlsConfig,
+    proxy: Option<Proxy>,
     agent: Agent,
     /// The part buffers of every transfer on this client and its clones.
     slabs: Arc<SlabPool>,
@@ -80,6 +86,7 @@ impl fmt::Debug for Client {
             .field("connect_timeout", &i.connect_timeout)
             .field("idle_timeout", &i.idle_timeout)
             .field("retry", &i.retry)
+            .field("proxy", &i.proxy)
             .finish()
     }
 }
@@ -142,6 +149,10 @@ pub struct ClientBuilder {
     idle_timeout: Duration,
     retry: RetryPolicy,
     memory_limit: u64,
+    trust: TrustSettings,
+    proxy: ProxySetting,
+    /// A PEM text given to `add_root_certificates_pem` that did not parse.
+    bad_pem: Option<String>,
 }
 
 impl Default for ClientBuilder {
@@ -157,6 +168,9 @@ impl Default for ClientBuilder {
             idle_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             memory_limit: DEFAULT_MEMORY_LIMIT,
+            trust: TrustSettings::default(),
+            proxy: ProxySetting::default(),
+            bad_pem: None,
         }
     }
 }
@@ -325,8 +339,61 @@ impl ClientBuilder {
         self
     }
 
-    /// Builds the client. Fails when the endpoint is not a valid `http(s)` URL
-    /// or no credentials are given (or, from the environment, found).
+    /// A PEM bundle of root certificates to trust instead of the default
+    /// ones (what the AWS CLI's `--ca-bundle` does).
+    ///
+    /// Defaults to the system's store together with the Mozilla roots
+    /// bundled in s3pump; with [`from_env`](Self::from_env), `AWS_CA_BUNDLE`,
+    /// else the profile's `ca_bundle` in `~/.aws/config`, else those (the
+    /// system store then also honours `SSL_CERT_FILE` and `SSL_CERT_DIR`). [`build`](Self::build) fails when the file
+    /// cannot be read or holds no certificate.
+    pub fn ca_bundle(mut self, path: impl Into<PathBuf>) -> Self {
+        self.trust.ca_bundle = Some(path.into());
+        self
+    }
+
+    /// Also trusts the certificates of this PEM text (any keys in it are
+    /// ignored), on top of the bundle or the default roots. May be called
+    /// several times.
+    ///
+    /// Defaults to none. [`build`](Self::build) fails when the text is not
+    /// PEM or holds no certificate.
+    pub fn add_root_certificates_pem(mut self, pem: &[u8]) -> Self {
+        match tls::parse_pem_certs(pem, "add_root_certificates_pem") {
+            Ok(certs) if certs.is_empty() => {
+                self.bad_pem =
+                    Some("add_root_certificates_pem: no certificate in the PEM text".into())
+            }
+            Ok(certs) => self.trust.extra.extend(certs),
+            Err(e) => self.bad_pem = Some(e.to_string()),
+        }
+        self
+    }
+
+    /// Sends every request through this HTTP proxy,
+    /// `http://[user:password@]host[:port]`, whatever the environment says.
+    /// The credentials are secrets: they never appear in `Debug`, logs or errors.
+    ///
+    /// Defaults to no proxy; with [`from_env`](Self::from_env), to
+    /// `https_proxy`/`HTTPS_PROXY` (for an `https://` endpoint) or
+    /// `http_proxy`/`HTTP_PROXY` (for `http://`), else `all_proxy`/`ALL_PROXY`,
+    /// unless `no_proxy`/`NO_PROXY` matches the endpoint's host (host, domain
+    /// suffix, IP, CIDR and `:port` forms, `*`).
+    pub fn proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy = ProxySetting::Url(url.into());
+        self
+    }
+
+    /// Connects directly, ignoring the proxy variables of the environment
+    /// (which only [`from_env`](Self::from_env) reads).
+    pub fn no_proxy(mut self) -> Self {
+        self.proxy = ProxySetting::Direct;
+        self
+    }
+
+    /// Builds the client. Fails when the endpoint is not a valid `http(s)` URL,
+    /// no credentials are given (or, from the environment, found), a CA
+    /// bundle cannot be read or a proxy URL is not valid.
     pub fn build(self) -> Result<Client> {
         let vars = self.env.clone();
         let lookup = move |name: &str| -> Option<String> {
@@ -338,6 +405,9 @@ impl ClientBuilder {
         };
         let env: &dyn Fn(&str) -> Option<String> = &lookup;
         let from_env = !matches!(self.env, EnvSource::None);
+        if let Some(e) = self.bad_pem {
+            return Err(Error::invalid(e));
+        }
         let region = self
             .region
             .or_else(|| {
@@ -379,6 +449,12 @@ impl ClientBuilder {
                 "endpoint {endpoint:?} must not have a path or query"
             )));
         }
+        let host = uri.host().unwrap_or("").trim_matches(['[', ']']);
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let proxy = proxy::resolve(&self.proxy, &scheme, host, port, env)?;
+        let tls = tls::tls_config(&self.trust, env)?;
         let credentials = match self.credentials {
             Some(CredentialsSetting::Static(c)) => {
                 Some(CredentialsCache::new(Box::new(c.clone()), false, Some(c)))
@@ -416,7 +492,14 @@ impl ClientBuilder {
                 connect_timeout: self.connect_timeout,
                 idle_timeout: self.idle_timeout,
                 retry: self.retry,
-                agent: new_agent(self.connect_timeout, self.idle_timeout),
+                agent: new_agent(
+                    self.connect_timeout,
+                    self.idle_timeout,
+                    &tls,
+                    proxy.as_ref(),
+                ),
+                tls,
+                proxy,
                 slabs: SlabPool::new(self.memory_limit),
             }),
         })
@@ -465,6 +548,7 @@ impl Client {
 
     /// A fresh agent (its own connection pool) for a pipeline worker.
     pub(crate) fn new_agent(&self) -> Agent {
-        new_agent(self.inner.connect_timeout, self.inner.idle_timeout)
+        let i = &self.inner;
+        new_agent(i.connect_timeout, i.idle_timeout, &i.tls, i.proxy.as_ref())
     }
 }

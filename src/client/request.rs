@@ -12,7 +12,7 @@ use crate::auth::credentials::Credentials;
 use crate::auth::sigv4::{self, SigningRequest};
 use crate::rdma::attempt::RDMA_TOKEN_HEADER;
 use crate::s3::xml;
-use crate::transport::direct;
+use crate::transport::{direct, tls};
 use crate::{Error, PayloadSigning, Result};
 
 /// One S3 request, before signing.
@@ -88,6 +88,26 @@ impl<'a> Request<'a> {
             rdma
         };
         rdma.header(RDMA_TOKEN_HEADER, token)
+    }
+}
+
+/// A transport error of a request sent through a proxy: says which (its
+/// URL without credentials), keeps the error underneath as its source.
+#[derive(Debug)]
+struct ViaProxy {
+    proxy: String,
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl std::fmt::Display for ViaProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (through the proxy {})", self.source, self.proxy)
+    }
+}
+
+impl std::error::Error for ViaProxy {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
     }
 }
 
@@ -302,10 +322,10 @@ impl Client {
             None if path.is_empty() => path.push('/'),
             None => {}
         }
-        let payload_hash = match req.payload {
-            PayloadSigning::Signed if req.body.is_empty() => sigv4::EMPTY_SHA256.to_string(),
-            PayloadSigning::Signed => sigv4::hex_sha256(req.body),
+        let payload_hash = match resolve_signing(req.payload, &i.scheme, req) {
             PayloadSigning::Unsigned => sigv4::UNSIGNED_PAYLOAD.to_string(),
+            _ if req.body.is_empty() => sigv4::EMPTY_SHA256.to_string(),
+            _ => sigv4::hex_sha256(req.body),
         };
         let mut headers = req.headers.clone();
         headers.push(("host".to_string(), authority.clone()));
@@ -339,9 +359,10 @@ impl Client {
         }
         let result = if req.method == http::Method::PUT || req.method == http::Method::POST {
             let request = builder.body(req.body).map_err(|e| bad_request(req, e))?;
-            if direct::takes(&i.scheme, req.operation, req.body.len(), agent) {
+            let proxy = i.proxy.as_ref();
+            if direct::takes(&i.scheme, req.operation, req.body.len(), proxy) {
                 // A part over plain HTTP: straight from the slab (see direct.rs).
-                direct::send(&request, i.connect_timeout, i.idle_timeout)
+                direct::send(&request, i.connect_timeout, i.idle_timeout, proxy)
             } else {
                 agent.run(request)
             }
@@ -349,7 +370,20 @@ impl Client {
             let request = builder.body(()).map_err(|e| bad_request(req, e))?;
             agent.run(request)
         };
-        let response = result.map_err(|e| transport_error(req.operation, e))?;
+        let response = result.map_err(|e| {
+            if let Some(e) = tls::certificate_error(req.operation, &authority, &e) {
+                return e;
+            }
+            let mut e = transport_error(req.operation, e);
+            if let (Error::Transport { source, .. }, Some(p)) = (&mut e, &i.proxy) {
+                let inner = std::mem::replace(source, "".into());
+                *source = Box::new(ViaProxy {
+                    proxy: p.shown.clone(),
+                    source: inner,
+                });
+            }
+            e
+        })?;
         log::trace!("{} {} -> {}", req.operation, req.method, response.status());
         Ok(response)
     }
@@ -362,6 +396,29 @@ impl Client {
         idempotent: bool,
     ) -> Result<Response> {
         self.retrying(req, None, idempotent, |_| self.send(agent, req))
+    }
+}
+
+/// What [`PayloadSigning::Auto`] means for this request: unsigned over
+/// https when a checksum header vouches for the body (or there is none),
+/// signed otherwise.
+fn resolve_signing(signing: PayloadSigning, scheme: &str, req: &Request<'_>) -> PayloadSigning {
+    match signing {
+        PayloadSigning::Auto
+            if scheme == "https"
+                && (req.body.is_empty()
+                    || req.headers.iter().any(|(n, _)| {
+                        n.starts_with("x-amz-checksum-")
+                            && !matches!(
+                                n.as_str(),
+                                "x-amz-checksum-algorithm" | "x-amz-checksum-type"
+                            )
+                    })) =>
+        {
+            PayloadSigning::Unsigned
+        }
+        PayloadSigning::Auto => PayloadSigning::Signed,
+        other => other,
     }
 }
 

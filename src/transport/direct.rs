@@ -10,8 +10,10 @@
 //! everything after the send (status check, ETag, error parsing, retries)
 //! is unchanged.
 //!
-//! Used only for `http://` endpoints without a proxy; TLS and everything
-//! else go through ureq. Each thread keeps one keep-alive connection (the
+//! Used only for `http://` endpoints, directly or through a plain-http
+//! proxy (then with the absolute-form request target, `PUT http://host/...`,
+//! and the proxy's `Proxy-Authorization`); TLS and everything else go
+//! through ureq. Each thread keeps one keep-alive connection (the
 //! pipeline's workers are threads that end with the upload, so their
 //! connections close with them).
 
@@ -21,6 +23,8 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use ureq::http;
+
+use super::proxy::Proxy;
 
 /// Bodies at least this long are sent directly; smaller ones through ureq.
 pub(crate) const MIN_BODY: usize = 1 << 20;
@@ -37,16 +41,18 @@ const MAX_TRAILERS: usize = 64 << 10;
 const MAX_HEADERS: usize = 64;
 
 /// Whether a request goes out here rather than through ureq: an UploadPart
-/// of at least [`MIN_BODY`] bytes to an `http://` endpoint, without a proxy.
-pub(crate) fn takes(scheme: &str, operation: &str, body_len: usize, agent: &ureq::Agent) -> bool {
+/// of at least [`MIN_BODY`] bytes to an `http://` endpoint, directly or
+/// through a proxy spoken to in plain HTTP.
+pub(crate) fn takes(scheme: &str, operation: &str, body_len: usize, proxy: Option<&Proxy>) -> bool {
     scheme == "http"
         && operation == "UploadPart"
         && body_len >= MIN_BODY
-        && agent.config().proxy().is_none()
+        && proxy.is_none_or(|p| p.plain)
 }
 
 struct Conn {
-    authority: String,
+    /// The server's authority, and the proxy's when there is one.
+    key: String,
     stream: TcpStream,
     idle_since: Instant,
 }
@@ -66,17 +72,27 @@ pub(crate) fn send(
     request: &http::Request<&[u8]>,
     connect_timeout: Duration,
     idle_timeout: Duration,
+    proxy: Option<&Proxy>,
 ) -> Result<http::Response<ureq::Body>, ureq::Error> {
     let authority = request.uri().authority().map_or("", |a| a.as_str());
-    let cached = CONN.with(|c| c.borrow_mut().take()).filter(|c| {
-        c.authority == authority && c.idle_since.elapsed() < MAX_IDLE && is_open(&c.stream)
-    });
+    let key = match proxy {
+        Some(p) => format!("{authority} via {}", p.authority),
+        None => authority.to_string(),
+    };
+    let cached = CONN
+        .with(|c| c.borrow_mut().take())
+        .filter(|c| c.key == key && c.idle_since.elapsed() < MAX_IDLE && is_open(&c.stream));
     let result = match cached {
         Some(c) => Ok(c),
-        None => connect(authority, connect_timeout, idle_timeout),
+        None => connect(
+            proxy.map_or(authority, |p| p.authority.as_str()),
+            key,
+            connect_timeout,
+            idle_timeout,
+        ),
     }
     .and_then(|mut conn| {
-        let (response, keep_alive) = exchange(&mut conn.stream, request)?;
+        let (response, keep_alive) = exchange(&mut conn.stream, request, proxy)?;
         if keep_alive {
             conn.idle_since = Instant::now();
             CONN.with(|c| *c.borrow_mut() = Some(conn));
@@ -94,7 +110,13 @@ pub(crate) fn send(
     })
 }
 
-fn connect(authority: &str, connect_timeout: Duration, idle_timeout: Duration) -> io::Result<Conn> {
+/// Connects to `authority` (the server's, or the proxy's).
+fn connect(
+    authority: &str,
+    key: String,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+) -> io::Result<Conn> {
     let addrs = if authority.contains(':') && !authority.ends_with(']') {
         authority.to_socket_addrs()?
     } else {
@@ -108,7 +130,7 @@ fn connect(authority: &str, connect_timeout: Duration, idle_timeout: Duration) -
                 stream.set_read_timeout(Some(idle_timeout))?;
                 stream.set_write_timeout(Some(idle_timeout))?;
                 return Ok(Conn {
-                    authority: authority.to_string(),
+                    key,
                     stream,
                     idle_since: Instant::now(),
                 });
@@ -131,16 +153,26 @@ fn is_open(stream: &TcpStream) -> bool {
 }
 
 /// Writes the request, reads the reply; also says whether the connection
-/// can be kept.
+/// can be kept. Through a proxy, the request target is the absolute URL.
 fn exchange(
     stream: &mut TcpStream,
     request: &http::Request<&[u8]>,
+    proxy: Option<&Proxy>,
 ) -> io::Result<(http::Response<ureq::Body>, bool)> {
     let body: &[u8] = request.body();
-    let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let uri = request.uri().to_string();
+    let target = match proxy {
+        Some(_) => uri.as_str(),
+        None => request.uri().path_and_query().map_or("/", |p| p.as_str()),
+    };
     let mut head = Vec::with_capacity(1024);
     for part in [request.method().as_str(), " ", target, " HTTP/1.1\r\n"] {
         head.extend_from_slice(part.as_bytes());
+    }
+    if let Some(auth) = proxy.and_then(|p| p.authorization.as_deref()) {
+        head.extend_from_slice(b"proxy-authorization: ");
+        head.extend_from_slice(auth.as_bytes());
+        head.extend_from_slice(b"\r\n");
     }
     for (name, value) in request.headers() {
         head.extend_from_slice(name.as_str().as_bytes());
@@ -468,6 +500,7 @@ mod tests {
             &request(addr, body),
             Duration::from_secs(5),
             Duration::from_secs(5),
+            None,
         )?;
         let etag = response
             .headers()
@@ -605,6 +638,7 @@ mod tests {
             &request(&addr, b"small"),
             Duration::from_secs(5),
             Duration::from_millis(200),
+            None,
         )
         .unwrap_err();
         assert_eq!(io_kind(&err), ErrorKind::TimedOut, "{err:?}");

@@ -2,15 +2,27 @@
 //! that writes a part straight from its slab.
 
 pub(crate) mod direct;
+pub(crate) mod proxy;
+pub(crate) mod tls;
 
 use std::time::Duration;
 
 use ureq::Agent;
+use ureq::tls::TlsConfig;
 
 /// An HTTP agent (a connection pool) with s3pump's settings: statuses are
-/// results, not errors; no redirects; connect and inactivity timeouts.
-pub(crate) fn new_agent(connect_timeout: Duration, idle_timeout: Duration) -> Agent {
+/// results, not errors; no redirects; connect and inactivity timeouts; the
+/// client's root certificates and proxy (never ureq's own reading of the
+/// environment).
+pub(crate) fn new_agent(
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    tls: &TlsConfig,
+    proxy: Option<&proxy::Proxy>,
+) -> Agent {
     let config = Agent::config_builder()
+        .tls_config(tls.clone())
+        .proxy(proxy.map(|p| p.ureq.clone()))
         .http_status_as_error(false)
         .max_redirects(0)
         .timeout_connect(Some(connect_timeout))

@@ -9,20 +9,33 @@ use crate::rdma::RdmaProvider;
 
 /// How the body of each part is vouched for in the request signature.
 ///
-/// The default is [`PayloadSigning::Signed`]: the signature then covers the
-/// bytes themselves, which protects them even over plain HTTP, and the
-/// SHA-256 (about half a CPU second per GiB) is computed on the worker
-/// threads, in parallel, so it does not cap a multi-core upload. Over HTTPS
-/// [`PayloadSigning::Unsigned`] is as safe (TLS protects the bytes, the
-/// per-part CRC lets the server reject corruption) and several times cheaper
-/// in CPU; the AWS SDKs choose it for HTTPS uploads.
+/// The default is [`PayloadSigning::Auto`], botocore's and the AWS SDKs'
+/// rule: over HTTPS, `UNSIGNED-PAYLOAD` plus the part's checksum header; over
+/// plain HTTP, the signed SHA-256 of the part. Over HTTPS, TLS already
+/// protects the bytes on the wire (its AEAD rejects any change) and the
+/// per-part CRC (`x-amz-checksum-*`) lets the server reject a body that was
+/// damaged before encryption or after decryption; the SHA-256 would add
+/// nothing but about half a CPU second per GiB. Over plain HTTP nothing else
+/// protects the bytes, so the signature covers them.
+///
+/// With checksums off ([`ChecksumAlgorithm::None`](crate::ChecksumAlgorithm::None))
+/// over HTTPS, `Auto` signs the SHA-256 after all (botocore would still send
+/// `UNSIGNED-PAYLOAD`): then nothing but TLS would vouch for the body end to
+/// end, and checksums are usually off for an older server that does not
+/// take them, not to save CPU. Ask for [`PayloadSigning::Unsigned`] to skip
+/// it anyway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PayloadSigning {
-    /// `x-amz-content-sha256` is the SHA-256 of the part, computed on the
-    /// worker thread that sends it. The default.
+    /// `UNSIGNED-PAYLOAD` over HTTPS when the request carries a checksum
+    /// header (or has no body), the signed SHA-256 otherwise. The default.
     #[default]
+    Auto,
+    /// `x-amz-content-sha256` is the SHA-256 of the part, computed on the
+    /// worker thread that sends it, on every scheme.
     Signed,
-    /// `x-amz-content-sha256: UNSIGNED-PAYLOAD`: no SHA-256 of the data at all.
+    /// `x-amz-content-sha256: UNSIGNED-PAYLOAD`: no SHA-256 of the data at
+    /// all, on every scheme (over plain HTTP the body is then protected by
+    /// its checksum alone).
     Unsigned,
 }
 
@@ -197,7 +210,7 @@ impl PutObjectArgs {
 
     /// Whether each part's SHA-256 is part of the signature.
     ///
-    /// Defaults to [`PayloadSigning::Signed`] (see there for why).
+    /// Defaults to [`PayloadSigning::Auto`] (see there for why).
     pub fn payload_signing(mut self, signing: PayloadSigning) -> Self {
         self.payload_signing = signing;
         self

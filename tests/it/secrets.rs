@@ -267,3 +267,99 @@ fn credential_sources_keep_their_secrets() {
         }
     }
 }
+
+const PROXY_PASSWORD: &str = "Pr0xyPassw0rdThatMustNotLeak";
+
+/// The proxy password, and the `Proxy-Authorization` value made from it,
+/// never appear in `Debug`, errors or the log at TRACE, on the ureq path
+/// (CONNECT) or the direct part sender (absolute form).
+#[test]
+fn proxy_credentials_stay_out_of_debug_errors_and_logs() {
+    use base64::Engine;
+    use support::proxy::{ProxyMode, TestProxy};
+    support::logger::capture();
+    let h = Harness::new();
+    if h.local().is_none() {
+        return;
+    }
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("carol:{PROXY_PASSWORD}"));
+    let clean = |what: &str, text: &str| {
+        assert!(
+            !text.contains(PROXY_PASSWORD),
+            "{what} leaks the proxy password: {text}"
+        );
+        assert!(
+            !text.contains(&basic),
+            "{what} leaks Proxy-Authorization: {text}"
+        );
+    };
+    let proxy = TestProxy::start(ProxyMode::RequireAuth {
+        user: "carol".into(),
+        password: PROXY_PASSWORD.into(),
+    });
+    let url = proxy.url_with_credentials("carol", PROXY_PASSWORD);
+    let builder = h.builder().proxy(&url);
+    clean("ClientBuilder Debug", &format!("{builder:?}"));
+    let client = builder.build().unwrap();
+    clean("Client Debug", &format!("{client:?}"));
+    let body = data(11 << 20, 5);
+    client
+        .put_object(
+            &h.bucket,
+            &h.key("p"),
+            &body[..],
+            PutObjectArgs::new().part_size(5 << 20),
+        )
+        .unwrap();
+    assert!(
+        proxy.forwarded() >= 2 && proxy.tunnels() >= 1,
+        "both paths used"
+    );
+
+    // Errors: a wrong password (407), a proxy that is not there.
+    let wrong = h
+        .builder()
+        .proxy(url.replace("carol", "dave"))
+        .retry_policy(s3pump::RetryPolicy::none())
+        .build()
+        .unwrap();
+    let gone = h
+        .builder()
+        .proxy(format!("http://carol:{PROXY_PASSWORD}@127.0.0.1:1"))
+        .retry_policy(s3pump::RetryPolicy::none())
+        .build()
+        .unwrap();
+    let bad_url = h
+        .builder()
+        .proxy(format!("ftp://carol:{PROXY_PASSWORD}@127.0.0.1:1"))
+        .build()
+        .unwrap_err();
+    let errors = [
+        wrong.head_object(&h.bucket, &h.key("p")).unwrap_err(),
+        wrong
+            .put_object(
+                &h.bucket,
+                &h.key("q"),
+                &body[..],
+                PutObjectArgs::new().part_size(5 << 20),
+            )
+            .unwrap_err(),
+        gone.head_object(&h.bucket, &h.key("p")).unwrap_err(),
+        bad_url,
+    ];
+    for e in &errors {
+        clean("error Display", &e.to_string());
+        clean("error Debug", &format!("{e:?}"));
+    }
+
+    // Filtered, not a copy of the whole log: in the one test binary the
+    // capture holds every TRACE line of every test that ran since it began.
+    for needle in [PROXY_PASSWORD, basic.as_str()] {
+        let leaks = support::logger::lines_containing(needle);
+        assert!(leaks.is_empty(), "the log leaks a proxy secret: {leaks:?}");
+    }
+    assert!(
+        !support::logger::lines_containing("UploadPart PUT").is_empty(),
+        "the requests were logged at TRACE"
+    );
+}

@@ -11,10 +11,12 @@
 pub mod cred_services;
 pub mod harness;
 pub mod logger;
+pub mod proxy;
 pub mod rdma_emu;
 pub mod relay;
 pub mod server;
 pub mod sink;
+pub mod tls_front;
 mod tracked;
 
 pub use relay::{Relay, RelayConfig, RelayFault};

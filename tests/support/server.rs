@@ -237,6 +237,9 @@ pub struct Stats {
     pub rdma_bytes: u64,
     /// Requests whose RDMA token was honoured.
     pub rdma_requests: u64,
+    /// UploadPart and PutObject requests sent with
+    /// `x-amz-content-sha256: UNSIGNED-PAYLOAD` (the rest signed the SHA-256).
+    pub unsigned_payload_calls: u64,
 }
 
 struct ArmedFault {
@@ -881,6 +884,13 @@ async fn handle(
             Op::GetObject => s.get_object_calls += 1,
             Op::ListObjectsV2 => s.list_objects_calls += 1,
             Op::DeleteObjects => s.delete_objects_calls += 1,
+        }
+        let unsigned = req
+            .headers()
+            .get("x-amz-content-sha256")
+            .is_some_and(|v| v == "UNSIGNED-PAYLOAD");
+        if matches!(op, Op::UploadPart | Op::PutObject) && unsigned {
+            s.unsigned_payload_calls += 1;
         }
     }
     let counts_body = matches!(op, Some(Op::UploadPart | Op::PutObject));
