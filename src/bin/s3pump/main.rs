@@ -91,9 +91,16 @@ fn usage(e: &clap::Error) -> ExitCode {
         return ExitCode::from(USAGE_ERROR);
     }
     let text = e.to_string();
-    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
-    let first = lines.next().unwrap_or("invalid command line");
-    let first = first.strip_prefix("error: ").unwrap_or(first);
+    // clap's first paragraph (a message, perhaps with the arguments it
+    // names on the lines below), on one line.
+    let first: Vec<&str> = text
+        .trim_start()
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let first = first.join(" ");
+    let first = first.strip_prefix("error: ").unwrap_or(&first);
     // clap's own hint says "try '--help'"; name the command it was for.
     let command = std::env::args()
         .nth(1)
