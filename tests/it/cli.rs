@@ -743,6 +743,47 @@ fn sigterm_during_a_file_put_aborts_the_upload() {
     assert_eq!(stats.complete_calls, 0);
 }
 
+/// Under `--keep-failed-upload` a cancelled upload is kept and its id
+/// printed, and `--resume` finishes it.
+#[test]
+fn a_cancelled_upload_kept_on_request_can_be_resumed() {
+    let h = Harness::new();
+    let Some(server) = h.local() else {
+        eprintln!("skipped: needs the in-process server");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.bin");
+    let body = data(16 << 20, 7); // 4 parts
+    std::fs::write(&src, &body).unwrap();
+    server.set_part_delay(Duration::from_millis(200));
+    let url = format!("s3://{}/cli/kept", h.bucket);
+    let src = src.to_str().unwrap();
+    let common = ["--part-size", "5MiB", "--max-inflight-parts", "1"];
+    let mut args = vec!["put", src, &url, "--keep-failed-upload"];
+    args.extend(common);
+    let run = Running::spawn(s3pump(&h, &args));
+    wait_until("an UploadPart", Duration::from_secs(20), || {
+        upload_is_mid_flight(server)
+    });
+    run.signal(libc::SIGINT);
+    let (status, stderr) = run.wait(Duration::from_secs(10));
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("cancelled: SIGINT received"), "{stderr}");
+    let open = server.open_uploads();
+    assert_eq!(open.len(), 1, "kept");
+    assert!(stderr.contains(&open[0].upload_id), "{stderr}");
+    assert_eq!(server.stats().abort_calls, 0);
+
+    server.set_part_delay(Duration::ZERO);
+    let mut args = vec!["put", src, &url, "--resume", &open[0].upload_id];
+    args.extend(common);
+    let out = s3pump(&h, &args).output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(h.read_back("cli/kept"), body);
+    assert!(server.open_uploads().is_empty());
+}
+
 /// Ctrl-C during `get` into a file: the temporary file is removed and no
 /// file is left in the directory.
 #[test]
