@@ -198,13 +198,18 @@ fn put(p: &Put, cancel: &CancelHandle) -> Result<Report, String> {
     if let Some(provider) = rdma_provider(&p.transfer)? {
         args = args.rdma(provider);
     }
-    if let Some(f) = progress::start(!p.output.no_progress) {
+    let stdin = p.src == Path::new("-");
+    // A file's size, so that the bar shows it from the start.
+    let size = std::fs::metadata(&p.src)
+        .ok()
+        .filter(|m| !stdin && m.is_file())
+        .map(|m| m.len());
+    if let Some(f) = progress::start(!p.output.no_progress, size) {
         args = args.on_progress(f);
     }
     args = args.keep_failed_upload(p.keep_failed_upload);
     let (bucket, key) = (&url.bucket, &url.key);
     let started = Instant::now();
-    let stdin = p.src == Path::new("-");
     let out = match (stdin, &p.resume) {
         (true, Some(_)) => return Err("--resume needs a file, not standard input".into()),
         (true, None) => {
@@ -256,7 +261,7 @@ fn get(g: &Get, cancel: &CancelHandle) -> Result<Report, String> {
     if let Some(provider) = rdma_provider(&g.transfer)? {
         args = args.rdma(provider);
     }
-    if let Some(f) = progress::start(!g.output.no_progress) {
+    if let Some(f) = progress::start(!g.output.no_progress, None) {
         args = args.on_progress(f);
     }
     let (bucket, key) = (&url.bucket, &url.key);

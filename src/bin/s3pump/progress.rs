@@ -15,8 +15,12 @@ use s3pump::Progress;
 static BAR: OnceLock<ProgressBar> = OnceLock::new();
 
 /// Starts the bar when it is wanted and returns the transfer's progress
-/// callback; `None` when there is no bar.
-pub fn start(wanted: bool) -> Option<impl FnMut(Progress) -> bool + Send + 'static> {
+/// callback; `None` when there is no bar. `size` is the object's size when
+/// known before the first part is acknowledged.
+pub fn start(
+    wanted: bool,
+    size: Option<u64>,
+) -> Option<impl FnMut(Progress) -> bool + Send + 'static> {
     if !wanted || !std::io::stderr().is_terminal() {
         return None;
     }
@@ -27,12 +31,16 @@ pub fn start(wanted: bool) -> Option<impl FnMut(Progress) -> bool + Send + 'stat
     });
     let bar = bar.clone();
     let mut sized = false;
-    Some(move |p: Progress| {
-        if let (Some(total), false) = (p.total, sized) {
+    let mut set_size = move |bar: &ProgressBar, total: Option<u64>| {
+        if let (Some(total), false) = (total, sized) {
             bar.set_style(known_size_style());
             bar.set_length(total);
             sized = true;
         }
+    };
+    set_size(&bar, size);
+    Some(move |p: Progress| {
+        set_size(&bar, p.total);
         bar.set_position(p.bytes_sent);
         true
     })
