@@ -102,8 +102,9 @@ fn usage(e: &clap::Error) -> ExitCode {
     let first = first.join(" ");
     let first = first.strip_prefix("error: ").unwrap_or(&first);
     // clap's own hint says "try '--help'"; name the command it was for.
-    let command = std::env::args()
+    let command = std::env::args_os()
         .nth(1)
+        .and_then(|c| c.into_string().ok())
         .filter(|c| Cli::command().find_subcommand(c).is_some())
         .map(|c| format!("{c} "))
         .unwrap_or_default();
