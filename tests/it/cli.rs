@@ -690,7 +690,7 @@ fn sigint_during_a_stream_put_aborts_the_upload() {
         upload_is_mid_flight(server)
     });
     run.signal(libc::SIGINT);
-    let (status, stderr) = run.wait(Duration::from_secs(5));
+    let (status, stderr) = run.wait(Duration::from_secs(20));
     drop(stop);
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("cancelled: SIGINT received"), "{stderr}");
@@ -733,7 +733,7 @@ fn sigterm_during_a_file_put_aborts_the_upload() {
         upload_is_mid_flight(server)
     });
     run.signal(libc::SIGTERM);
-    let (status, stderr) = run.wait(Duration::from_secs(10));
+    let (status, stderr) = run.wait(Duration::from_secs(20));
     assert_eq!(status.code(), Some(143), "{stderr}");
     assert!(stderr.contains("cancelled: SIGTERM received"), "{stderr}");
     assert!(server.open_uploads().is_empty());
@@ -767,7 +767,7 @@ fn a_cancelled_upload_kept_on_request_can_be_resumed() {
         upload_is_mid_flight(server)
     });
     run.signal(libc::SIGINT);
-    let (status, stderr) = run.wait(Duration::from_secs(10));
+    let (status, stderr) = run.wait(Duration::from_secs(20));
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("cancelled: SIGINT received"), "{stderr}");
     let open = server.open_uploads();
@@ -822,7 +822,7 @@ fn sigint_during_a_get_leaves_no_file_behind() {
         || server.stats().get_object_calls >= 1 && files() == 1,
     );
     run.signal(libc::SIGINT);
-    let (status, stderr) = run.wait(Duration::from_secs(10));
+    let (status, stderr) = run.wait(Duration::from_secs(20));
     assert_eq!(status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("cancelled: SIGINT received"), "{stderr}");
     assert_eq!(files(), 0, "the temporary file is removed");
@@ -841,7 +841,7 @@ fn a_second_signal_exits_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src.bin");
     std::fs::write(&src, data(6 << 20, 3)).unwrap();
-    server.set_part_delay(Duration::from_secs(4));
+    server.set_part_delay(Duration::from_secs(8));
     let url = format!("s3://{}/cli/killed", h.bucket);
     let mut run = Running::spawn(s3pump(
         &h,
@@ -851,12 +851,13 @@ fn a_second_signal_exits_at_once() {
         upload_is_mid_flight(server)
     });
     run.signal(libc::SIGINT);
-    run.wait_for_line("cancelled: SIGINT received", Duration::from_secs(5));
+    run.wait_for_line("cancelled: SIGINT received", Duration::from_secs(20));
     let second = Instant::now();
     run.signal(libc::SIGINT);
-    let (status, stderr) = run.wait(Duration::from_secs(3));
+    // Well before the part held for 8 s could finish (and the abort follow).
+    let (status, stderr) = run.wait(Duration::from_secs(6));
     assert!(
-        second.elapsed() < Duration::from_secs(2),
+        second.elapsed() < Duration::from_secs(6),
         "{:?}",
         second.elapsed()
     );
