@@ -1,28 +1,58 @@
-//! The `s3pump` command line against the in-process server.
+//! The `s3pump` command line: the real binary against the in-process server.
+//!
+//! Every flag, argument, environment variable and JSON field the CLI has is
+//! a contract (scripts use them); each is exercised here:
+//! - put: SRC (file, `-`, a pipe), s3://BUCKET/KEY, `--part-size`,
+//!   `--max-inflight-parts`, `--checksum crc64nvme|crc32c|none`,
+//!   `--unsigned-payload`, `--content-type`, `--meta K=V` (repeated),
+//!   `--keep-failed-upload`, `--resume`;
+//! - get: s3://BUCKET/KEY, DEST (file, `-`), `--part-size`,
+//!   `--max-inflight-parts`, `--no-verify-checksum`;
+//! - both: `--endpoint`, `--region`, `--path-style`, `--rdma-library`,
+//!   `--no-progress`; `AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
+//!   `AWS_SECRET_ACCESS_KEY`, `S3PUMP_RDMA_LIBRARY`;
+//! - the JSON line `{"bucket","key","etag","parts","bytes","seconds"}`;
+//! - exit status 0, 1, 2, 130 (SIGINT), 143 (SIGTERM); help and version.
 #![cfg(feature = "cli")]
 
 use crate::support;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use support::harness::{Harness, data, multipart_etag};
-use support::server::{ACCESS_KEY, REGION, SECRET_KEY};
+use support::server::{ACCESS_KEY, Fault, FaultKind, Op, REGION, SECRET_KEY, TestServer};
 
-fn s3pump(h: &Harness, args: &[&str]) -> Command {
+fn bin() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_s3pump"));
-    cmd.args(args)
-        .args(["--endpoint", h.endpoint()])
-        .env_clear()
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_REGION", REGION)
-        .env("HOME", std::env::temp_dir());
+    cmd.env_clear()
+        .env("HOME", std::env::temp_dir())
+        .env("AWS_EC2_METADATA_DISABLED", "true");
     cmd
 }
 
-/// Parses the one JSON line the CLI prints: a flat object of strings and numbers.
+/// The binary with credentials for the test server, and `--endpoint` after `args`.
+fn s3pump(h: &Harness, args: &[&str]) -> Command {
+    let mut cmd = bin();
+    cmd.args(args)
+        .args(["--endpoint", h.endpoint()])
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_REGION", REGION);
+    cmd
+}
+
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Parses the one JSON line the CLI prints: a flat object of strings and
+/// numbers, as (name, raw value) in order.
 fn json_fields(line: &str) -> Vec<(String, String)> {
     let inner = line
         .trim()
@@ -39,10 +69,14 @@ fn json_fields(line: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+const FIELDS: [&str; 6] = ["bucket", "key", "etag", "parts", "bytes", "seconds"];
+
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn put_from_stdin_and_get_round_trip() {
     let h = Harness::new();
     if h.local().is_none() {
+        eprintln!("skipped: needs the in-process server");
         return;
     }
     let body = data(13 << 20, 99);
@@ -59,6 +93,11 @@ fn put_from_stdin_and_get_round_trip() {
             "3",
             "--meta",
             "k=v",
+            "--meta",
+            "eq=a=b",
+            "--content-type",
+            "text/x-test",
+            "--no-progress",
         ],
     )
     .stdin(Stdio::piped())
@@ -71,19 +110,13 @@ fn put_from_stdin_and_get_round_trip() {
     let writer = std::thread::spawn(move || stdin.write_all(&feed));
     let out = child.wait_with_output().unwrap();
     writer.join().unwrap().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(out.stderr.is_empty(), "{}", stderr_of(&out));
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     let fields = json_fields(&stdout);
     let names: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(
-        names,
-        ["bucket", "key", "etag", "parts", "bytes", "seconds"]
-    );
+    assert_eq!(names, FIELDS);
     assert_eq!(fields[0].1, format!("\"{}\"", h.bucket));
     assert_eq!(fields[1].1, "\"cli/from stdin\"");
     assert_eq!(
@@ -96,16 +129,39 @@ fn put_from_stdin_and_get_round_trip() {
     assert_eq!(fields[3].1, "3");
     assert_eq!(fields[4].1, body.len().to_string());
     assert!(fields[5].1.parse::<f64>().unwrap() >= 0.0);
+    let info = h.client().head_object(&h.bucket, "cli/from stdin").unwrap();
+    assert_eq!(info.content_type.as_deref(), Some("text/x-test"));
+    assert_eq!(
+        info.metadata,
+        [
+            ("eq".to_string(), "a=b".to_string()),
+            ("k".to_string(), "v".to_string())
+        ]
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("copy.bin");
-    let out = s3pump(&h, &["get", &url, dest.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = s3pump(
+        &h,
+        &[
+            "get",
+            &url,
+            dest.to_str().unwrap(),
+            "--part-size",
+            "2MiB",
+            "--max-inflight-parts",
+            "2",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let fields = json_fields(&stdout);
+    assert_eq!(
+        fields[3],
+        ("parts".to_string(), "7".to_string()),
+        "2 MiB ranges"
     );
     assert!(
         std::fs::read(&dest).unwrap() == body,
@@ -113,10 +169,12 @@ fn put_from_stdin_and_get_round_trip() {
     );
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn put_of_a_file_uses_its_size() {
     let h = Harness::new();
     if h.local().is_none() {
+        eprintln!("skipped: needs the in-process server");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -133,56 +191,330 @@ fn put_of_a_file_uses_its_size() {
             "--checksum",
             "crc32c",
             "--unsigned-payload",
+            "--path-style",
+            "--region",
+            REGION,
         ],
     )
     .output()
     .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
     assert_eq!(h.read_back("cli/file"), body);
 }
 
+/// Each `--checksum` value is accepted; the key is escaped in the JSON line
+/// (which is valid JSON), and `get -` writes the bytes to stdout and the
+/// line to stderr.
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
-fn failures_exit_non_zero_with_one_line_naming_the_cause() {
+fn every_checksum_json_escaping_and_get_to_stdout() {
     let h = Harness::new();
     if h.local().is_none() {
+        eprintln!("skipped: needs the in-process server");
         return;
     }
-    let cases: [(&[&str], &str); 5] = [
+    let key = "cli/q\"uo\\te";
+    let url = format!("s3://{}/{key}", h.bucket);
+    for (i, checksum) in ["crc64nvme", "crc32c", "none"].into_iter().enumerate() {
+        let body = data(100 << 10, i as u64);
+        let mut child = s3pump(&h, &["put", "-", &url, "--checksum", checksum])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&body).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{checksum}: {}", stderr_of(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["key"], key, "{checksum}");
+        assert_eq!(v["bytes"], body.len(), "{checksum}");
+        assert_eq!(v["parts"], 1, "{checksum}");
+        assert_eq!(h.read_back(key), body, "{checksum}");
+    }
+    let body = h.read_back(key);
+    let out = s3pump(
+        &h,
+        &["get", &url, "-", "--no-verify-checksum", "--no-progress"],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(out.stdout == body, "stdout holds the object");
+    let line = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(line.lines().count(), 1, "{line}");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let names: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut sorted = FIELDS;
+    sorted.sort();
+    assert_eq!(names, sorted);
+    assert_eq!(v["bucket"], h.bucket.as_str());
+    assert_eq!(v["bytes"], body.len());
+    let etag = h.client().head_object(&h.bucket, key).unwrap().etag;
+    assert_eq!(v["etag"], etag.as_str());
+}
+
+/// The endpoint and region come from the environment when not given.
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
+#[test]
+fn endpoint_region_and_credentials_from_the_environment() {
+    let h = Harness::new();
+    if h.local().is_none() {
+        eprintln!("skipped: needs the in-process server");
+        return;
+    }
+    let url = format!("s3://{}/cli/env", h.bucket);
+    let mut child = bin()
+        .args(["put", "-", &url])
+        .env("AWS_ENDPOINT_URL", h.endpoint())
+        .env("AWS_REGION", REGION)
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"from the env")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(h.read_back("cli/env"), b"from the env");
+
+    // Without credentials: a failure (1) naming them.
+    let out = bin()
+        .args(["get", &url, "-", "--endpoint", h.endpoint()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("credentials"),
+        "{}",
+        stderr_of(&out)
+    );
+}
+
+/// `--rdma-library` and `S3PUMP_RDMA_LIBRARY` are both read, by both commands.
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
+#[test]
+fn the_rdma_library_flag_and_variable_are_honoured() {
+    let h = Harness::new();
+    if h.local().is_none() {
+        eprintln!("skipped: needs the in-process server");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("libno-such-rdma.so");
+    let lib = lib.to_str().unwrap();
+    let src = dir.path().join("src.bin");
+    std::fs::write(&src, b"x").unwrap();
+    let url = format!("s3://{}/cli/rdma", h.bucket);
+    let runs: [(&[&str], bool); 4] = [
         (
-            &["put", "/no/such/file", "s3://bucket/k"],
-            "cannot open /no/such/file",
+            &["put", src.to_str().unwrap(), &url, "--rdma-library", lib],
+            false,
         ),
-        (&["put", "-", "not-a-url"], "not an s3://BUCKET/KEY URL"),
-        (
-            &["put", "-", "s3://bucket/k", "--part-size", "5 parsecs"],
-            "unknown unit",
-        ),
-        (
-            &["put", "-", "s3://bucket/k", "--max-inflight-parts", "0"],
-            "max_inflight_parts",
-        ),
-        (&["get", "s3://no-such-bucket/k", "-"], "404"),
+        (&["get", &url, "-", "--rdma-library", lib], false),
+        (&["put", src.to_str().unwrap(), &url], true),
+        (&["get", &url, "-"], true),
     ];
-    for (args, cause) in cases {
-        let out = s3pump(&h, args).stdin(Stdio::null()).output().unwrap();
-        assert!(!out.status.success(), "{args:?}");
-        assert!(out.stdout.is_empty(), "{args:?}");
-        let err = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
-        assert!(err.contains(cause), "{args:?}: {err}");
+    for (args, by_env) in runs {
+        let mut cmd = s3pump(&h, args);
+        if by_env {
+            cmd.env("S3PUMP_RDMA_LIBRARY", lib);
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = stderr_of(&out);
+        assert!(
+            err.contains(&format!("cannot load RDMA library {lib}")),
+            "{args:?}: {err}"
+        );
     }
 }
 
 #[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
-fn a_kept_failed_upload_resumes_from_the_command_line() {
-    use support::server::{Fault, FaultKind, Op};
+fn failures_exit_1_and_usage_errors_exit_2_with_one_line_naming_the_cause() {
     let h = Harness::new();
-    let Some(server) = h.local() else { return };
+    if h.local().is_none() {
+        eprintln!("skipped: needs the in-process server");
+        return;
+    }
+    let cases: [(&[&str], i32, &str); 9] = [
+        (
+            &["put", "/no/such/file", "s3://bucket/k"],
+            1,
+            "cannot open /no/such/file",
+        ),
+        (
+            &["put", "-", "s3://bucket/k", "--max-inflight-parts", "0"],
+            1,
+            "max_inflight_parts",
+        ),
+        (&["get", "s3://no-such-bucket/k", "-"], 1, "404"),
+        (
+            &["put", "-", "s3://bucket/k", "--resume", "ID"],
+            1,
+            "--resume needs a file",
+        ),
+        (&["put", "-", "not-a-url"], 2, "not an s3://BUCKET/KEY URL"),
+        (
+            &["put", "-", "s3://bucket/k", "--part-size", "5 parsecs"],
+            2,
+            "unknown unit",
+        ),
+        (
+            &["put", "-", "s3://bucket/k", "--checksum", "md5"],
+            2,
+            "'md5'",
+        ),
+        (
+            &["put", "-", "s3://bucket/k", "--meta", "novalue"],
+            2,
+            "is not K=V",
+        ),
+        (&["put", "-"], 2, "s3://BUCKET/KEY"),
+    ];
+    for (args, code, cause) in cases {
+        let out = s3pump(&h, args).stdin(Stdio::null()).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            stderr_of(&out)
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+        let err = stderr_of(&out);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("s3pump: error: "), "{args:?}: {err}");
+        assert!(err.contains(cause), "{args:?}: {err}");
+    }
+}
+
+/// Regression: `s3pump --help` printed the usage flattened to one line on
+/// stderr, as an error, with status 1.
+#[test]
+fn help_and_version_go_to_stdout_formatted_with_status_0() {
+    let cases: [(&[&str], &[&str]); 6] = [
+        (
+            &["--help"],
+            &["Usage: s3pump <COMMAND>", "put", "get", "Exit status:"],
+        ),
+        (&["-h"], &["Usage: s3pump <COMMAND>"]),
+        (&["help"], &["Usage: s3pump <COMMAND>"]),
+        (
+            &["put", "--help"],
+            &[
+                "Usage: s3pump put [OPTIONS] <SRC> <s3://BUCKET/KEY>",
+                "--part-size <SIZE>",
+                "--max-inflight-parts <N>",
+                "--checksum <ALGORITHM>",
+                "--unsigned-payload",
+                "--content-type <T>",
+                "--meta <K=V>",
+                "--keep-failed-upload",
+                "--resume <UPLOAD_ID>",
+                "--endpoint <URL>",
+                "--region <R>",
+                "--path-style",
+                "--rdma-library <PATH>",
+                "--no-progress",
+                "2    usage error",
+            ],
+        ),
+        (
+            &["get", "--help"],
+            &[
+                "Usage: s3pump get [OPTIONS] <s3://BUCKET/KEY> <DEST>",
+                "--no-verify-checksum",
+                "--part-size <SIZE>",
+                "--endpoint <URL>",
+                "130",
+            ],
+        ),
+        (
+            &["--version"],
+            &[concat!("s3pump ", env!("CARGO_PKG_VERSION"))],
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = bin().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr_of(&out));
+        assert!(out.stderr.is_empty(), "{args:?}: {}", stderr_of(&out));
+        let text = String::from_utf8(out.stdout).unwrap();
+        for line in expected {
+            assert!(text.contains(line), "{args:?} lacks {line:?}:\n{text}");
+        }
+        if args != ["--version"] {
+            assert!(text.lines().count() > 5, "{args:?} is formatted:\n{text}");
+        }
+    }
+    let help = String::from_utf8(bin().args(["--help"]).output().unwrap().stdout).unwrap();
+    for status in ["0    success", "1    failure", "2    usage error"] {
+        assert!(help.contains(status), "{help}");
+    }
+    // No command at all: the help, on stderr, as a usage error.
+    let out = bin().output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(stderr_of(&out).contains("Usage: s3pump <COMMAND>"));
+}
+
+/// Regression: `get` silently accepted the options only `put` uses.
+#[test]
+fn get_refuses_the_options_only_put_uses() {
+    let h = Harness::new();
+    let Some(server) = h.local() else {
+        eprintln!("skipped: needs the in-process server");
+        return;
+    };
+    server.put_object_bytes(&h.bucket, "k", b"data");
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("out");
+    let url = format!("s3://{}/k", h.bucket);
+    let put_only: [&[&str]; 6] = [
+        &["--checksum", "crc32c"],
+        &["--unsigned-payload"],
+        &["--content-type", "text/plain"],
+        &["--meta", "k=v"],
+        &["--keep-failed-upload"],
+        &["--resume", "ID"],
+    ];
+    server.reset_stats();
+    for option in put_only {
+        let mut args = vec!["get", &url, dest.to_str().unwrap()];
+        args.extend(option);
+        let out = s3pump(&h, &args).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{option:?}: {}",
+            stderr_of(&out)
+        );
+        let err = stderr_of(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains(&format!("unexpected argument '{}'", option[0])),
+            "{option:?}: {err}"
+        );
+        assert!(err.contains("s3pump get --help"), "{err}");
+    }
+    assert_eq!(server.stats(), Default::default(), "nothing was sent");
+    assert!(!dest.exists());
+}
+
+#[test]
+fn a_kept_failed_upload_resumes_from_the_command_line() {
+    let h = Harness::new();
+    let Some(server) = h.local() else {
+        eprintln!("skipped: needs the in-process server");
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src.bin");
     let body = data(4 << 20 << 1, 6); // 8 MiB: parts of 5 MiB and 3 MiB
@@ -196,8 +528,8 @@ fn a_kept_failed_upload_resumes_from_the_command_line() {
     let mut args = vec!["put", src, &url, "--keep-failed-upload"];
     args.extend(common);
     let out = s3pump(&h, &args).output().unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
     let id = err
         .split("upload ")
         .nth(1)
@@ -210,12 +542,423 @@ fn a_kept_failed_upload_resumes_from_the_command_line() {
     let mut args = vec!["put", src, &url, "--resume", &id];
     args.extend(common);
     let out = s3pump(&h, &args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
     assert_eq!(server.stats().upload_part_calls, 1, "only part 2 is sent");
     assert_eq!(h.read_back("cli/resumed"), body);
     assert!(server.open_uploads().is_empty());
+}
+
+// ---- Signals ---------------------------------------------------------------
+
+/// A running `s3pump` whose stderr is read line by line as it comes.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: Vec<String>,
+}
+
+impl Running {
+    fn spawn(mut cmd: Command) -> Running {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            child,
+            lines,
+            stderr: Vec::new(),
+        }
+    }
+
+    fn signal(&self, signal: i32) {
+        let pid = self.child.id() as i32;
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
+    /// Waits for a stderr line containing `text`.
+    fn wait_for_line(&mut self, text: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.stderr.iter().any(|l| l.contains(text)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.stderr.push(line),
+                Err(_) => panic!("no line with {text:?} on stderr: {:?}", self.stderr),
+            }
+        }
+    }
+
+    /// Waits for the exit (killing the child after `timeout`); returns the
+    /// status and all of stderr.
+    fn wait(mut self, timeout: Duration) -> (ExitStatus, String) {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "s3pump did not exit in {timeout:?}; stderr: {:?}",
+                    self.stderr
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut stdout = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
+        assert!(stdout.is_empty(), "no JSON line after a cancel: {stdout}");
+        // The reader thread ends at EOF: collect the rest.
+        self.stderr.extend(self.lines.iter());
+        (status, self.stderr.join("\n"))
+    }
+}
+
+/// Polls `cond` until it holds.
+fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn upload_is_mid_flight(server: &TestServer) -> bool {
+    !server.open_uploads().is_empty() && server.stats().upload_part_calls >= 1
+}
+
+/// Sets the flag when dropped (also when the test panics).
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Feeds `pipe` 6 MiB, a little more than one part, then holds it open
+/// without writing until `stop` is set: a stream that stalls, so the
+/// upload's producer is blocked waiting for data when the signal comes.
+fn stalled_stream(mut pipe: impl Write + Send + 'static, stop: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        if pipe.write_all(&data(6 << 20, 1)).is_err() {
+            return;
+        }
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+}
+
+/// Ctrl-C during `put -` of a stream that is still open but idle: the
+/// multipart upload is aborted at once (not when the stream next delivers),
+/// the notice printed, the status 130.
+#[test]
+fn sigint_during_a_stream_put_aborts_the_upload() {
+    let h = Harness::new();
+    let Some(server) = h.local() else {
+        eprintln!("skipped: needs the in-process server");
+        return;
+    };
+    let url = format!("s3://{}/cli/interrupted", h.bucket);
+    let mut cmd = s3pump(
+        &h,
+        &[
+            "put",
+            "-",
+            &url,
+            "--part-size",
+            "5MiB",
+            "--max-inflight-parts",
+            "2",
+        ],
+    );
+    cmd.stdin(Stdio::piped());
+    let mut run = Running::spawn(cmd);
+    let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+    stalled_stream(run.child.stdin.take().unwrap(), Arc::clone(&stop.0));
+    wait_until("an UploadPart", Duration::from_secs(20), || {
+        upload_is_mid_flight(server)
+    });
+    run.signal(libc::SIGINT);
+    let (status, stderr) = run.wait(Duration::from_secs(20));
+    drop(stop);
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("cancelled: SIGINT received"), "{stderr}");
+    assert!(
+        server.open_uploads().is_empty(),
+        "left open: {:?}",
+        server.open_uploads()
+    );
+    assert_eq!(server.stats().abort_calls, 1);
+    assert_eq!(server.object_bytes(&h.bucket, "cli/interrupted"), None);
+}
+
+/// SIGTERM during `put FILE` while parts are in flight: no new part starts,
+/// the upload is aborted, the status 143.
+#[test]
+fn sigterm_during_a_file_put_aborts_the_upload() {
+    let h = Harness::new();
+    let Some(server) = h.local() else {
+        eprintln!("skipped: needs the in-process server");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.bin");
+    std::fs::write(&src, data(24 << 20, 3)).unwrap(); // 5 parts
+    server.set_part_delay(Duration::from_millis(300));
+    let url = format!("s3://{}/cli/terminated", h.bucket);
+    let run = Running::spawn(s3pump(
+        &h,
+        &[
+            "put",
+            src.to_str().unwrap(),
+            &url,
+            "--part-size",
+            "5MiB",
+            "--max-inflight-parts",
+            "2",
+        ],
+    ));
+    wait_until("an UploadPart", Duration::from_secs(20), || {
+        upload_is_mid_flight(server)
+    });
+    run.signal(libc::SIGTERM);
+    let (status, stderr) = run.wait(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("cancelled: SIGTERM received"), "{stderr}");
+    assert!(server.open_uploads().is_empty());
+    let stats = server.stats();
+    assert_eq!(stats.abort_calls, 1);
+    assert!(stats.upload_part_calls < 5, "it stopped early: {stats:?}");
+    assert_eq!(stats.complete_calls, 0);
+}
+
+/// Under `--keep-failed-upload` a cancelled upload is kept and its id
+/// printed, and `--resume` finishes it.
+#[test]
+fn a_cancelled_upload_kept_on_request_can_be_resumed() {
+    let h = Harness::new();
+    let Some(server) = h.local() else {
+        eprintln!("skipped: needs the in-process server");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.bin");
+    let body = data(16 << 20, 7); // 4 parts
+    std::fs::write(&src, &body).unwrap();
+    server.set_part_delay(Duration::from_millis(200));
+    let url = format!("s3://{}/cli/kept", h.bucket);
+    let src = src.to_str().unwrap();
+    let common = ["--part-size", "5MiB", "--max-inflight-parts", "1"];
+    let mut args = vec!["put", src, &url, "--keep-failed-upload"];
+    args.extend(common);
+    let run = Running::spawn(s3pump(&h, &args));
+    wait_until("an UploadPart", Duration::from_secs(20), || {
+        upload_is_mid_flight(server)
+    });
+    run.signal(libc::SIGINT);
+    let (status, stderr) = run.wait(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("cancelled: SIGINT received"), "{stderr}");
+    let open = server.open_uploads();
+    assert_eq!(open.len(), 1, "kept");
+    assert!(stderr.contains(&open[0].upload_id), "{stderr}");
+    assert_eq!(server.stats().abort_calls, 0);
+
+    server.set_part_delay(Duration::ZERO);
+    let mut args = vec!["put", src, &url, "--resume", &open[0].upload_id];
+    args.extend(common);
+    let out = s3pump(&h, &args).output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(h.read_back("cli/kept"), body);
+    assert!(server.open_uploads().is_empty());
+}
+
+/// Ctrl-C during `get` into a file: the temporary file is removed and no
+/// file is left in the directory.
+#[test]
+fn sigint_during_a_get_leaves_no_file_behind() {
+    let h = Harness::new();
+    let Some(server) = h.local() else {
+        eprintln!("skipped: needs the in-process server");
+        return;
+    };
+    server.put_object_bytes(&h.bucket, "big", &data(16 << 20, 4));
+    for _ in 0..16 {
+        server.inject(Fault::new(
+            Op::GetObject,
+            FaultKind::Delay(Duration::from_millis(300)),
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("out.bin");
+    let url = format!("s3://{}/big", h.bucket);
+    let run = Running::spawn(s3pump(
+        &h,
+        &[
+            "get",
+            &url,
+            dest.to_str().unwrap(),
+            "--part-size",
+            "1MiB",
+            "--max-inflight-parts",
+            "2",
+        ],
+    ));
+    let files = || std::fs::read_dir(dir.path()).unwrap().count();
+    wait_until(
+        "a ranged GET and the temporary file",
+        Duration::from_secs(20),
+        || server.stats().get_object_calls >= 1 && files() == 1,
+    );
+    run.signal(libc::SIGINT);
+    let (status, stderr) = run.wait(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("cancelled: SIGINT received"), "{stderr}");
+    assert_eq!(files(), 0, "the temporary file is removed");
+    assert!(server.stats().get_object_calls < 16, "it stopped early");
+}
+
+/// A second signal while the first one's cleanup waits on a slow part ends
+/// the process at once (without cleaning up: that is what it is for).
+#[test]
+fn a_second_signal_exits_at_once() {
+    let h = Harness::new();
+    let Some(server) = h.local() else {
+        eprintln!("skipped: needs the in-process server");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.bin");
+    std::fs::write(&src, data(6 << 20, 3)).unwrap();
+    server.set_part_delay(Duration::from_secs(8));
+    let url = format!("s3://{}/cli/killed", h.bucket);
+    let mut run = Running::spawn(s3pump(
+        &h,
+        &["put", src.to_str().unwrap(), &url, "--part-size", "5MiB"],
+    ));
+    wait_until("an UploadPart", Duration::from_secs(20), || {
+        upload_is_mid_flight(server)
+    });
+    run.signal(libc::SIGINT);
+    run.wait_for_line("cancelled: SIGINT received", Duration::from_secs(20));
+    let second = Instant::now();
+    run.signal(libc::SIGINT);
+    // Well before the part held for 8 s could finish (and the abort follow).
+    let (status, stderr) = run.wait(Duration::from_secs(6));
+    assert!(
+        second.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        second.elapsed()
+    );
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("SIGINT received again"), "{stderr}");
+    assert_eq!(server.stats().abort_calls, 0, "no cleanup after the second");
+}
+
+// ---- Progress ----------------------------------------------------------------
+
+/// A pseudo-terminal: (master, slave).
+fn pty() -> (std::fs::File, std::os::fd::OwnedFd) {
+    use std::os::fd::FromRawFd;
+    let (mut master, mut slave) = (-1, -1);
+    let size = libc::winsize {
+        ws_row: 24,
+        ws_col: 120,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty writes two descriptors into the locals; the name
+    // pointer may be null and the termios/winsize pointers are valid or null.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened and are owned by nobody else.
+    unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::os::fd::OwnedFd::from_raw_fd(slave),
+        )
+    }
+}
+
+/// Runs `put` of a slow upload with stderr on a terminal; returns what the
+/// terminal received and the JSON line.
+fn put_on_a_terminal(h: &Harness, src: &Path, extra: &[&str]) -> (String, String) {
+    let (mut master, slave) = pty();
+    let url = format!("s3://{}/cli/progress", h.bucket);
+    let mut args = vec!["put", src.to_str().unwrap(), &url, "--part-size", "5MiB"];
+    args.extend(extra);
+    let mut cmd = s3pump(h, &args);
+    cmd.env("TERM", "xterm")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(slave));
+    let child = cmd.spawn().unwrap();
+    drop(cmd); // our copy of the slave: the master reads EOF (EIO) at the exit
+    let reader = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    });
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    (
+        reader.join().unwrap(),
+        String::from_utf8(out.stdout).unwrap(),
+    )
+}
+
+/// The bar is drawn on a terminal, not elsewhere (every other test has stderr
+/// on a pipe and asserts it empty or one line), and `--no-progress` turns it off.
+#[test]
+fn progress_is_drawn_only_on_a_terminal_unless_turned_off() {
+    let h = Harness::new();
+    let Some(server) = h.local() else {
+        eprintln!("skipped: needs the in-process server");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.bin");
+    std::fs::write(&src, data(12 << 20, 8)).unwrap(); // 3 parts
+    server.set_part_delay(Duration::from_millis(300));
+
+    let (terminal, json) = put_on_a_terminal(&h, &src, &["--max-inflight-parts", "1"]);
+    assert!(json.starts_with("{\"bucket\":"), "{json}");
+    assert!(terminal.contains("MiB"), "a bar: {terminal:?}");
+    assert!(terminal.contains('%'), "a bar: {terminal:?}");
+
+    let (terminal, json) = put_on_a_terminal(&h, &src, &["--no-progress"]);
+    assert!(json.starts_with("{\"bucket\":"), "{json}");
+    assert_eq!(terminal, "", "--no-progress draws nothing");
 }

@@ -75,6 +75,7 @@ fn round_trip(h: &Harness, client: &Client, name: &str, prefix: &str) {
     );
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn imds_v2_token_role_and_credentials() {
     let h = Harness::new();
@@ -135,6 +136,7 @@ fn imds_v2_token_role_and_credentials() {
     );
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn container_full_uri_rereads_the_token_file() {
     let h = Harness::new();
@@ -229,6 +231,7 @@ fn container_full_uri_rereads_the_token_file() {
     );
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn web_identity_from_the_environment() {
     let h = Harness::new();
@@ -292,6 +295,7 @@ fn write_config(home: &std::path::Path, config: &str, credentials: &str) {
     std::fs::write(aws.join("credentials"), credentials).unwrap();
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn profile_assume_role_chain_signed_by_each_source() {
     let h = Harness::new();
@@ -401,6 +405,7 @@ fn profile_errors_name_the_problem() {
     assert!(e.contains("source_profile `nowhere`"), "{e}");
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn credential_source_environment_signs_assume_role() {
     let h = Harness::new();
@@ -429,6 +434,7 @@ fn credential_source_environment_signs_assume_role() {
     round_trip(&h, &client, "envsrc", "ASIAENVROLE");
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn credential_process_runs_a_real_script() {
     let h = Harness::new();
@@ -477,6 +483,7 @@ fn sha1_hex(s: &str) -> String {
         .collect()
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn sso_session_and_legacy_sso_from_the_token_cache() {
     let h = Harness::new();
@@ -546,6 +553,7 @@ fn sso_session_and_legacy_sso_from_the_token_cache() {
     assert!(!e.contains("cached-sso-access-token"), "{e}");
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn chain_order_with_every_source_configured() {
     let h = Harness::new();
@@ -723,6 +731,7 @@ fn rotating(server: &TestServer, prefix: &str, lifetime: Duration) -> Arc<Rotati
     })
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn an_upload_and_a_download_outlive_their_credentials() {
     let h = Harness::new();
@@ -804,6 +813,7 @@ fn an_upload_and_a_download_outlive_their_credentials() {
     );
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn expired_token_forces_one_refresh_and_one_retry() {
     let h = Harness::new();
@@ -844,6 +854,7 @@ fn expired_token_forces_one_refresh_and_one_retry() {
     assert_eq!(err.s3_code(), Some("ExpiredToken"), "{err}");
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn failed_refresh_while_valid_warns_then_names_the_source_once_expired() {
     support::logger::capture();
@@ -893,6 +904,7 @@ fn failed_refresh_while_valid_warns_then_names_the_source_once_expired() {
 /// As a new user would: the CLI with nothing but the metadata endpoint (or
 /// a credential_process profile) set uploads with those credentials.
 #[cfg(feature = "cli")]
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn the_cli_finds_imds_and_credential_process() {
     use std::process::Command;

@@ -11,6 +11,7 @@ use support::harness::Harness;
 use support::proxy::{ProxyMode, TestProxy};
 use support::tls_front::{TestCa, Validity};
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn https_goes_through_a_connect_tunnel() {
     let h = Harness::new();
@@ -42,6 +43,7 @@ fn https_goes_through_a_connect_tunnel() {
     assert_eq!(server.stats().upload_part_calls, 3);
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn plain_http_parts_go_in_absolute_form_and_the_rest_through_connect() {
     let h = Harness::new();
@@ -68,6 +70,7 @@ fn plain_http_parts_go_in_absolute_form_and_the_rest_through_connect() {
     assert_eq!(server.stats().upload_part_calls, 3);
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn proxy_credentials_are_sent_on_both_paths() {
     let h = Harness::new();
@@ -103,6 +106,7 @@ fn proxy_credentials_are_sent_on_both_paths() {
     assert!(!format!("{client:?}").contains("wrong-pa55"));
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn a_proxy_that_refuses_connect_is_a_clear_error() {
     let h = Harness::new();
@@ -141,6 +145,7 @@ fn a_proxy_that_refuses_connect_is_a_clear_error() {
 
 /// `HTTPS_PROXY` alone is enough; `NO_PROXY` (any of its forms that match)
 /// bypasses it; `http_proxy` is not used for an https endpoint.
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn https_proxy_and_no_proxy_from_the_environment() {
     let h = Harness::new();

@@ -79,6 +79,7 @@ fn permanent_redirect_is_followed() {
     learns(WrongRegion::PermanentRedirect);
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn head_object_learns_from_the_header_alone() {
     let h = Harness::new();
@@ -91,6 +92,7 @@ fn head_object_learns_from_the_header_alone() {
     assert_eq!(server.region_rejections(), 1);
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn the_region_changes_in_the_middle_of_a_multipart_upload() {
     let h = Harness::new();
@@ -124,6 +126,7 @@ fn the_region_changes_in_the_middle_of_a_multipart_upload() {
     assert!(server.object_bytes(&h.bucket, &key).unwrap() == expected);
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn an_unlearnable_region_names_the_configured_one() {
     let h = Harness::new();

@@ -47,6 +47,7 @@ fn wrong_secret_key_is_a_typed_signature_error() {
 /// HeadObject has no body to say what is missing: the error says it, and
 /// both are `is_not_found`. Regression: both printed
 /// `S3 error 404 NotFound: HTTP status 404`.
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn missing_key_and_missing_bucket_are_told_apart() {
     let h = Harness::new();

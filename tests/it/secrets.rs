@@ -116,6 +116,7 @@ impl std::io::Read for FailingReader {
 /// session tokens, the web identity token, the SSO access token, the container
 /// authorization token, the instance metadata session token) stay out of
 /// `Debug`, errors and the log at TRACE, whether the source works or fails.
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn credential_sources_keep_their_secrets() {
     use std::collections::HashMap;
@@ -273,6 +274,7 @@ const PROXY_PASSWORD: &str = "Pr0xyPassw0rdThatMustNotLeak";
 /// The proxy password, and the `Proxy-Authorization` value made from it,
 /// never appear in `Debug`, errors or the log at TRACE, on the ureq path
 /// (CONNECT) or the direct part sender (absolute form).
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn proxy_credentials_stay_out_of_debug_errors_and_logs() {
     use base64::Engine;

@@ -46,6 +46,7 @@ pub(crate) fn round_trip(client: &Client, bucket: &str, key: &str, len: usize) {
     assert!(whole == body, "GET differs");
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn the_right_ca_passes_upload_and_download_over_https() {
     let h = Harness::new();
@@ -70,6 +71,7 @@ fn the_right_ca_passes_upload_and_download_over_https() {
     assert!(h.open_uploads().is_empty());
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn a_ca_bundle_file_given_to_the_builder_is_trusted() {
     let h = Harness::new();
@@ -107,6 +109,7 @@ fn a_ca_bundle_file_given_to_the_builder_is_trusted() {
 /// Each bad certificate fails with its reason, on the first connection (no
 /// retry: one TCP connection per operation, no completed handshake), and
 /// nothing reaches the server.
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn bad_certificates_fail_with_their_reason_and_are_not_retried() {
     let h = Harness::new();
@@ -182,6 +185,7 @@ fn bad_certificates_fail_with_their_reason_and_are_not_retried() {
     assert!(h.open_uploads().is_empty());
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn payload_signing_auto_is_unsigned_over_https_and_signed_over_http() {
     let h = Harness::new();
@@ -234,6 +238,7 @@ pub(crate) const CHILD_ENV: &str = "S3PUMP_NET_TEST_CHILD";
 /// Runs only as a child started by [`run_child`] (which sets its whole
 /// environment); a no-op otherwise. Builds a client from the environment's
 /// trust and proxy settings and does a round trip, or expects a failure.
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn network_child() {
     let Ok(expect) = std::env::var(CHILD_ENV) else {
@@ -306,6 +311,7 @@ where
     );
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn aws_ca_bundle_the_profile_ca_bundle_and_ssl_cert_file_are_honoured() {
     let h = Harness::new();

@@ -1,0 +1,275 @@
+//! The command line, declared with clap's derive.
+//!
+//! Every flag and argument here is a contract (scripts use them): rename
+//! nothing. Options shared by several commands live in one flattened struct
+//! each ([`Connection`], [`Transfer`], [`Output`]) so that a new command
+//! (`cp`, `ls`, `rm`) or a new connection flag (`--profile`, `--ca-bundle`)
+//! is added in one place.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use s3pump::ChecksumAlgorithm;
+
+/// Shown at the end of every `--help`.
+const EXIT_STATUS: &str = "\
+Exit status:
+  0    success
+  1    failure (the error is one line on stderr)
+  2    usage error
+  130  interrupted by SIGINT (Ctrl-C), 143 by SIGTERM: the upload was aborted,
+       a partial download removed; a second signal exits at once";
+
+const ENVIRONMENT: &str = "\
+Environment:
+  AWS_ENDPOINT_URL, AWS_REGION, AWS_DEFAULT_REGION, AWS_PROFILE,
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN and the shared
+  files ~/.aws/config and ~/.aws/credentials, as the AWS CLI reads them;
+  S3PUMP_RDMA_LIBRARY and S3PUMP_RDMA_CONFIG for RDMA.";
+
+/// Parallel S3 upload and download: N parts in flight.
+///
+/// `put` and `get` print one JSON line on success:
+/// {"bucket":…,"key":…,"etag":…,"parts":N,"bytes":N,"seconds":F}
+#[derive(Debug, Parser)]
+#[command(
+    name = "s3pump",
+    version,
+    subcommand_required = true,
+    arg_required_else_help = true,
+    after_help = format!("{ENVIRONMENT}\n\n{EXIT_STATUS}"),
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Upload a file or a stream to s3://BUCKET/KEY.
+    #[command(after_help = EXIT_STATUS, args_override_self = true)]
+    Put(Put),
+    /// Download s3://BUCKET/KEY to a file or to standard output.
+    #[command(after_help = EXIT_STATUS, args_override_self = true)]
+    Get(Get),
+}
+
+/// `s3pump put SRC s3://BUCKET/KEY`.
+#[derive(Debug, Args)]
+pub struct Put {
+    /// A file (its parts are read in parallel), or - for standard input (read
+    /// as a stream of unknown size). A pipe or device is read as a stream.
+    #[arg(value_name = "SRC")]
+    pub src: PathBuf,
+    /// Where to upload it.
+    #[arg(value_name = "s3://BUCKET/KEY", value_parser = parse_s3_url)]
+    pub url: S3Url,
+    /// Checksum sent with every part and checked by the server.
+    #[arg(long, value_name = "ALGORITHM", allow_hyphen_values = true)]
+    pub checksum: Option<Checksum>,
+    /// Send the parts with `x-amz-content-sha256: UNSIGNED-PAYLOAD` (no
+    /// SHA-256 of the data; the checksum still protects it).
+    #[arg(long)]
+    pub unsigned_payload: bool,
+    /// The object's Content-Type.
+    #[arg(long, value_name = "T", allow_hyphen_values = true)]
+    pub content_type: Option<String>,
+    /// User metadata (x-amz-meta-K: V); may be repeated.
+    #[arg(long, value_name = "K=V", value_parser = parse_meta, allow_hyphen_values = true)]
+    pub meta: Vec<(String, String)>,
+    /// Keep a failed upload on the server (the error names its id) instead
+    /// of aborting it.
+    #[arg(long)]
+    pub keep_failed_upload: bool,
+    /// Resume a kept upload of the same file: send only the parts it misses.
+    #[arg(long, value_name = "UPLOAD_ID", allow_hyphen_values = true)]
+    pub resume: Option<String>,
+    #[command(flatten)]
+    pub transfer: Transfer,
+    #[command(flatten)]
+    pub connection: Connection,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+/// `s3pump get s3://BUCKET/KEY DEST`.
+#[derive(Debug, Args)]
+pub struct Get {
+    /// What to download.
+    #[arg(value_name = "s3://BUCKET/KEY", value_parser = parse_s3_url)]
+    pub url: S3Url,
+    /// A file (written to a temporary file renamed into place when
+    /// complete), or - for standard output (written in order; the JSON line
+    /// then goes to stderr).
+    #[arg(value_name = "DEST")]
+    pub dest: PathBuf,
+    /// Do not check the object's full-object checksum.
+    #[arg(long)]
+    pub no_verify_checksum: bool,
+    #[command(flatten)]
+    pub transfer: Transfer,
+    #[command(flatten)]
+    pub connection: Connection,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+/// How the object is cut into parts (or ranges).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Transfer")]
+pub struct Transfer {
+    /// Part (or range) size: bytes, or a number with KiB, MiB or GiB.
+    /// Defaults to 8 MiB (larger when the object needs it).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true)]
+    pub part_size: Option<u64>,
+    /// Parts (or ranges) in flight at once. Defaults to 8.
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub max_inflight_parts: Option<usize>,
+    /// RDMA provider library (else S3PUMP_RDMA_LIBRARY).
+    #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
+    pub rdma_library: Option<PathBuf>,
+}
+
+/// Where the server is and how to reach it.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Connection")]
+pub struct Connection {
+    /// S3 endpoint (else AWS_ENDPOINT_URL, else AWS).
+    #[arg(long, value_name = "URL", allow_hyphen_values = true)]
+    pub endpoint: Option<String>,
+    /// Region (else AWS_REGION, AWS_DEFAULT_REGION, the profile's, else
+    /// us-east-1).
+    #[arg(long, value_name = "R", allow_hyphen_values = true)]
+    pub region: Option<String>,
+    /// Path-style addressing (on by default with an endpoint).
+    #[arg(long)]
+    pub path_style: bool,
+}
+
+/// What is shown while the transfer runs.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Output")]
+pub struct Output {
+    /// No progress bar (it is shown only when stderr is a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// `--checksum` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Checksum {
+    /// CRC64/NVME (the default).
+    Crc64nvme,
+    /// CRC32C.
+    Crc32c,
+    /// No checksum.
+    None,
+}
+
+impl From<Checksum> for ChecksumAlgorithm {
+    fn from(c: Checksum) -> Self {
+        match c {
+            Checksum::Crc64nvme => ChecksumAlgorithm::Crc64Nvme,
+            Checksum::Crc32c => ChecksumAlgorithm::Crc32c,
+            Checksum::None => ChecksumAlgorithm::None,
+        }
+    }
+}
+
+/// A parsed `s3://BUCKET/KEY`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Url {
+    /// The bucket.
+    pub bucket: String,
+    /// The key (never empty).
+    pub key: String,
+    /// The URL as given, for messages.
+    pub text: String,
+}
+
+/// Splits `s3://bucket/key`.
+pub fn parse_s3_url(s: &str) -> Result<S3Url, String> {
+    let rest = s
+        .strip_prefix("s3://")
+        .ok_or_else(|| format!("{s:?} is not an s3://BUCKET/KEY URL"))?;
+    let (bucket, key) = rest
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} has no key: use s3://BUCKET/KEY"))?;
+    if bucket.is_empty() || key.is_empty() {
+        return Err(format!("{s:?} needs both a bucket and a key"));
+    }
+    Ok(S3Url {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        text: s.to_string(),
+    })
+}
+
+/// Parses `K=V` (V may hold `=`).
+fn parse_meta(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not K=V"))?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// Parses `1048576`, `5MiB`, `1.5GiB`, `64KiB` (also KB/MB/GB as binary units).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "size {s:?}: unknown unit (use bytes, KiB, MiB or GiB)"
+            ));
+        }
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("size {s:?} is not a number"))?;
+    Ok((n * mult as f64).round() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        assert_eq!(parse_size("5MiB").unwrap(), 5 << 20);
+        assert_eq!(parse_size("64 KiB").unwrap(), 64 << 10);
+        assert_eq!(parse_size("1.5GiB").unwrap(), 3 << 29);
+        assert!(parse_size("5 parsecs").is_err());
+        assert!(parse_size("MiB").is_err());
+    }
+
+    #[test]
+    fn urls_and_meta() {
+        let u = parse_s3_url("s3://b/a/b c").unwrap();
+        assert_eq!((u.bucket.as_str(), u.key.as_str()), ("b", "a/b c"));
+        assert!(parse_s3_url("s3://b").is_err());
+        assert!(parse_s3_url("s3://b/").is_err());
+        assert!(parse_s3_url("http://b/k").is_err());
+        assert_eq!(
+            parse_meta("a=b=c").unwrap(),
+            ("a".to_string(), "b=c".to_string())
+        );
+        assert!(parse_meta("ab").is_err());
+    }
+}

@@ -1,0 +1,301 @@
+//! The `s3pump` command: parallel S3 upload and download from the shell.
+//!
+//! ```text
+//! s3pump put SRC s3://BUCKET/KEY [OPTIONS]
+//! s3pump get s3://BUCKET/KEY DEST [OPTIONS]
+//! ```
+//!
+//! `s3pump --help` and `s3pump put --help` say the rest. Modules: `args`
+//! (the command line), `progress` (the bar), `signals` (SIGINT/SIGTERM
+//! cancel the transfer), `stream` (a stream source a cancel can interrupt).
+
+mod args;
+mod progress;
+mod signals;
+mod stream;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
+use s3pump::{
+    Addressing, CancelHandle, Client, DownloadArgs, FfiRdmaProvider, PayloadSigning, PutObjectArgs,
+    RdmaProvider,
+};
+use serde::Serialize;
+
+use args::{Cli, Command, Connection, Get, Put, S3Url, Transfer};
+use stream::Cancellable;
+
+/// Exit status of a usage error (clap's, and documented in `--help`).
+const USAGE_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage(&e),
+    };
+    log::set_logger(&WARNINGS).expect("the only logger");
+    log::set_max_level(log::LevelFilter::Warn);
+    let cancel = CancelHandle::new();
+    let interrupt = match signals::install(cancel.clone()) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("s3pump: error: cannot install the signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (result, kept_upload) = match &cli.command {
+        Command::Put(p) => (put(p, &cancel), p.keep_failed_upload),
+        Command::Get(g) => (get(g, &cancel), false),
+    };
+    progress::finish();
+    match (result, interrupt.signal()) {
+        (Ok(report), signal) => {
+            if signal.is_some() {
+                progress::eprintln(
+                    "s3pump: the transfer was complete before it could be cancelled",
+                );
+            }
+            report.print();
+            ExitCode::SUCCESS
+        }
+        (Err(msg), Some(signal)) => {
+            // Cancelled: the notice is out already. A kept upload's id is
+            // what the user needs to resume it.
+            if kept_upload {
+                eprintln!("s3pump: error: {}", msg.replace('\n', " "));
+            }
+            ExitCode::from(signals::exit_status(signal))
+        }
+        (Err(msg), None) => {
+            eprintln!("s3pump: error: {}", msg.replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Help and version go to stdout with status 0; a usage error is one line
+/// on stderr (clap's message and where to read more) with status 2.
+fn usage(e: &clap::Error) -> ExitCode {
+    if !e.use_stderr() {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        // `s3pump` alone: the help, as an error.
+        let _ = e.print();
+        return ExitCode::from(USAGE_ERROR);
+    }
+    let text = e.to_string();
+    // clap's first paragraph (a message, perhaps with the arguments it
+    // names on the lines below), on one line.
+    let first: Vec<&str> = text
+        .trim_start()
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let first = first.join(" ");
+    let first = first.strip_prefix("error: ").unwrap_or(&first);
+    // clap's own hint says "try '--help'"; name the command it was for.
+    let command = std::env::args_os()
+        .nth(1)
+        .and_then(|c| c.into_string().ok())
+        .filter(|c| Cli::command().find_subcommand(c).is_some())
+        .map(|c| format!("{c} "))
+        .unwrap_or_default();
+    eprintln!("s3pump: error: {first}; try 's3pump {command}--help'");
+    ExitCode::from(USAGE_ERROR)
+}
+
+/// The one JSON line `put` and `get` print on success.
+#[derive(Serialize)]
+struct Report {
+    bucket: String,
+    key: String,
+    etag: String,
+    parts: u64,
+    bytes: u64,
+    /// Wall time, rounded to the millisecond.
+    seconds: f64,
+    /// Whether the line goes to stderr (after a download to standard output,
+    /// so that it does not mix with the object's bytes).
+    #[serde(skip)]
+    to_stderr: bool,
+}
+
+impl Report {
+    fn new(url: &S3Url, etag: String, parts: u64, bytes: u64, started: Instant) -> Report {
+        Report {
+            bucket: url.bucket.clone(),
+            key: url.key.clone(),
+            etag,
+            parts,
+            bytes,
+            seconds: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+            to_stderr: false,
+        }
+    }
+
+    fn print(&self) {
+        let line = serde_json::to_string(self).expect("a report serialises");
+        if self.to_stderr {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    }
+}
+
+fn client(c: &Connection) -> Result<Client, String> {
+    let mut b = s3pump::ClientBuilder::from_env();
+    if let Some(e) = &c.endpoint {
+        b = b.endpoint(e);
+    }
+    if let Some(r) = &c.region {
+        b = b.region(r);
+    }
+    if c.path_style {
+        b = b.addressing(Addressing::PathStyle);
+    }
+    b.build().map_err(|e| e.to_string())
+}
+
+/// The RDMA provider from `--rdma-library`, else `S3PUMP_RDMA_LIBRARY`.
+fn rdma_provider(t: &Transfer) -> Result<Option<Arc<dyn RdmaProvider>>, String> {
+    let provider =
+        FfiRdmaProvider::from_path_or_env(t.rdma_library.as_deref()).map_err(|e| e.to_string())?;
+    Ok(provider.map(|p| Arc::new(p) as Arc<dyn RdmaProvider>))
+}
+
+fn put(p: &Put, cancel: &CancelHandle) -> Result<Report, String> {
+    let url = &p.url;
+    let client = client(&p.connection)?;
+    let mut args = PutObjectArgs::new().cancel_handle(cancel);
+    if let Some(ps) = p.transfer.part_size {
+        args = args.part_size(ps);
+    }
+    if let Some(n) = p.transfer.max_inflight_parts {
+        args = args.max_inflight_parts(n);
+    }
+    if let Some(c) = p.checksum {
+        args = args.checksum(c.into());
+    }
+    args = args.payload_signing(if p.unsigned_payload {
+        PayloadSigning::Unsigned
+    } else {
+        PayloadSigning::Signed
+    });
+    if let Some(ct) = &p.content_type {
+        args = args.content_type(ct);
+    }
+    for (k, v) in &p.meta {
+        args = args.metadata(k, v);
+    }
+    if let Some(provider) = rdma_provider(&p.transfer)? {
+        args = args.rdma(provider);
+    }
+    let stdin = p.src == Path::new("-");
+    // A file's size, so that the bar shows it from the start.
+    let size = std::fs::metadata(&p.src)
+        .ok()
+        .filter(|m| !stdin && m.is_file())
+        .map(|m| m.len());
+    if let Some(f) = progress::start(!p.output.no_progress, size) {
+        args = args.on_progress(f);
+    }
+    args = args.keep_failed_upload(p.keep_failed_upload);
+    let (bucket, key) = (&url.bucket, &url.key);
+    let started = Instant::now();
+    let out = match (stdin, &p.resume) {
+        (true, Some(_)) => return Err("--resume needs a file, not standard input".into()),
+        (true, None) => {
+            let source = Cancellable::stdin(cancel.clone())
+                .map_err(|e| format!("cannot read standard input: {e}"))?;
+            client.put_object(bucket, key, source, args)
+        }
+        (false, Some(id)) => client.resume_upload_file(bucket, key, &p.src, id, args),
+        (false, None) => {
+            let path = p.src.display();
+            let meta = std::fs::metadata(&p.src).map_err(|e| format!("cannot open {path}: {e}"))?;
+            if meta.is_file() {
+                client.upload_file(bucket, key, &p.src, args)
+            } else {
+                // A pipe or device: read it as a stream.
+                let file =
+                    std::fs::File::open(&p.src).map_err(|e| format!("cannot open {path}: {e}"))?;
+                client.put_object(
+                    bucket,
+                    key,
+                    Cancellable::new(file.into(), cancel.clone()),
+                    args,
+                )
+            }
+        }
+    }
+    .map_err(|e| format!("{}: {e}", url.text))?;
+    Ok(Report::new(
+        url,
+        out.etag,
+        out.parts.into(),
+        out.bytes,
+        started,
+    ))
+}
+
+fn get(g: &Get, cancel: &CancelHandle) -> Result<Report, String> {
+    let url = &g.url;
+    let client = client(&g.connection)?;
+    let mut args = DownloadArgs::new()
+        .verify_checksum(!g.no_verify_checksum)
+        .cancel_handle(cancel);
+    if let Some(ps) = g.transfer.part_size {
+        args = args.part_size(ps);
+    }
+    if let Some(n) = g.transfer.max_inflight_parts {
+        args = args.max_inflight_parts(n);
+    }
+    if let Some(provider) = rdma_provider(&g.transfer)? {
+        args = args.rdma(provider);
+    }
+    if let Some(f) = progress::start(!g.output.no_progress, None) {
+        args = args.on_progress(f);
+    }
+    let (bucket, key) = (&url.bucket, &url.key);
+    let started = Instant::now();
+    let to_stdout = g.dest == Path::new("-");
+    let out = if to_stdout {
+        client.download(bucket, key, &mut std::io::stdout().lock(), args)
+    } else {
+        client.download_to_file(bucket, key, &g.dest, args)
+    }
+    .map_err(|e| format!("{}: {e}", url.text))?;
+    let mut report = Report::new(url, out.etag, out.parts, out.size, started);
+    report.to_stderr = to_stdout;
+    Ok(report)
+}
+
+/// The library's warnings (a failed abort, an RDMA fallback, a temporary
+/// file that could not be removed) on stderr, one line each.
+struct Warnings;
+
+static WARNINGS: Warnings = Warnings;
+
+impl log::Log for Warnings {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Warn && metadata.target().starts_with("s3pump")
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            let msg = record.args().to_string().replace('\n', " ");
+            progress::eprintln(&format!("s3pump: warning: {msg}"));
+        }
+    }
+
+    fn flush(&self) {}
+}
