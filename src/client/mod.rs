@@ -11,9 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::RwLock;
-use ureq::Agent;
 use ureq::http::Uri;
-use ureq::tls::TlsConfig;
 
 use crate::auth::chain;
 use crate::auth::credentials::{Credentials, CredentialsCache, ProvideCredentials};
@@ -21,6 +19,7 @@ use crate::auth::ini;
 use crate::client::retry::RetryPolicy;
 use crate::pipeline::slab::{SlabPool, SlabStats};
 use crate::transport::new_agent;
+use crate::transport::pool::{Conn, ConnectionStats, Connections};
 use crate::transport::proxy::{self, Proxy, ProxySetting};
 use crate::transport::tls::{self, TrustSettings};
 use crate::{Error, Result};
@@ -68,9 +67,11 @@ struct Inner {
     connect_timeout: Duration,
     idle_timeout: Duration,
     retry: RetryPolicy,
-    tls: TlsConfig,
     proxy: Option<Proxy>,
-    agent: Agent,
+    /// The connection of single requests, used from any thread.
+    conn: Conn,
+    /// The part connections of every transfer on this client and its clones.
+    connections: Connections,
     /// The part buffers of every transfer on this client and its clones.
     slabs: Arc<SlabPool>,
 }
@@ -149,6 +150,7 @@ pub struct ClientBuilder {
     idle_timeout: Duration,
     retry: RetryPolicy,
     memory_limit: u64,
+    max_connections: usize,
     trust: TrustSettings,
     proxy: ProxySetting,
     /// A PEM text given to `add_root_certificates_pem` that did not parse.
@@ -168,6 +170,7 @@ impl Default for ClientBuilder {
             idle_timeout: Duration::from_secs(30),
             retry: RetryPolicy::default(),
             memory_limit: DEFAULT_MEMORY_LIMIT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             trust: TrustSettings::default(),
             proxy: ProxySetting::default(),
             bad_pem: None,
@@ -177,6 +180,9 @@ impl Default for ClientBuilder {
 
 /// The default of [`ClientBuilder::memory_limit`]: 2 GiB.
 pub const DEFAULT_MEMORY_LIMIT: u64 = 2 << 30;
+
+/// The default of [`ClientBuilder::max_connections`]: 64.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
 
 /// Variables naming the S3 endpoint, first found wins.
 const ENV_ENDPOINT_S3: &str = "AWS_ENDPOINT_URL_S3";
@@ -328,6 +334,21 @@ impl ClientBuilder {
     /// map before buffers were shared.
     pub fn memory_limit(mut self, bytes: u64) -> Self {
         self.memory_limit = bytes;
+        self
+    }
+
+    /// The most part connections (parts and ranges on the wire) of all
+    /// transfers on this client and its clones at once. A part waits for a
+    /// free connection, first come first served, so concurrent transfers
+    /// share them fairly; each transfer is still capped by its own
+    /// `max_inflight_parts`. A connection kept alive by one transfer carries
+    /// the next one's parts (no new TCP or TLS handshake); idle ones are
+    /// closed after 15 s. Single requests (HeadObject, a one-part PutObject,
+    /// Create/Complete…) do not count.
+    ///
+    /// Defaults to 64: eight transfers at the default 8 parts in flight each.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
         self
     }
 
@@ -492,13 +513,17 @@ impl ClientBuilder {
                 connect_timeout: self.connect_timeout,
                 idle_timeout: self.idle_timeout,
                 retry: self.retry,
-                agent: new_agent(
+                conn: Conn::shared(new_agent(
                     self.connect_timeout,
                     self.idle_timeout,
                     &tls,
                     proxy.as_ref(),
-                ),
-                tls,
+                )),
+                connections: Connections::new(self.max_connections, {
+                    let (connect, idle) = (self.connect_timeout, self.idle_timeout);
+                    let (tls, proxy) = (tls.clone(), proxy.clone());
+                    Box::new(move || new_agent(connect, idle, &tls, proxy.as_ref()))
+                }),
                 proxy,
                 slabs: SlabPool::new(self.memory_limit),
             }),
@@ -541,14 +566,19 @@ impl Client {
         self.inner.slabs.trim();
     }
 
-    /// The agent shared by single requests made on this client.
-    pub(crate) fn agent(&self) -> &Agent {
-        &self.inner.agent
+    /// The connection of single requests made on this client.
+    pub(crate) fn conn(&self) -> &Conn {
+        &self.inner.conn
     }
 
-    /// A fresh agent (its own connection pool) for a pipeline worker.
-    pub(crate) fn new_agent(&self) -> Agent {
-        let i = &self.inner;
-        new_agent(i.connect_timeout, i.idle_timeout, &i.tls, i.proxy.as_ref())
+    /// The part connections shared by this client's transfers.
+    pub(crate) fn connections(&self) -> &Connections {
+        &self.inner.connections
+    }
+
+    /// How many part connections the client's transfers use now, used at
+    /// most at once, and made in all.
+    pub fn connection_stats(&self) -> ConnectionStats {
+        self.inner.connections.stats()
     }
 }

@@ -4,7 +4,6 @@
 
 use std::time::SystemTime;
 
-use ureq::Agent;
 use ureq::http;
 
 use super::{Addressing, Client};
@@ -12,6 +11,7 @@ use crate::auth::credentials::Credentials;
 use crate::auth::sigv4::{self, SigningRequest};
 use crate::rdma::attempt::RDMA_TOKEN_HEADER;
 use crate::s3::xml;
+use crate::transport::pool::Conn;
 use crate::transport::{direct, tls};
 use crate::{Error, PayloadSigning, Result};
 
@@ -123,13 +123,13 @@ impl Client {
     /// A bodiless 404 on an object (HeadObject has no body to say why) is
     /// told apart with a HeadBucket of its bucket: `NoSuchBucket` when the
     /// bucket is missing too, else `NoSuchKey`, with a message naming them.
-    pub(crate) fn send(&self, agent: &Agent, req: &Request<'_>) -> Result<Response> {
-        let response = self.send_raw(agent, req)?;
-        check_status(req, response).map_err(|e| self.explain_not_found(agent, req, e))
+    pub(crate) fn send(&self, conn: &Conn, req: &Request<'_>) -> Result<Response> {
+        let response = self.send_raw(conn, req)?;
+        check_status(req, response).map_err(|e| self.explain_not_found(conn, req, e))
     }
 
     /// See [`Client::send`]: names what a bare 404 on an object means.
-    fn explain_not_found(&self, agent: &Agent, req: &Request<'_>, e: Error) -> Error {
+    fn explain_not_found(&self, conn: &Conn, req: &Request<'_>, e: Error) -> Error {
         let (
             Some(key),
             Error::S3 {
@@ -148,10 +148,7 @@ impl Client {
         }
         let bucket = req.bucket;
         let head = Request::new("HeadBucket", http::Method::HEAD, bucket, None);
-        let bucket_status = self
-            .send_raw(agent, &head)
-            .ok()
-            .map(|r| r.status().as_u16());
+        let bucket_status = self.send_raw(conn, &head).ok().map(|r| r.status().as_u16());
         let (code, message) = match bucket_status {
             Some(404) => (
                 "NoSuchBucket",
@@ -189,7 +186,7 @@ impl Client {
     /// credentials refused as expired or invalid are refreshed and the
     /// request sent again (once). Every send is signed with the credentials
     /// current at that moment.
-    pub(crate) fn send_raw(&self, agent: &Agent, req: &Request<'_>) -> Result<Response> {
+    pub(crate) fn send_raw(&self, conn: &Conn, req: &Request<'_>) -> Result<Response> {
         let mut redirected = false;
         let mut refreshed = false;
         loop {
@@ -198,7 +195,7 @@ impl Client {
                 Some(cache) => Some(cache.get()?),
                 None => None,
             };
-            let response = self.send_signed(agent, req, &region, creds.as_deref())?;
+            let response = self.send_signed(conn, req, &region, creds.as_deref())?;
             let status = response.status().as_u16();
             if !matches!(status, 301 | 400 | 403) {
                 return Ok(response);
@@ -307,7 +304,7 @@ impl Client {
     /// One signed (or anonymous) send.
     fn send_signed(
         &self,
-        agent: &Agent,
+        conn: &Conn,
         req: &Request<'_>,
         region: &str,
         creds: Option<&Credentials>,
@@ -362,13 +359,19 @@ impl Client {
             let proxy = i.proxy.as_ref();
             if direct::takes(&i.scheme, req.operation, req.body.len(), proxy) {
                 // A part over plain HTTP: straight from the slab (see direct.rs).
-                direct::send(&request, i.connect_timeout, i.idle_timeout, proxy)
+                direct::send(
+                    &request,
+                    i.connect_timeout,
+                    i.idle_timeout,
+                    proxy,
+                    conn.direct.as_ref(),
+                )
             } else {
-                agent.run(request)
+                conn.agent.run(request)
             }
         } else {
             let request = builder.body(()).map_err(|e| bad_request(req, e))?;
-            agent.run(request)
+            conn.agent.run(request)
         };
         let response = result.map_err(|e| {
             if let Some(e) = tls::certificate_error(req.operation, &authority, &e) {
@@ -391,11 +394,11 @@ impl Client {
     /// Sends `req`, retrying per the client's policy.
     pub(crate) fn send_retrying(
         &self,
-        agent: &Agent,
+        conn: &Conn,
         req: &Request<'_>,
         idempotent: bool,
     ) -> Result<Response> {
-        self.retrying(req, None, idempotent, |_| self.send(agent, req))
+        self.retrying(req, None, idempotent, |_| self.send(conn, req))
     }
 }
 

@@ -4,7 +4,6 @@
 
 use std::io::{ErrorKind, Read};
 
-use ureq::Agent;
 use ureq::http::Method;
 
 use super::Download;
@@ -13,6 +12,7 @@ use crate::pipeline::slab::Slab;
 use crate::rdma::RdmaOp;
 use crate::rdma::attempt::{ByRdma, RDMA_LENGTH_HEADER, RDMA_REPLY_HEADER, attempt};
 use crate::s3::checksum::Crc;
+use crate::transport::pool::Conn;
 use crate::{Error, Result};
 
 /// The operation name of a ranged GET, in errors and logs.
@@ -35,7 +35,7 @@ impl Download<'_> {
     /// registered and the server takes it, else over HTTP, retried on its
     /// own from scratch into the same slab. Returns the range's CRC when the
     /// object's checksum is being verified.
-    pub(super) fn fetch(&self, agent: &Agent, number: u64, slab: &mut Slab) -> Result<Option<Crc>> {
+    pub(super) fn fetch(&self, conn: &Conn, number: u64, slab: &mut Slab) -> Result<Option<Crc>> {
         let (start, len) = self.plan.range(number);
         let part = u32::try_from(number).unwrap_or(u32::MAX);
         let req = self.request(number);
@@ -43,7 +43,7 @@ impl Download<'_> {
         if let Some(slot) = self.rdma_slot(slab).filter(|s| s.usable()) {
             let by_rdma = attempt(
                 self.client,
-                agent,
+                conn,
                 &slot,
                 RdmaOp::Get,
                 len,
@@ -64,7 +64,7 @@ impl Download<'_> {
         self.client.retrying(&req, Some(part), true, |_| {
             let response = match reply.take() {
                 Some(r) => r,
-                None => self.client.send(agent, &req).map_err(|e| self.changed(e))?,
+                None => self.client.send(conn, &req).map_err(|e| self.changed(e))?,
             };
             self.read_range(response, start, buf)
         })?;

@@ -348,7 +348,6 @@ impl<'a> Download<'a> {
     /// A buffer is taken before a range is claimed, so that into a `Write`
     /// the range the caller waits for always has one.
     fn work(&self, file: Option<&File>, events: &Sender<Event<Fetched>>, stop: &Receiver<()>) {
-        let agent = self.client.new_agent();
         loop {
             if self.stopped.load(Ordering::SeqCst)
                 || self.next.load(Ordering::SeqCst) > self.plan.parts
@@ -369,7 +368,12 @@ impl<'a> Download<'a> {
                 return;
             }
             let (start, len) = self.plan.range(number);
-            let mut result = self.fetch(&agent, number, &mut slab);
+            // A connection of the client's pool, for this range only.
+            let stopped = || self.stopped.load(Ordering::SeqCst);
+            let mut result = match self.client.connections().acquire(&stopped) {
+                Some(conn) => self.fetch(&conn, number, &mut slab),
+                None => Err(Error::Cancelled),
+            };
             if let (Ok(_), Some(file)) = (&result, file)
                 && let Err(e) = write_at(file, &slab.as_slice()[..len], start)
             {

@@ -5,10 +5,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use ureq::Agent;
-
 use crate::client::{Request, Response};
 use crate::rdma::{RdmaOp, RdmaRegistration};
+use crate::transport::pool::Conn;
 use crate::{Client, Result};
 
 /// Header carrying the RDMA token of a request.
@@ -54,7 +53,7 @@ pub(crate) enum ByRdma<R> {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attempt<R>(
     client: &Client,
-    agent: &Agent,
+    conn: &Conn,
     slot: &RdmaSlot<'_>,
     op: RdmaOp,
     len: usize,
@@ -78,7 +77,7 @@ pub(crate) fn attempt<R>(
         // While the request is out, no Rust reference to the slab's bytes
         // exists on this side for a GET: the server writes them through the
         // registration.
-        let result = client.send_raw(agent, &rdma_req);
+        let result = client.send_raw(conn, &rdma_req);
         slot.registration.release_token(token);
         // Any reply without the RDMA reply header, success or error (a 501,
         // or a checksum mismatch on an empty upload body), comes from a

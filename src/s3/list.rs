@@ -80,7 +80,7 @@ impl ListObjects {
             req = req.query("continuation-token", t.clone());
         }
         let client = &self.client;
-        let mut response = client.send_retrying(client.agent(), &req, true)?;
+        let mut response = client.send_retrying(client.conn(), &req, true)?;
         let text = read_text(OP, &mut response)?;
         let root = xml::parse(OP, &text)?.expect("ListBucketResult")?;
         let encoded = match root.opt("EncodingType") {
@@ -257,7 +257,7 @@ impl Client {
             .header("content-type", "application/xml")
             .body(body.as_bytes(), PayloadSigning::Signed);
         let reply = self.retrying(&req, None, true, |_| {
-            let mut response = self.send(self.agent(), &req)?;
+            let mut response = self.send(self.conn(), &req)?;
             let text = read_text(OP, &mut response)?;
             let root = xml::parse(OP, &text)?;
             if root.name() == "Error" {

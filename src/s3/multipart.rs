@@ -93,7 +93,7 @@ impl Client {
                 .header("x-amz-checksum-type", "FULL_OBJECT");
         }
         let body = self.retrying(&req, None, true, |_| {
-            let mut response = self.send(self.agent(), &req)?;
+            let mut response = self.send(self.conn(), &req)?;
             read_text("CreateMultipartUpload", &mut response)
         })?;
         let root =
@@ -126,7 +126,7 @@ impl Client {
             upload_id,
             part_number,
         };
-        let sent = send_slab(self, self.agent(), bucket, key, &target, data, args, None)?;
+        let sent = send_slab(self, self.conn(), bucket, key, &target, data, args, None)?;
         Ok(UploadedPart {
             part_number,
             etag: sent.etag,
@@ -177,7 +177,7 @@ impl Client {
                 .header("x-amz-checksum-type", "FULL_OBJECT");
         }
         self.retrying(&req, None, true, |attempt| {
-            let result = self.send(self.agent(), &req).and_then(|mut response| {
+            let result = self.send(self.conn(), &req).and_then(|mut response| {
                 let text = read_text("CompleteMultipartUpload", &mut response)?;
                 // A 200 reply can still be an error document.
                 let root = xml::parse("CompleteMultipartUpload", &text)?;
@@ -242,7 +242,7 @@ impl Client {
         validate_target(bucket, key)?;
         let req = Request::new("AbortMultipartUpload", Method::DELETE, bucket, Some(key))
             .query("uploadId", upload_id);
-        self.send_retrying(self.agent(), &req, true)?;
+        self.send_retrying(self.conn(), &req, true)?;
         Ok(())
     }
 
@@ -264,7 +264,7 @@ impl Client {
             if let Some(m) = &marker {
                 req = req.query("part-number-marker", m.clone());
             }
-            let mut response = self.send_retrying(self.agent(), &req, true)?;
+            let mut response = self.send_retrying(self.conn(), &req, true)?;
             let text = read_text("ListParts", &mut response)?;
             let root = xml::parse("ListParts", &text)?.expect("ListPartsResult")?;
             for p in root.children("Part") {
@@ -306,7 +306,7 @@ impl Client {
                     .query("key-marker", k.clone())
                     .query("upload-id-marker", u.clone());
             }
-            let mut response = self.send_retrying(self.agent(), &req, true)?;
+            let mut response = self.send_retrying(self.conn(), &req, true)?;
             let text = read_text("ListMultipartUploads", &mut response)?;
             let root =
                 xml::parse("ListMultipartUploads", &text)?.expect("ListMultipartUploadsResult")?;

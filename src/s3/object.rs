@@ -105,7 +105,7 @@ impl Client {
         validate_target(bucket, key)?;
         let sent = send_slab(
             self,
-            self.agent(),
+            self.conn(),
             bucket,
             key,
             &Target::Object,
@@ -131,7 +131,7 @@ impl Client {
     pub fn get_object(&self, bucket: &str, key: &str, dest: &mut impl Write) -> Result<ObjectInfo> {
         validate_target(bucket, key)?;
         let req = Request::new("GetObject", Method::GET, bucket, Some(key));
-        let mut response = self.send_retrying(self.agent(), &req, true)?;
+        let mut response = self.send_retrying(self.conn(), &req, true)?;
         let mut reader = response.body_mut().as_reader();
         let size = std::io::copy(&mut reader, dest).map_err(|e| match e.kind() {
             std::io::ErrorKind::Other => Error::Transport {
@@ -163,7 +163,7 @@ impl Client {
         headers: Vec<(String, String)>,
     ) -> Result<(ObjectInfo, HeaderMap)> {
         let req = Request::new("HeadObject", Method::HEAD, bucket, Some(key)).headers(headers);
-        let response = self.send_retrying(self.agent(), &req, true)?;
+        let response = self.send_retrying(self.conn(), &req, true)?;
         let size = header(response.headers(), "content-length")
             .and_then(|v| v.trim().parse().ok())
             .ok_or_else(|| Error::InvalidResponse {
@@ -178,7 +178,7 @@ impl Client {
     pub fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
         validate_target(bucket, key)?;
         let req = Request::new("DeleteObject", Method::DELETE, bucket, Some(key));
-        self.send_retrying(self.agent(), &req, true)?;
+        self.send_retrying(self.conn(), &req, true)?;
         Ok(())
     }
 
@@ -195,7 +195,7 @@ impl Client {
         };
         let req = Request::new("CreateBucket", Method::PUT, bucket, None)
             .body(body.as_bytes(), PayloadSigning::Signed);
-        let mut response = self.send_retrying(self.agent(), &req, true)?;
+        let mut response = self.send_retrying(self.conn(), &req, true)?;
         read_text("CreateBucket", &mut response)?;
         Ok(())
     }

@@ -13,9 +13,9 @@
 //! Used only for `http://` endpoints, directly or through a plain-http
 //! proxy (then with the absolute-form request target, `PUT http://host/...`,
 //! and the proxy's `Proxy-Authorization`); TLS and everything else go
-//! through ureq. Each thread keeps one keep-alive connection (the
-//! pipeline's workers are threads that end with the upload, so their
-//! connections close with them).
+//! through ureq. A part connection of the client's pool keeps its own
+//! keep-alive socket (so it serves transfer after transfer); a request sent
+//! on the client's shared connection uses one kept per calling thread.
 
 use std::cell::RefCell;
 use std::io::{self, ErrorKind, Read, Write};
@@ -50,7 +50,8 @@ pub(crate) fn takes(scheme: &str, operation: &str, body_len: usize, proxy: Optio
         && proxy.is_none_or(|p| p.plain)
 }
 
-struct Conn {
+/// A kept-alive connection of the direct sender.
+pub(crate) struct Conn {
     /// The server's authority, and the proxy's when there is one.
     key: String,
     stream: TcpStream,
@@ -73,15 +74,19 @@ pub(crate) fn send(
     connect_timeout: Duration,
     idle_timeout: Duration,
     proxy: Option<&Proxy>,
+    slot: Option<&parking_lot::Mutex<Option<Conn>>>,
 ) -> Result<http::Response<ureq::Body>, ureq::Error> {
     let authority = request.uri().authority().map_or("", |a| a.as_str());
     let key = match proxy {
         Some(p) => format!("{authority} via {}", p.authority),
         None => authority.to_string(),
     };
-    let cached = CONN
-        .with(|c| c.borrow_mut().take())
-        .filter(|c| c.key == key && c.idle_since.elapsed() < MAX_IDLE && is_open(&c.stream));
+    let taken = match slot {
+        Some(slot) => slot.lock().take(),
+        None => CONN.with(|c| c.borrow_mut().take()),
+    };
+    let cached =
+        taken.filter(|c| c.key == key && c.idle_since.elapsed() < MAX_IDLE && is_open(&c.stream));
     let result = match cached {
         Some(c) => Ok(c),
         None => connect(
@@ -95,7 +100,10 @@ pub(crate) fn send(
         let (response, keep_alive) = exchange(&mut conn.stream, request, proxy)?;
         if keep_alive {
             conn.idle_since = Instant::now();
-            CONN.with(|c| *c.borrow_mut() = Some(conn));
+            match slot {
+                Some(slot) => *slot.lock() = Some(conn),
+                None => CONN.with(|c| *c.borrow_mut() = Some(conn)),
+            }
         }
         Ok(response)
     });
@@ -501,6 +509,7 @@ mod tests {
             Duration::from_secs(5),
             Duration::from_secs(5),
             None,
+            None,
         )?;
         let etag = response
             .headers()
@@ -638,6 +647,7 @@ mod tests {
             &request(&addr, b"small"),
             Duration::from_secs(5),
             Duration::from_millis(200),
+            None,
             None,
         )
         .unwrap_err();

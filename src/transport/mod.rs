@@ -1,7 +1,9 @@
-//! Getting bytes to the server: the HTTP agent, and the direct part sender
-//! that writes a part straight from its slab.
+//! Getting bytes to the server: the HTTP agent, the direct part sender that
+//! writes a part straight from its slab, the client's pool of part
+//! connections, trust (TLS roots) and proxies.
 
 pub(crate) mod direct;
+pub(crate) mod pool;
 pub(crate) mod proxy;
 pub(crate) mod tls;
 

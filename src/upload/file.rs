@@ -204,7 +204,6 @@ impl Upload<'_> {
         event_tx: &Sender<Event<Sent>>,
         stop: &Receiver<()>,
     ) {
-        let agent = self.client.new_agent();
         while !self.stopped.load(Ordering::SeqCst) {
             let number = files.next.fetch_add(1, Ordering::SeqCst);
             if number > files.parts {
@@ -234,7 +233,14 @@ impl Upload<'_> {
                 }),
                 Ok(()) => match files.known.get(&number).and_then(|p| self.intact(p, buf)) {
                     Some(sent) => Ok(sent),
-                    None => self.send_part(&agent, upload_id, number, &slab, len),
+                    None => {
+                        // A connection of the client's pool, for this part only.
+                        let stopped = || self.stopped.load(Ordering::SeqCst);
+                        match self.client.connections().acquire(&stopped) {
+                            Some(conn) => self.send_part(&conn, upload_id, number, &slab, len),
+                            None => Err(Error::Cancelled),
+                        }
+                    }
                 },
             };
             drop(slab);

@@ -19,6 +19,7 @@ use crate::pipeline::slab::{Reservation, Slab};
 use crate::rdma::attempt::RdmaSlot;
 use crate::s3::checksum::Crc;
 use crate::s3::multipart::UploadedPart;
+use crate::transport::pool::Conn;
 use crate::upload::part::{Sent, Target, send_slab};
 use crate::{Client, Error, PutObjectArgs, PutObjectOutput, Result};
 
@@ -85,7 +86,7 @@ impl<'a> Upload<'a> {
     /// Sends one part of the multipart upload `upload_id` from `slab`.
     fn send_part(
         &self,
-        agent: &ureq::Agent,
+        conn: &Conn,
         upload_id: &str,
         number: u32,
         slab: &Slab,
@@ -99,7 +100,7 @@ impl<'a> Upload<'a> {
         let rdma = self.rdma_slot(slab);
         send_slab(
             self.client,
-            agent,
+            conn,
             self.bucket,
             self.key,
             &target,
@@ -113,7 +114,7 @@ impl<'a> Upload<'a> {
     pub(crate) fn single(&self, slab: &Slab, len: usize) -> Result<PutObjectOutput> {
         let sent = send_slab(
             self.client,
-            self.client.agent(),
+            self.client.conn(),
             self.bucket,
             self.key,
             &Target::Object,

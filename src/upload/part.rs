@@ -2,13 +2,13 @@
 //! with retries. Runs on the pipeline's worker threads, so the per-byte work
 //! (checksum, payload hash) happens here.
 
-use ureq::Agent;
 use ureq::http::Method;
 
 use crate::client::{Request, Response, check_status, header};
 use crate::rdma::RdmaOp;
 use crate::rdma::attempt::{ByRdma, RdmaSlot, attempt};
 use crate::s3::checksum::Crc;
+use crate::transport::pool::Conn;
 use crate::{Client, Error, PutObjectArgs, Result};
 
 /// What a buffer is sent as.
@@ -34,7 +34,7 @@ pub(crate) struct Sent {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn send_slab(
     client: &Client,
-    agent: &Agent,
+    conn: &Conn,
     bucket: &str,
     key: &str,
     target: &Target<'_>,
@@ -66,7 +66,7 @@ pub(crate) fn send_slab(
     if let Some(slot) = rdma.filter(|s| s.usable()) {
         let by_rdma = attempt(
             client,
-            agent,
+            conn,
             slot,
             RdmaOp::Put,
             data.len(),
@@ -80,7 +80,7 @@ pub(crate) fn send_slab(
     }
 
     let req = req.body(data, args.payload_signing);
-    let response = client.retrying(&req, part, true, |_| client.send(agent, &req))?;
+    let response = client.retrying(&req, part, true, |_| client.send(conn, &req))?;
     sent(response, operation, crc)
 }
 

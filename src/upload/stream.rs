@@ -260,13 +260,19 @@ impl Upload<'_> {
 
     /// A worker: sends parts until the producer is done, then returns.
     fn work(&self, upload_id: &str, work_rx: &Receiver<Job>, event_tx: &Sender<Event<Sent>>) {
-        let agent = self.client.new_agent();
         for job in work_rx {
-            if self.stopped.load(Ordering::SeqCst) {
+            let stopped = || self.stopped.load(Ordering::SeqCst);
+            // A connection of the client's pool, for this part only.
+            let Some(conn) = self.client.connections().acquire(&stopped) else {
+                drop(job.slab);
+                continue;
+            };
+            if stopped() {
                 drop(job.slab);
                 continue;
             }
-            let result = self.send_part(&agent, upload_id, job.number, &job.slab, job.len);
+            let result = self.send_part(&conn, upload_id, job.number, &job.slab, job.len);
+            drop(conn);
             drop(job.slab);
             if result.is_err() {
                 // The first error ends the upload: send no further part.

@@ -245,7 +245,7 @@ fn network_child() {
         return;
     };
     let var = |n: &str| std::env::var(n).unwrap();
-    let client = Client::builder()
+    let client = s3pump::ClientBuilder::from_env()
         .endpoint(var("S3PUMP_NET_TEST_ENDPOINT"))
         .region(REGION)
         .credentials(Credentials::new(ACCESS_KEY, SECRET_KEY, None))
