@@ -10,6 +10,7 @@ mod cli;
 mod credentials;
 mod direct_http;
 mod download;
+mod engine;
 mod faults;
 mod list;
 mod proxy;
