@@ -1,0 +1,333 @@
+//! Many objects on one client: `cargo bench --bench objects`.
+//!
+//! The S3 server (the in-process test server, s3s-fs, no relay) runs in a
+//! child process, so the CPU time measured here (`getrusage` of this
+//! process) is the client's alone.
+//!
+//! - `many`: 1000 objects of 1 MiB and 100 of 16 MiB, each uploaded with one
+//!   `put_object` per object from one thread in a loop, and from 16 threads
+//!   sharing one client: objects/s, MB/s, client CPU s per GiB. Every
+//!   object's ETag is checked.
+//! - `budget`: 32 concurrent `put_object` of 64 MiB streams on one client
+//!   with `memory_limit` 256 MiB, against 4 concurrent ones moving the same
+//!   2 GiB: wall time, peak RSS (each run in a fresh child process) and the
+//!   pool's peak of mapped slab bytes.
+//!
+//! `S3PUMP_BENCH=many,budget` picks sections (`objects` runs both);
+//! `S3PUMP_BENCH_MARKDOWN=PATH` appends the tables as Markdown.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use s3pump::{Client, Credentials, PayloadSigning, PutObjectArgs};
+use support::harness::{data, md5_hex, multipart_etag};
+use support::server::{ACCESS_KEY, REGION, SECRET_KEY, TestServer};
+
+const MIB: usize = 1 << 20;
+const ROLE: &str = "S3PUMP_BENCH_ROLE";
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    match std::env::var(ROLE).as_deref() {
+        Ok("server") => return role_server(),
+        Ok("budget") => return role_budget(),
+        Ok(other) => panic!("unknown {ROLE} {other:?}"),
+        Err(_) => {}
+    }
+    let sections = std::env::var("S3PUMP_BENCH").unwrap_or_else(|_| "many,budget".into());
+    let wants = |s: &str| sections.split(',').any(|x| x == s || x == "objects");
+    if std::env::args().any(|a| a == "--list") {
+        return Ok(());
+    }
+    let mut md = String::new();
+    println!("{}", machine());
+    if wants("many") {
+        many(&mut md)?;
+    }
+    if wants("budget") {
+        budget(&mut md)?;
+    }
+    if let Ok(path) = std::env::var("S3PUMP_BENCH_MARKDOWN") {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        f.write_all(md.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn machine() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    format!(
+        "machine: {} cores, load average {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
+}
+
+/// The server child: prints `PORT n`, serves until its stdin closes.
+fn role_server() -> Result<(), Box<dyn std::error::Error>> {
+    let server = TestServer::start();
+    server.create_bucket("bench");
+    println!("PORT {}", server.addr().port());
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    while std::io::stdin().read_line(&mut line)? > 0 {}
+    Ok(())
+}
+
+struct ChildServer {
+    child: Child,
+    port: u16,
+}
+
+impl ChildServer {
+    fn start() -> Result<ChildServer, Box<dyn std::error::Error>> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .env(ROLE, "server")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        out.read_line(&mut line)?;
+        let port = line
+            .trim()
+            .strip_prefix("PORT ")
+            .ok_or("the server child did not say its port")?
+            .parse()?;
+        Ok(ChildServer { child, port })
+    }
+
+    fn client(&self) -> Client {
+        client_for(self.port, None)
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+fn client_for(port: u16, memory_limit: Option<u64>) -> Client {
+    let mut b = Client::builder()
+        .endpoint(format!("http://127.0.0.1:{port}"))
+        .region(REGION)
+        .credentials(Credentials::new(ACCESS_KEY, SECRET_KEY, None));
+    if let Some(limit) = memory_limit {
+        b = b.memory_limit(limit);
+    }
+    b.build().expect("client")
+}
+
+/// User and system CPU seconds of this process so far.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a rusage, RUSAGE_SELF.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+fn args() -> PutObjectArgs {
+    PutObjectArgs::new()
+        .part_size(8 << 20)
+        .payload_signing(PayloadSigning::Unsigned)
+}
+
+fn many(md: &mut String) -> Result<(), Box<dyn std::error::Error>> {
+    let server = ChildServer::start()?;
+    let client = server.client();
+    println!("many objects: one client, s3s-fs in a child process, unsigned, CRC64NVME");
+    println!(
+        "{:<14} {:>8} {:>10} {:>9} {:>12}",
+        "workload", "threads", "objects/s", "MB/s", "CPU s/GiB"
+    );
+    md.push_str(
+        "| workload | threads | objects/s | MB/s | client CPU s/GiB |\n|---|---|---|---|---|\n",
+    );
+    for (count, size) in [(1000usize, MIB), (100, 16 * MIB)] {
+        let bodies: Arc<Vec<Vec<u8>>> =
+            Arc::new((0..8).map(|i| data(size, 1000 + i as u64)).collect());
+        let etags: Arc<Vec<String>> = Arc::new(
+            bodies
+                .iter()
+                .map(|b| {
+                    if b.len() <= 8 * MIB {
+                        format!("\"{}\"", md5_hex(b))
+                    } else {
+                        multipart_etag(b, 8 * MIB)
+                    }
+                })
+                .collect(),
+        );
+        for threads in [1usize, 16] {
+            let next = Arc::new(AtomicUsize::new(0));
+            let cpu = cpu_seconds();
+            let started = Instant::now();
+            std::thread::scope(|s| -> Result<(), String> {
+                let handles: Vec<_> = (0..threads)
+                    .map(|_| {
+                        let (client, next, bodies, etags) = (&client, &next, &bodies, &etags);
+                        s.spawn(move || -> Result<(), String> {
+                            loop {
+                                let i = next.fetch_add(1, Ordering::Relaxed);
+                                if i >= count {
+                                    return Ok(());
+                                }
+                                let key = format!("many-{size}-{threads}-{i}");
+                                let out = client
+                                    .put_object("bench", &key, &bodies[i % 8][..], args())
+                                    .map_err(|e| e.to_string())?;
+                                if out.etag != etags[i % 8] {
+                                    return Err(format!("{key}: ETag {}", out.etag));
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                for h in handles {
+                    h.join().map_err(|_| "a thread panicked".to_string())??;
+                }
+                Ok(())
+            })?;
+            let secs = started.elapsed().as_secs_f64();
+            let cpu = cpu_seconds() - cpu;
+            let bytes = (count * size) as f64;
+            let name = format!("{count} × {} MiB", size / MIB);
+            let row = (
+                count as f64 / secs,
+                bytes / secs / 1e6,
+                cpu / (bytes / (1u64 << 30) as f64),
+            );
+            println!(
+                "{name:<14} {threads:>8} {:>10.0} {:>9.1} {:>12.3}",
+                row.0, row.1, row.2
+            );
+            md.push_str(&format!(
+                "| {name} | {threads} | {:.0} | {:.1} | {:.3} |\n",
+                row.0, row.1, row.2
+            ));
+        }
+    }
+    md.push('\n');
+    Ok(())
+}
+
+/// `left` bytes of `src`, over and over: a stream that cannot seek.
+struct Cycle<'a> {
+    src: &'a [u8],
+    pos: usize,
+    left: usize,
+}
+
+impl std::io::Read for Cycle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.left).min(self.src.len() - self.pos);
+        buf[..n].copy_from_slice(&self.src[self.pos..self.pos + n]);
+        self.pos = (self.pos + n) % self.src.len();
+        self.left -= n;
+        Ok(n)
+    }
+}
+
+/// The budget child: `S3PUMP_BENCH_PORT`, `S3PUMP_BENCH_CONCURRENCY`;
+/// prints `RESULT seconds maxrss_kib peak_mapped_bytes`.
+fn role_budget() -> Result<(), Box<dyn std::error::Error>> {
+    let port: u16 = std::env::var("S3PUMP_BENCH_PORT")?.parse()?;
+    let concurrency: usize = std::env::var("S3PUMP_BENCH_CONCURRENCY")?.parse()?;
+    let total = 32usize * 64 * MIB;
+    let each = total / concurrency;
+    let client = client_for(port, Some(256 << 20));
+    let source = data(64 * MIB, 5);
+    let started = Instant::now();
+    std::thread::scope(|s| -> Result<(), String> {
+        let handles: Vec<_> = (0..concurrency)
+            .map(|t| {
+                let (client, source) = (&client, &source);
+                s.spawn(move || -> Result<(), String> {
+                    let reader = Cycle {
+                        src: source,
+                        pos: 0,
+                        left: each,
+                    };
+                    client
+                        .put_object(
+                            "bench",
+                            &format!("budget-{concurrency}-{t}"),
+                            reader,
+                            args(),
+                        )
+                        .map(|out| assert_eq!(out.bytes, each as u64))
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().map_err(|_| "a thread panicked".to_string())??;
+        }
+        Ok(())
+    })?;
+    let secs = started.elapsed().as_secs_f64();
+    // SAFETY: as in cpu_seconds.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to a rusage, RUSAGE_SELF.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    println!(
+        "RESULT {secs} {} {}",
+        u.ru_maxrss,
+        client.slab_stats().peak_mapped_bytes
+    );
+    Ok(())
+}
+
+fn budget(md: &mut String) -> Result<(), Box<dyn std::error::Error>> {
+    let server = ChildServer::start()?;
+    println!("shared budget: 2 GiB of 64 MiB-source streams, memory_limit 256 MiB, one client");
+    println!(
+        "{:<12} {:>9} {:>9} {:>12} {:>16}",
+        "concurrent", "seconds", "MB/s", "peak RSS MiB", "peak slabs MiB"
+    );
+    md.push_str("| concurrent uploads | seconds | MB/s | peak RSS MiB | peak mapped slabs MiB |\n|---|---|---|---|---|\n");
+    for concurrency in [4usize, 32] {
+        let out = Command::new(std::env::current_exe()?)
+            .env(ROLE, "budget")
+            .env("S3PUMP_BENCH_PORT", server.port.to_string())
+            .env("S3PUMP_BENCH_CONCURRENCY", concurrency.to_string())
+            .output()?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("RESULT "))
+            .ok_or_else(|| {
+                format!(
+                    "the budget child failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })?;
+        let f: Vec<f64> = line
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0.0))
+            .collect();
+        let (secs, rss_mib, slabs_mib) = (f[0], f[1] / 1024.0, f[2] / MIB as f64);
+        let mbps = (32 * 64 * MIB) as f64 / secs / 1e6;
+        println!("{concurrency:<12} {secs:>9.2} {mbps:>9.1} {rss_mib:>12.0} {slabs_mib:>16.0}");
+        md.push_str(&format!(
+            "| {concurrency} | {secs:.2} | {mbps:.1} | {rss_mib:.0} | {slabs_mib:.0} |\n"
+        ));
+    }
+    md.push('\n');
+    Ok(())
+}
