@@ -4,6 +4,9 @@
 //! Secrets never leave this module in a printable form: [`Credentials`]'s
 //! `Debug` redacts them, and errors name files, line numbers and variables,
 //! never their values.
+//!
+//! Over 600 lines only with its unit tests (the cache's refresh schedule,
+//! one refresh at a time, failed refreshes), which need its private parts.
 
 use std::fmt;
 use std::path::Path;

@@ -4,6 +4,9 @@
 //! A pure module: no I/O and no clock reads; the caller passes the time. It runs
 //! once per request on the worker threads, so it builds the canonical request in
 //! one buffer and borrows whatever does not need rewriting.
+//!
+//! Over 600 lines only with its unit tests: AWS's published signing examples,
+//! reproduced character for character, canonical request included.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;

@@ -1,6 +1,9 @@
 //! One S3 request: its description, the one place where it is signed and
 //! sent, and the reply turned into a result (an S3 error document into
 //! [`Error::S3`]).
+//!
+//! Over 600 lines only with its unit tests; the code is the one send path
+//! (signing, region redirects, forced credential refresh, TLS errors).
 
 use std::time::SystemTime;
 
