@@ -41,6 +41,7 @@ mod pipeline;
 mod rdma;
 mod s3;
 mod transport;
+mod tree;
 mod upload;
 
 pub use auth::credentials::{Credentials, ProvideCredentials};
@@ -55,4 +56,7 @@ pub use s3::checksum::ChecksumAlgorithm;
 pub use s3::list::{DeleteError, DeleteObjectsOutput, ListObjects, ObjectSummary};
 pub use s3::multipart::{CompletedUpload, MultipartUpload, UploadedPart};
 pub use s3::object::ObjectInfo;
+pub use tree::args::{
+    DEFAULT_TREE_CONCURRENCY, TreeArgs, TreeFailure, TreeProgress, TreeSummary,
+};
 pub use upload::args::{PayloadSigning, PutObjectArgs, PutObjectOutput};
