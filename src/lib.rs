@@ -56,7 +56,5 @@ pub use s3::checksum::ChecksumAlgorithm;
 pub use s3::list::{DeleteError, DeleteObjectsOutput, ListObjects, ObjectSummary};
 pub use s3::multipart::{CompletedUpload, MultipartUpload, UploadedPart};
 pub use s3::object::ObjectInfo;
-pub use tree::args::{
-    DEFAULT_TREE_CONCURRENCY, TreeArgs, TreeFailure, TreeProgress, TreeSummary,
-};
+pub use tree::args::{DEFAULT_TREE_CONCURRENCY, TreeArgs, TreeFailure, TreeProgress, TreeSummary};
 pub use upload::args::{PayloadSigning, PutObjectArgs, PutObjectOutput};

@@ -204,7 +204,8 @@ impl Client {
                 skipped += 1;
                 continue;
             }
-            let path = paths::safe_relative(rest).map_err(|why| format!("key {:?}: {why}", object.key));
+            let path =
+                paths::safe_relative(rest).map_err(|why| format!("key {:?}: {why}", object.key));
             jobs.push(Job {
                 key: object.key.clone(),
                 path,

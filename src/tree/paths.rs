@@ -130,13 +130,7 @@ pub(crate) fn walk(root: &Path, follow_symlinks: bool) -> Result<Vec<Found>> {
     let mut ancestors = HashSet::new();
     ancestors.insert((meta.dev(), meta.ino()));
     let entries = read_sorted(root).map_err(|e| io_error(format!("{}", root.display()), e))?;
-    walk_dir(
-        entries,
-        "",
-        follow_symlinks,
-        &mut ancestors,
-        &mut out,
-    );
+    walk_dir(entries, "", follow_symlinks, &mut ancestors, &mut out);
     Ok(out)
 }
 
