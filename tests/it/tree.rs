@@ -16,7 +16,7 @@ use support::harness::{Harness, data};
 use support::server::{Fault, FaultKind, Op};
 
 /// Every file under `root` (symbolic links as `->target`), by relative path.
-fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
     fn go(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
         for e in std::fs::read_dir(dir).unwrap() {
             let e = e.unwrap();
@@ -39,7 +39,7 @@ fn snapshot(root: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-fn write(root: &Path, rel: &str, body: &[u8]) {
+pub(crate) fn write(root: &Path, rel: &str, body: &[u8]) {
     let p = root.join(rel);
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(p, body).unwrap();
