@@ -11,6 +11,16 @@
 //! - both: `--endpoint`, `--region`, `--path-style`, `--rdma-library`,
 //!   `--no-progress`; `AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
 //!   `AWS_SECRET_ACCESS_KEY`, `S3PUMP_RDMA_LIBRARY`;
+//! - cp: SRC and DEST (a file, `-`, a directory, an s3:// URL; a key or
+//!   path ending in `/` gets the other side's name), `--recursive`,
+//!   `--concurrency`, `--keep-going`, `--follow-symlinks`, the upload-only and
+//!   download-only options refused on the other direction; the summary
+//!   `{"objects","bytes","failed","seconds"}`, failed objects on stderr;
+//! - ls: `s3://BUCKET[/PREFIX]`, `--json` (`{"key","size","last_modified","etag"}`),
+//!   more than 1000 keys; rm: one key, `--recursive` over more than 1000 keys,
+//!   `{"deleted","failed"}`;
+//! - every command: `--profile`, `--no-sign-request`, `--ca-bundle`, and put's
+//!   `--signed-payload`; refusals name the credential source;
 //! - the JSON line `{"bucket","key","etag","parts","bytes","seconds"}`;
 //! - exit status 0, 1, 2, 130 (SIGINT), 143 (SIGTERM); help and version.
 #![cfg(feature = "cli")]
@@ -160,8 +170,8 @@ fn put_from_stdin_and_get_round_trip() {
     let fields = json_fields(&stdout);
     assert_eq!(
         fields[3],
-        ("parts".to_string(), "7".to_string()),
-        "2 MiB ranges"
+        ("parts".to_string(), "8".to_string()),
+        "13 MiB in ranges of at most 2 MiB, balanced over the 2 in flight"
     );
     assert!(
         std::fs::read(&dest).unwrap() == body,
@@ -1300,4 +1310,108 @@ fn ca_bundle_and_signed_payload_over_https() {
     // The two payload flags exclude each other.
     let (code, _, stderr) = put(&["--signed-payload", "--unsigned-payload"]);
     assert_eq!(code, Some(2), "{stderr}");
+}
+
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
+#[test]
+fn cp_streams_and_refuses_what_it_cannot_do() {
+    let h = Harness::new();
+    if h.local().is_none() {
+        return;
+    }
+    let body = data(100_000, 9);
+    let url = format!("s3://{}/streamed", h.bucket);
+    let mut cmd = s3pump(&h, &["cp", "-", &url]);
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(h.read_back("streamed"), body);
+    // To standard output: the bytes on stdout, the JSON line on stderr.
+    let out = s3pump(&h, &["cp", &url, "-"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(out.stdout == body, "stdout differs");
+    assert_eq!(json_fields(&stderr_of(&out))[1].1, "\"streamed\"");
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let bucket_url = format!("s3://{}/", h.bucket);
+    let cases: [(&[&str], &str); 8] = [
+        (&["cp", d, d], "must be an s3:// URL"),
+        (&["cp", &url, &url], "not supported"),
+        (
+            &["cp", &url, d, "--checksum", "none"],
+            "--checksum applies to uploads only",
+        ),
+        (&["cp", d, &url, "--no-verify-checksum"], "downloads only"),
+        (
+            &["cp", d, &url, "--concurrency", "2"],
+            "--concurrency needs --recursive",
+        ),
+        (&["cp", "--recursive", "-", &url], "standard input"),
+        (&["cp", &bucket_url, d], "use --recursive"),
+        (&["cp", "-", &bucket_url], "name the key"),
+    ];
+    for (args, expected) in cases {
+        let (code, stdout, stderr) = run(s3pump(&h, args));
+        let want = if expected == "name the key" { 1 } else { 2 };
+        assert_eq!(code, Some(want), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
+#[test]
+fn cp_recursive_stops_at_the_first_failure_and_skips_symlinks_unless_asked() {
+    let h = Harness::new();
+    let Some(server) = h.local() else { return };
+    let outside = tempfile::tempdir().unwrap();
+    write(outside.path(), "secret", b"outside");
+    let src = tempfile::tempdir().unwrap();
+    for i in 0..4 {
+        write(src.path(), &format!("f{i}"), &data(100, i));
+    }
+    std::os::unix::fs::symlink(outside.path().join("secret"), src.path().join("link")).unwrap();
+    let cp = |prefix: &str, extra: &[&str]| {
+        let mut args = vec![
+            "cp".to_string(),
+            "--recursive".into(),
+            "--concurrency".into(),
+            "1".into(),
+            src.path().to_str().unwrap().into(),
+            format!("s3://{}/{prefix}", h.bucket),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(s3pump(&h, &args))
+    };
+    let (code, stdout, stderr) = cp("plain", &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(json_fields(&stdout)[0].1, "4");
+    assert!(stderr.contains("symbolic link, not followed"), "{stderr}");
+    assert!(server.object_bytes(&h.bucket, "plain/link").is_none());
+
+    let (code, stdout, stderr) = cp("follow", &["--follow-symlinks"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(json_fields(&stdout)[0].1, "5");
+    assert_eq!(h.read_back("follow/link"), b"outside");
+
+    // Without --keep-going the first failure starts no new object.
+    server.inject(Fault::new(
+        Op::PutObject,
+        FaultKind::status(403, "AccessDenied"),
+    ));
+    let (code, stdout, stderr) = cp("stop", &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let fields = json_fields(&stdout);
+    assert_eq!((fields[0].1.as_str(), fields[2].1.as_str()), ("0", "1"));
+    assert!(stderr.contains("failed: s3://"), "{stderr}");
+    assert!(stderr.contains("3 objects not started"), "{stderr}");
 }
