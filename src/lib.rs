@@ -10,6 +10,8 @@
 //! [`Client::download_to_file`] and [`Client::download`] run the other way:
 //! N ranged GETs in parallel into the same kind of buffers, then into a file
 //! (in any order) or a [`std::io::Write`] (strictly in order).
+//! [`Client::upload_dir`] and [`Client::download_prefix`] move whole trees,
+//! many objects at once, with one progress callback and a [`TreeSummary`].
 //!
 //! ```no_run
 //! use s3pump::{Client, PutObjectArgs};

@@ -410,10 +410,18 @@ fn failures_exit_1_and_usage_errors_exit_2_with_one_line_naming_the_cause() {
 /// stderr, as an error, with status 1.
 #[test]
 fn help_and_version_go_to_stdout_formatted_with_status_0() {
-    let cases: [(&[&str], &[&str]); 6] = [
+    let cases: [(&[&str], &[&str]); 9] = [
         (
             &["--help"],
-            &["Usage: s3pump <COMMAND>", "put", "get", "Exit status:"],
+            &[
+                "Usage: s3pump <COMMAND>",
+                "put",
+                "get",
+                "cp",
+                "ls",
+                "rm",
+                "Exit status:",
+            ],
         ),
         (&["-h"], &["Usage: s3pump <COMMAND>"]),
         (&["help"], &["Usage: s3pump <COMMAND>"]),
@@ -445,6 +453,37 @@ fn help_and_version_go_to_stdout_formatted_with_status_0() {
                 "--part-size <SIZE>",
                 "--endpoint <URL>",
                 "130",
+            ],
+        ),
+        (
+            &["cp", "--help"],
+            &[
+                "Usage: s3pump cp [OPTIONS] <SRC> <DEST>",
+                "--recursive",
+                "--concurrency <N>",
+                "--keep-going",
+                "--follow-symlinks",
+                "--signed-payload",
+                "--no-verify-checksum",
+                "--profile <NAME>",
+                "--no-sign-request",
+                "--ca-bundle <PATH>",
+                "{\"objects\":N,\"bytes\":N,\"failed\":N,\"seconds\":F}",
+            ],
+        ),
+        (
+            &["ls", "--help"],
+            &[
+                "Usage: s3pump ls [OPTIONS] <s3://BUCKET[/PREFIX]>",
+                "--json",
+                "--profile <NAME>",
+            ],
+        ),
+        (
+            &["rm", "--help"],
+            &[
+                "Usage: s3pump rm [OPTIONS] <s3://BUCKET/KEY>",
+                "--recursive",
             ],
         ),
         (
@@ -1340,17 +1379,21 @@ fn cp_streams_and_refuses_what_it_cannot_do() {
 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_str().unwrap();
+    let file = dir.path().join("f");
+    std::fs::write(&file, b"f").unwrap();
+    let f = file.to_str().unwrap();
     let bucket_url = format!("s3://{}/", h.bucket);
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 9] = [
         (&["cp", d, d], "must be an s3:// URL"),
+        (&["cp", d, &bucket_url], "is a directory; use --recursive"),
         (&["cp", &url, &url], "not supported"),
         (
             &["cp", &url, d, "--checksum", "none"],
             "--checksum applies to uploads only",
         ),
-        (&["cp", d, &url, "--no-verify-checksum"], "downloads only"),
+        (&["cp", f, &url, "--no-verify-checksum"], "downloads only"),
         (
-            &["cp", d, &url, "--concurrency", "2"],
+            &["cp", f, &url, "--concurrency", "2"],
             "--concurrency needs --recursive",
         ),
         (&["cp", "--recursive", "-", &url], "standard input"),

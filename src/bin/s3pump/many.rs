@@ -61,6 +61,14 @@ pub fn check_cp(c: &Cp) -> Result<(), String> {
     if !upload && let Some(flag) = upload_only(c) {
         return Err(format!("{flag} applies to uploads only"));
     }
+    if let (Loc::Local(path), false) = (&src, c.recursive)
+        && path.is_dir()
+    {
+        return Err(format!(
+            "{} is a directory; use --recursive to copy a tree",
+            path.display()
+        ));
+    }
     if c.recursive {
         if c.src == "-" || c.dest == "-" {
             return Err("--recursive copies a directory, not standard input or output".into());
