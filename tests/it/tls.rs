@@ -245,7 +245,8 @@ fn network_child() {
         return;
     };
     let var = |n: &str| std::env::var(n).unwrap();
-    let client = Client::builder()
+    // Trust and proxies from this child's environment: only from_env reads it.
+    let client = s3pump::ClientBuilder::from_env()
         .endpoint(var("S3PUMP_NET_TEST_ENDPOINT"))
         .region(REGION)
         .credentials(Credentials::new(ACCESS_KEY, SECRET_KEY, None))
