@@ -439,3 +439,39 @@ fn a_cancelled_tree_stops_and_leaves_no_upload_open() {
     assert!(listed < 40, "{listed} objects went up after the cancel");
     assert!(h.open_uploads().is_empty());
 }
+
+#[test]
+fn concurrency_caps_the_objects_in_flight() {
+    let h = Harness::new();
+    let Some(server) = h.local() else { return };
+    for i in 0..12 {
+        server.put_object_bytes(&h.bucket, &format!("c/{i:02}"), &data(1000, i));
+    }
+    for concurrency in [1, 4] {
+        server.reset_stats();
+        // Every GET held 100 ms: objects overlap as much as they are allowed to.
+        for _ in 0..12 {
+            server.inject(Fault::new(
+                Op::GetObject,
+                FaultKind::Delay(std::time::Duration::from_millis(100)),
+            ));
+        }
+        let target = tempfile::tempdir().unwrap();
+        let out = h
+            .client()
+            .download_prefix(
+                &h.bucket,
+                "c",
+                target.path(),
+                TreeArgs::new().concurrency(concurrency),
+            )
+            .unwrap();
+        assert!(out.is_complete(), "{:?}", out.failures);
+        assert_eq!(out.objects, 12);
+        assert_eq!(
+            server.stats().peak_get_objects_in_flight,
+            concurrency as u64,
+            "concurrency {concurrency}"
+        );
+    }
+}
