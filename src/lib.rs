@@ -10,6 +10,8 @@
 //! [`Client::download_to_file`] and [`Client::download`] run the other way:
 //! N ranged GETs in parallel into the same kind of buffers, then into a file
 //! (in any order) or a [`std::io::Write`] (strictly in order).
+//! [`Client::upload_dir`] and [`Client::download_prefix`] move whole trees,
+//! many objects at once, with one progress callback and a [`TreeSummary`].
 //!
 //! ```no_run
 //! use s3pump::{Client, PutObjectArgs};
@@ -41,6 +43,7 @@ mod pipeline;
 mod rdma;
 mod s3;
 mod transport;
+mod tree;
 mod upload;
 
 pub use auth::credentials::{Credentials, ProvideCredentials};
@@ -57,4 +60,5 @@ pub use s3::list::{DeleteError, DeleteObjectsOutput, ListObjects, ObjectSummary}
 pub use s3::multipart::{CompletedUpload, MultipartUpload, UploadedPart};
 pub use s3::object::ObjectInfo;
 pub use transport::pool::ConnectionStats;
+pub use tree::args::{DEFAULT_TREE_CONCURRENCY, TreeArgs, TreeFailure, TreeProgress, TreeSummary};
 pub use upload::args::{PayloadSigning, PutObjectArgs, PutObjectOutput};

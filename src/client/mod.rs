@@ -549,6 +549,14 @@ impl Client {
         &self.inner.region
     }
 
+    /// Where the client's credentials come from, for messages (never a
+    /// secret): `"environment (AWS_ACCESS_KEY_ID)"`, `"IMDS role X"`,
+    /// `"profile `p`: static keys"`…; `None` when requests are not signed
+    /// ([`ClientBuilder::anonymous`]).
+    pub fn credentials_source(&self) -> Option<String> {
+        self.inner.credentials.as_ref().map(|c| c.describe())
+    }
+
     /// The part buffers shared by this client's transfers.
     pub(crate) fn slabs(&self) -> &Arc<SlabPool> {
         &self.inner.slabs

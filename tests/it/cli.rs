@@ -11,6 +11,16 @@
 //! - both: `--endpoint`, `--region`, `--path-style`, `--rdma-library`,
 //!   `--no-progress`; `AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
 //!   `AWS_SECRET_ACCESS_KEY`, `S3PUMP_RDMA_LIBRARY`;
+//! - cp: SRC and DEST (a file, `-`, a directory, an s3:// URL; a key or
+//!   path ending in `/` gets the other side's name), `--recursive`,
+//!   `--concurrency`, `--keep-going`, `--follow-symlinks`, the upload-only and
+//!   download-only options refused on the other direction; the summary
+//!   `{"objects","bytes","failed","seconds"}`, failed objects on stderr;
+//! - ls: `s3://BUCKET[/PREFIX]`, `--json` (`{"key","size","last_modified","etag"}`),
+//!   more than 1000 keys; rm: one key, `--recursive` over more than 1000 keys,
+//!   `{"deleted","failed"}`;
+//! - every command: `--profile`, `--no-sign-request`, `--ca-bundle`, and put's
+//!   `--signed-payload`; refusals name the credential source;
 //! - the JSON line `{"bucket","key","etag","parts","bytes","seconds"}`;
 //! - exit status 0, 1, 2, 130 (SIGINT), 143 (SIGTERM); help and version.
 #![cfg(feature = "cli")]
@@ -162,7 +172,7 @@ fn put_from_stdin_and_get_round_trip() {
     assert_eq!(
         fields[3],
         ("parts".to_string(), "8".to_string()),
-        "2 MiB ranges, evened out"
+        "13 MiB in ranges of at most 2 MiB, balanced over the 2 in flight"
     );
     assert!(
         std::fs::read(&dest).unwrap() == body,
@@ -401,10 +411,18 @@ fn failures_exit_1_and_usage_errors_exit_2_with_one_line_naming_the_cause() {
 /// stderr, as an error, with status 1.
 #[test]
 fn help_and_version_go_to_stdout_formatted_with_status_0() {
-    let cases: [(&[&str], &[&str]); 6] = [
+    let cases: [(&[&str], &[&str]); 9] = [
         (
             &["--help"],
-            &["Usage: s3pump <COMMAND>", "put", "get", "Exit status:"],
+            &[
+                "Usage: s3pump <COMMAND>",
+                "put",
+                "get",
+                "cp",
+                "ls",
+                "rm",
+                "Exit status:",
+            ],
         ),
         (&["-h"], &["Usage: s3pump <COMMAND>"]),
         (&["help"], &["Usage: s3pump <COMMAND>"]),
@@ -436,6 +454,37 @@ fn help_and_version_go_to_stdout_formatted_with_status_0() {
                 "--part-size <SIZE>",
                 "--endpoint <URL>",
                 "130",
+            ],
+        ),
+        (
+            &["cp", "--help"],
+            &[
+                "Usage: s3pump cp [OPTIONS] <SRC> <DEST>",
+                "--recursive",
+                "--concurrency <N>",
+                "--keep-going",
+                "--follow-symlinks",
+                "--signed-payload",
+                "--no-verify-checksum",
+                "--profile <NAME>",
+                "--no-sign-request",
+                "--ca-bundle <PATH>",
+                "{\"objects\":N,\"bytes\":N,\"failed\":N,\"seconds\":F}",
+            ],
+        ),
+        (
+            &["ls", "--help"],
+            &[
+                "Usage: s3pump ls [OPTIONS] <s3://BUCKET[/PREFIX]>",
+                "--json",
+                "--profile <NAME>",
+            ],
+        ),
+        (
+            &["rm", "--help"],
+            &[
+                "Usage: s3pump rm [OPTIONS] <s3://BUCKET/KEY>",
+                "--recursive",
             ],
         ),
         (
@@ -962,4 +1011,451 @@ fn progress_is_drawn_only_on_a_terminal_unless_turned_off() {
     let (terminal, json) = put_on_a_terminal(&h, &src, &["--no-progress"]);
     assert!(json.starts_with("{\"bucket\":"), "{json}");
     assert_eq!(terminal, "", "--no-progress draws nothing");
+}
+
+// ---- cp, ls, rm and the connection flags ----
+
+use crate::tree::{snapshot, write};
+
+/// Runs `cmd` and returns (status, stdout, stderr).
+fn run(mut cmd: Command) -> (Option<i32>, String, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
+#[test]
+fn cp_recursive_up_and_down_gives_an_identical_tree() {
+    let h = Harness::new();
+    if h.local().is_none() {
+        return;
+    }
+    let src = tempfile::tempdir().unwrap();
+    write(src.path(), "a.jpg", &data(3000, 1));
+    write(src.path(), "empty", b"");
+    write(src.path(), "2024/summer/beach day.jpg", &data(70_000, 2));
+    write(src.path(), "2024/ünïcødé 写真.png", &data(5000, 3));
+    write(src.path(), "2024/summer/big.raw", &data((5 << 20) + 1, 4));
+    let files = 5;
+    let bytes = 3000 + 70_000 + 5000 + (5 << 20) + 1;
+    let url = format!("s3://{}/photos", h.bucket);
+    let (code, stdout, stderr) = run(s3pump(
+        &h,
+        &[
+            "cp",
+            "--recursive",
+            src.path().to_str().unwrap(),
+            &url,
+            "--concurrency",
+            "3",
+            "--part-size",
+            "5MiB",
+        ],
+    ));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let fields = json_fields(&stdout);
+    let names: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, ["objects", "bytes", "failed", "seconds"]);
+    assert_eq!(fields[0].1, files.to_string());
+    assert_eq!(fields[1].1, bytes.to_string());
+    assert_eq!(fields[2].1, "0");
+    assert!(fields[3].1.parse::<f64>().unwrap() >= 0.0);
+    assert_eq!(
+        h.read_back("photos/2024/ünïcødé 写真.png"),
+        data(5000, 3),
+        "keys are the prefix, '/', and the relative path"
+    );
+
+    let dest = tempfile::tempdir().unwrap();
+    let copy = dest.path().join("copy");
+    let (code, stdout, stderr) = run(s3pump(
+        &h,
+        &[
+            "cp",
+            "--recursive",
+            &format!("{url}/"),
+            copy.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(json_fields(&stdout)[0].1, files.to_string());
+    // As `diff -r` would see them: the same paths with the same bytes.
+    assert_eq!(snapshot(&copy), snapshot(src.path()));
+
+    // A single object each way, with the name taken from the other side.
+    let (code, _, stderr) = run(s3pump(
+        &h,
+        &[
+            "cp",
+            src.path().join("a.jpg").to_str().unwrap(),
+            &format!("s3://{}/single/", h.bucket),
+        ],
+    ));
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, stdout, stderr) = run(s3pump(
+        &h,
+        &[
+            "cp",
+            &format!("s3://{}/single/a.jpg", h.bucket),
+            &format!("{}/", dest.path().display()),
+        ],
+    ));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(json_fields(&stdout)[1].1, "\"single/a.jpg\"");
+    assert_eq!(
+        std::fs::read(dest.path().join("a.jpg")).unwrap(),
+        data(3000, 1)
+    );
+}
+
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
+#[test]
+fn cp_recursive_lists_failed_objects_and_exits_1() {
+    let h = Harness::new();
+    let Some(server) = h.local() else { return };
+    let src = tempfile::tempdir().unwrap();
+    for i in 0..4 {
+        write(src.path(), &format!("f{i}"), &data(100, i));
+    }
+    server.inject(Fault::new(
+        Op::PutObject,
+        FaultKind::status(403, "AccessDenied"),
+    ));
+    let (code, stdout, stderr) = run(s3pump(
+        &h,
+        &[
+            "cp",
+            "--recursive",
+            "--keep-going",
+            "--concurrency",
+            "1",
+            src.path().to_str().unwrap(),
+            &format!("s3://{}/p/", h.bucket),
+        ],
+    ));
+    assert_eq!(code, Some(1), "{stderr}");
+    let fields = json_fields(&stdout);
+    assert_eq!((fields[0].1.as_str(), fields[2].1.as_str()), ("3", "1"));
+    let failed: Vec<&str> = stderr.lines().collect();
+    assert_eq!(failed.len(), 1, "{stderr}");
+    assert!(
+        failed[0].starts_with(&format!("s3pump: failed: s3://{}/p/f0", h.bucket)),
+        "{stderr}"
+    );
+    // A refusal names where the credentials came from, never the secret.
+    assert!(
+        failed[0].contains("credentials from: environment (AWS_ACCESS_KEY_ID)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(SECRET_KEY), "{stderr}");
+}
+
+/// Puts `n` objects under `prefix` directly into the server's store.
+fn many_objects(server: &TestServer, bucket: &str, prefix: &str, n: usize) -> Vec<String> {
+    let keys: Vec<String> = (0..n).map(|i| format!("{prefix}{i:05}")).collect();
+    for key in &keys {
+        server.put_object_bytes(bucket, key, key.as_bytes());
+    }
+    keys
+}
+
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
+#[test]
+fn ls_pages_through_more_than_1000_keys() {
+    let h = Harness::new();
+    let Some(server) = h.local() else { return };
+    let keys = many_objects(server, &h.bucket, "many/", 1203);
+    server.put_object_bytes(&h.bucket, "other", b"x");
+    server.reset_stats();
+    let (code, stdout, stderr) = run(s3pump(&h, &["ls", &format!("s3://{}/many/", h.bucket)]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let listed: Vec<&str> = stdout.lines().collect();
+    assert_eq!(listed.len(), keys.len());
+    for (line, key) in listed.iter().zip(&keys) {
+        // size, last modified, key
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(parts.len(), 3, "{line}");
+        assert_eq!(parts[0], key.len().to_string(), "{line}");
+        assert!(parts[1].starts_with("20"), "{line}");
+        assert_eq!(parts[2], key, "{line}");
+    }
+    assert!(server.stats().list_objects_calls >= 2, "one page only");
+
+    let (code, stdout, stderr) = run(s3pump(&h, &["ls", "--json", &format!("s3://{}", h.bucket)]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout.lines().count(), keys.len() + 1);
+    let first: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(first["key"], "many/00000");
+    assert_eq!(first["size"], 10);
+    assert!(first["last_modified"].is_string(), "{first}");
+}
+
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
+#[test]
+fn rm_recursive_deletes_more_than_1000_keys_in_batches() {
+    let h = Harness::new();
+    let Some(server) = h.local() else { return };
+    many_objects(server, &h.bucket, "gone/", 1203);
+    // Not under the prefix "gone/" although they start with "gone".
+    server.put_object_bytes(&h.bucket, "gone-not/kept", b"x");
+    server.put_object_bytes(&h.bucket, "single", b"x");
+    server.reset_stats();
+    let (code, stdout, stderr) = run(s3pump(
+        &h,
+        &["rm", "--recursive", &format!("s3://{}/gone", h.bucket)],
+    ));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout.trim(), r#"{"deleted":1203,"failed":0}"#);
+    assert_eq!(server.stats().delete_objects_calls, 2);
+    assert_eq!(h.client().list_objects(&h.bucket, "gone/").count(), 0);
+    assert!(server.object_bytes(&h.bucket, "gone-not/kept").is_some());
+
+    let (code, stdout, stderr) = run(s3pump(&h, &["rm", &format!("s3://{}/single", h.bucket)]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout.trim(), r#"{"deleted":1,"failed":0}"#);
+    assert!(server.object_bytes(&h.bucket, "single").is_none());
+    // A prefix without --recursive is refused.
+    let (code, _, stderr) = run(s3pump(&h, &["rm", &format!("s3://{}", h.bucket)]));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("--recursive"), "{stderr}");
+}
+
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
+#[test]
+fn no_sign_request_sends_no_credentials() {
+    let h = Harness::new();
+    let Some(server) = h.local() else { return };
+    server.put_object_bytes(&h.bucket, "k", b"x");
+    let before = server.access_keys_used().len();
+    // Valid keys are in the environment: --no-sign-request must not use them.
+    let (code, stdout, stderr) = run(s3pump(
+        &h,
+        &["ls", "--no-sign-request", &format!("s3://{}", h.bucket)],
+    ));
+    // The server takes only signed requests: an unsigned one is refused.
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stdout.is_empty());
+    assert!(stderr.contains("AccessDenied"), "{stderr}");
+    assert!(stderr.contains("not signed"), "{stderr}");
+    assert_eq!(
+        server.access_keys_used().len(),
+        before,
+        "a request was signed"
+    );
+    // The same without the flag is signed and listed.
+    let (code, stdout, stderr) = run(s3pump(&h, &["ls", &format!("s3://{}", h.bucket)]));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.ends_with(" k\n"), "{stdout}");
+}
+
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
+#[test]
+fn profile_picks_the_named_profile_of_the_shared_files() {
+    let h = Harness::new();
+    if h.local().is_none() {
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".aws")).unwrap();
+    std::fs::write(
+        home.path().join(".aws/credentials"),
+        format!(
+            "[default]\naws_access_key_id = AKIDWRONG\naws_secret_access_key = wrong-secret-0123\n\n\
+             [good]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        home.path().join(".aws/config"),
+        format!("[default]\nregion = {REGION}\n\n[profile good]\nregion = {REGION}\n"),
+    )
+    .unwrap();
+    let cmd = |extra: &[&str]| {
+        let mut cmd = bin();
+        cmd.env("HOME", home.path())
+            .arg("ls")
+            .arg(format!("s3://{}", h.bucket))
+            .args(extra)
+            .args(["--endpoint", h.endpoint()]);
+        cmd
+    };
+    let (code, _, stderr) = run(cmd(&["--profile", "good"]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, _, stderr) = run(cmd(&[]));
+    assert_eq!(
+        code,
+        Some(1),
+        "the default profile's keys are wrong: {stderr}"
+    );
+    assert!(
+        stderr.contains("credentials from: profile `default`: static keys"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("wrong-secret-0123"), "{stderr}");
+    let (code, _, stderr) = run(cmd(&["--profile", "missing"]));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("missing"), "{stderr}");
+}
+
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
+#[test]
+fn ca_bundle_and_signed_payload_over_https() {
+    use support::tls_front::{TestCa, Validity};
+    let h = Harness::new();
+    let Some(server) = h.local() else { return };
+    let ca = TestCa::new("s3pump cli CA");
+    let front = crate::tls::front(&h, &ca.issue(&["127.0.0.1"], Validity::Current));
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("ca.pem");
+    std::fs::write(&bundle, ca.pem()).unwrap();
+    let file = dir.path().join("f");
+    std::fs::write(&file, data(1000, 5)).unwrap();
+    let put = |extra: &[&str]| {
+        let mut cmd = bin();
+        cmd.env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("AWS_REGION", REGION)
+            .arg("put")
+            .arg(&file)
+            .arg(format!("s3://{}/k", h.bucket))
+            .args(["--endpoint", &front.endpoint("127.0.0.1")])
+            .args(extra);
+        run(cmd)
+    };
+    // The private CA is unknown without the flag.
+    let (code, _, stderr) = put(&[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("AWS_CA_BUNDLE"), "{stderr}");
+    // With it: over https the default sends UNSIGNED-PAYLOAD and a checksum...
+    server.reset_stats();
+    let (code, _, stderr) = put(&["--ca-bundle", bundle.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(server.stats().unsigned_payload_calls, 1);
+    // ...and --signed-payload signs the SHA-256 of the body.
+    server.reset_stats();
+    let (code, _, stderr) = put(&["--ca-bundle", bundle.to_str().unwrap(), "--signed-payload"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let stats = server.stats();
+    assert_eq!(
+        (stats.put_object_calls, stats.unsigned_payload_calls),
+        (1, 0)
+    );
+    assert_eq!(h.read_back("k"), data(1000, 5));
+    // The two payload flags exclude each other.
+    let (code, _, stderr) = put(&["--signed-payload", "--unsigned-payload"]);
+    assert_eq!(code, Some(2), "{stderr}");
+}
+
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
+#[test]
+fn cp_streams_and_refuses_what_it_cannot_do() {
+    let h = Harness::new();
+    if h.local().is_none() {
+        return;
+    }
+    let body = data(100_000, 9);
+    let url = format!("s3://{}/streamed", h.bucket);
+    let mut cmd = s3pump(&h, &["cp", "-", &url]);
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(h.read_back("streamed"), body);
+    // To standard output: the bytes on stdout, the JSON line on stderr.
+    let out = s3pump(&h, &["cp", &url, "-"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(out.stdout == body, "stdout differs");
+    assert_eq!(json_fields(&stderr_of(&out))[1].1, "\"streamed\"");
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let file = dir.path().join("f");
+    std::fs::write(&file, b"f").unwrap();
+    let f = file.to_str().unwrap();
+    let bucket_url = format!("s3://{}/", h.bucket);
+    let cases: [(&[&str], &str); 9] = [
+        (&["cp", d, d], "must be an s3:// URL"),
+        (&["cp", d, &bucket_url], "is a directory; use --recursive"),
+        (&["cp", &url, &url], "not supported"),
+        (
+            &["cp", &url, d, "--checksum", "none"],
+            "--checksum applies to uploads only",
+        ),
+        (&["cp", f, &url, "--no-verify-checksum"], "downloads only"),
+        (
+            &["cp", f, &url, "--concurrency", "2"],
+            "--concurrency needs --recursive",
+        ),
+        (&["cp", "--recursive", "-", &url], "standard input"),
+        (&["cp", &bucket_url, d], "use --recursive"),
+        (&["cp", "-", &bucket_url], "name the key"),
+    ];
+    for (args, expected) in cases {
+        let (code, stdout, stderr) = run(s3pump(&h, args));
+        let want = if expected == "name the key" { 1 } else { 2 };
+        assert_eq!(code, Some(want), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
+
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
+#[test]
+fn cp_recursive_stops_at_the_first_failure_and_skips_symlinks_unless_asked() {
+    let h = Harness::new();
+    let Some(server) = h.local() else { return };
+    let outside = tempfile::tempdir().unwrap();
+    write(outside.path(), "secret", b"outside");
+    let src = tempfile::tempdir().unwrap();
+    for i in 0..4 {
+        write(src.path(), &format!("f{i}"), &data(100, i));
+    }
+    std::os::unix::fs::symlink(outside.path().join("secret"), src.path().join("link")).unwrap();
+    let cp = |prefix: &str, extra: &[&str]| {
+        let mut args = vec![
+            "cp".to_string(),
+            "--recursive".into(),
+            "--concurrency".into(),
+            "1".into(),
+            src.path().to_str().unwrap().into(),
+            format!("s3://{}/{prefix}", h.bucket),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(s3pump(&h, &args))
+    };
+    let (code, stdout, stderr) = cp("plain", &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(json_fields(&stdout)[0].1, "4");
+    assert!(stderr.contains("symbolic link, not followed"), "{stderr}");
+    assert!(server.object_bytes(&h.bucket, "plain/link").is_none());
+
+    let (code, stdout, stderr) = cp("follow", &["--follow-symlinks"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(json_fields(&stdout)[0].1, "5");
+    assert_eq!(h.read_back("follow/link"), b"outside");
+
+    // Without --keep-going the first failure starts no new object.
+    server.inject(Fault::new(
+        Op::PutObject,
+        FaultKind::status(403, "AccessDenied"),
+    ));
+    let (code, stdout, stderr) = cp("stop", &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let fields = json_fields(&stdout);
+    assert_eq!((fields[0].1.as_str(), fields[2].1.as_str()), ("0", "1"));
+    assert!(stderr.contains("failed: s3://"), "{stderr}");
+    assert!(stderr.contains("3 objects not started"), "{stderr}");
 }

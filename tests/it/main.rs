@@ -23,5 +23,6 @@ mod secrets;
 mod soak;
 mod support_selftest;
 mod tls;
+mod tree;
 mod upload_file;
 mod xml_replies;

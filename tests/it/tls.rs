@@ -245,6 +245,7 @@ fn network_child() {
         return;
     };
     let var = |n: &str| std::env::var(n).unwrap();
+    // Trust and proxies from this child's environment: only from_env reads it.
     let client = s3pump::ClientBuilder::from_env()
         .endpoint(var("S3PUMP_NET_TEST_ENDPOINT"))
         .region(REGION)

@@ -54,10 +54,44 @@ pub enum Command {
     /// Download s3://BUCKET/KEY to a file or to standard output.
     #[command(after_help = EXIT_STATUS, args_override_self = true)]
     Get(Get),
+    /// Copy a file, a stream or (with --recursive) a directory tree to S3,
+    /// or objects from S3, as `aws s3 cp` does.
+    #[command(after_help = CP_HELP, args_override_self = true)]
+    Cp(Cp),
+    /// List the objects under s3://BUCKET[/PREFIX]: size, last modified, key.
+    #[command(after_help = EXIT_STATUS, args_override_self = true)]
+    Ls(Ls),
+    /// Delete s3://BUCKET/KEY, or every object under a prefix (--recursive).
+    #[command(after_help = EXIT_STATUS, args_override_self = true)]
+    Rm(Rm),
 }
 
+/// Shown at the end of `cp --help`.
+const CP_HELP: &str = "\
+Examples:
+  s3pump cp ./disk.img s3://b/images/          (the key is images/disk.img)
+  s3pump cp - s3://b/k < stream                (standard input)
+  s3pump cp s3://b/images/disk.img ./          (writes ./disk.img)
+  s3pump cp s3://b/k -                         (standard output)
+  s3pump cp --recursive ./photos s3://b/photos
+  s3pump cp --recursive s3://b/photos ./copy
+
+With --recursive a key is the prefix, a '/' and the file's path under the
+directory; keys ending in '/' are skipped on download, and a key that would
+leave the directory ('..', a leading '/', an empty segment) is refused and
+counts as failed. One JSON line at the end:
+{\"objects\":N,\"bytes\":N,\"failed\":N,\"seconds\":F}; each failed object is
+one line on stderr, and any failure makes the exit status 1.
+
+Exit status:
+  0    success
+  1    failure (the error is one line on stderr; --recursive: an object failed)
+  2    usage error
+  130  interrupted by SIGINT (Ctrl-C), 143 by SIGTERM: the upload was aborted,
+       a partial download removed; a second signal exits at once";
+
 /// `s3pump put SRC s3://BUCKET/KEY`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Put {
     /// A file (its parts are read in parallel), or - for standard input (read
     /// as a stream of unknown size). A pipe or device is read as a stream.
@@ -73,6 +107,11 @@ pub struct Put {
     /// SHA-256 of the data; the checksum still protects it).
     #[arg(long)]
     pub unsigned_payload: bool,
+    /// Sign the SHA-256 of every part, on https too. Without this or
+    /// --unsigned-payload: UNSIGNED-PAYLOAD plus the checksum over https,
+    /// signed over http (as the AWS SDKs do).
+    #[arg(long, conflicts_with = "unsigned_payload")]
+    pub signed_payload: bool,
     /// The object's Content-Type.
     #[arg(long, value_name = "T", allow_hyphen_values = true)]
     pub content_type: Option<String>,
@@ -95,7 +134,7 @@ pub struct Put {
 }
 
 /// `s3pump get s3://BUCKET/KEY DEST`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Get {
     /// What to download.
     #[arg(value_name = "s3://BUCKET/KEY", value_parser = parse_s3_url)]
@@ -117,7 +156,7 @@ pub struct Get {
 }
 
 /// How the object is cut into parts (or ranges).
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Transfer")]
 pub struct Transfer {
     /// Part (or range) size: bytes, or a number with KiB, MiB or GiB.
@@ -133,7 +172,7 @@ pub struct Transfer {
 }
 
 /// Where the server is and how to reach it.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Connection")]
 pub struct Connection {
     /// S3 endpoint (else AWS_ENDPOINT_URL, else AWS).
@@ -146,10 +185,103 @@ pub struct Connection {
     /// Path-style addressing (on by default with an endpoint).
     #[arg(long)]
     pub path_style: bool,
+    /// The profile of ~/.aws/config and ~/.aws/credentials to take the
+    /// credentials (and region) from; the AWS_ACCESS_KEY_ID keys are then
+    /// not used (else AWS_PROFILE, else the default chain).
+    #[arg(long, value_name = "NAME", allow_hyphen_values = true)]
+    pub profile: Option<String>,
+    /// Send requests unsigned, with no credentials (public buckets).
+    #[arg(long, conflicts_with = "profile")]
+    pub no_sign_request: bool,
+    /// PEM file of the root certificates to trust for https (else
+    /// AWS_CA_BUNDLE, the profile's ca_bundle, else the system's store and
+    /// the bundled Mozilla roots).
+    #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
+    pub ca_bundle: Option<PathBuf>,
+}
+
+/// `s3pump cp SRC DEST [--recursive]`.
+#[derive(Debug, Args)]
+pub struct Cp {
+    /// A file, - (standard input), a directory (with --recursive) or an
+    /// s3:// URL.
+    #[arg(value_name = "SRC")]
+    pub src: String,
+    /// A file, - (standard output), a directory, or an s3:// URL; a URL or
+    /// path ending in '/' (or an existing directory) gets the source's name.
+    #[arg(value_name = "DEST")]
+    pub dest: String,
+    /// Copy a directory tree to s3://BUCKET/PREFIX, or every object under
+    /// a prefix to a directory.
+    #[arg(long)]
+    pub recursive: bool,
+    /// Objects copied at once (with --recursive). Defaults to 16.
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub concurrency: Option<usize>,
+    /// Go on with the other objects after one failed (with --recursive);
+    /// without it the first failure starts no new object.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Follow symbolic links in an uploaded tree (they are skipped, with a
+    /// warning, without it).
+    #[arg(long)]
+    pub follow_symlinks: bool,
+    /// Upload: checksum sent with every part and checked by the server.
+    #[arg(long, value_name = "ALGORITHM", allow_hyphen_values = true)]
+    pub checksum: Option<Checksum>,
+    /// Upload: send the parts with UNSIGNED-PAYLOAD (see `put --help`).
+    #[arg(long)]
+    pub unsigned_payload: bool,
+    /// Upload: sign the SHA-256 of every part (see `put --help`).
+    #[arg(long, conflicts_with = "unsigned_payload")]
+    pub signed_payload: bool,
+    /// Upload: the objects' Content-Type.
+    #[arg(long, value_name = "T", allow_hyphen_values = true)]
+    pub content_type: Option<String>,
+    /// Upload: user metadata (x-amz-meta-K: V); may be repeated.
+    #[arg(long, value_name = "K=V", value_parser = parse_meta, allow_hyphen_values = true)]
+    pub meta: Vec<(String, String)>,
+    /// Download: do not check the objects' full-object checksums.
+    #[arg(long)]
+    pub no_verify_checksum: bool,
+    #[command(flatten)]
+    pub transfer: Transfer,
+    #[command(flatten)]
+    pub connection: Connection,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+/// `s3pump ls s3://BUCKET[/PREFIX]`.
+#[derive(Debug, Args)]
+pub struct Ls {
+    /// The bucket, and the prefix the keys start with (every object under
+    /// it, at any depth).
+    #[arg(value_name = "s3://BUCKET[/PREFIX]", value_parser = parse_s3_location)]
+    pub url: S3Url,
+    /// One JSON object a line: {"key","size","last_modified","etag"}.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+/// `s3pump rm s3://BUCKET/KEY [--recursive]`.
+#[derive(Debug, Args)]
+pub struct Rm {
+    /// The object; with --recursive, the prefix (a '/' is added to a prefix
+    /// that lacks one; s3://BUCKET alone is the whole bucket).
+    #[arg(value_name = "s3://BUCKET/KEY", value_parser = parse_s3_location)]
+    pub url: S3Url,
+    /// Delete every object under the prefix, 1000 keys a request.
+    #[arg(long)]
+    pub recursive: bool,
+    #[command(flatten)]
+    pub connection: Connection,
 }
 
 /// What is shown while the transfer runs.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Output")]
 pub struct Output {
     /// No progress bar (it is shown only when stderr is a terminal).
@@ -183,7 +315,8 @@ impl From<Checksum> for ChecksumAlgorithm {
 pub struct S3Url {
     /// The bucket.
     pub bucket: String,
-    /// The key (never empty).
+    /// The key (never empty), or for `cp`, `ls` and `rm` the key or prefix
+    /// (may be empty).
     pub key: String,
     /// The URL as given, for messages.
     pub text: String,
@@ -199,6 +332,22 @@ pub fn parse_s3_url(s: &str) -> Result<S3Url, String> {
         .ok_or_else(|| format!("{s:?} has no key: use s3://BUCKET/KEY"))?;
     if bucket.is_empty() || key.is_empty() {
         return Err(format!("{s:?} needs both a bucket and a key"));
+    }
+    Ok(S3Url {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+        text: s.to_string(),
+    })
+}
+
+/// Splits `s3://bucket[/key-or-prefix]`; the key may be empty.
+pub fn parse_s3_location(s: &str) -> Result<S3Url, String> {
+    let rest = s
+        .strip_prefix("s3://")
+        .ok_or_else(|| format!("{s:?} is not an s3://BUCKET[/PREFIX] URL"))?;
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        return Err(format!("{s:?} has no bucket"));
     }
     Ok(S3Url {
         bucket: bucket.to_string(),

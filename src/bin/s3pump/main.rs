@@ -3,13 +3,18 @@
 //! ```text
 //! s3pump put SRC s3://BUCKET/KEY [OPTIONS]
 //! s3pump get s3://BUCKET/KEY DEST [OPTIONS]
+//! s3pump cp SRC DEST [--recursive] [OPTIONS]
+//! s3pump ls s3://BUCKET[/PREFIX] [--json]
+//! s3pump rm s3://BUCKET/KEY [--recursive]
 //! ```
 //!
 //! `s3pump --help` and `s3pump put --help` say the rest. Modules: `args`
-//! (the command line), `progress` (the bar), `signals` (SIGINT/SIGTERM
-//! cancel the transfer), `stream` (a stream source a cancel can interrupt).
+//! (the command line), `many` (cp, ls, rm), `progress` (the bar), `signals`
+//! (SIGINT/SIGTERM cancel the transfer), `stream` (a stream source a cancel
+//! can interrupt).
 
 mod args;
+mod many;
 mod progress;
 mod signals;
 mod stream;
@@ -48,20 +53,28 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Command::Cp(c) = &cli.command
+        && let Err(msg) = many::check_cp(c)
+    {
+        eprintln!("s3pump: error: {msg}; try 's3pump cp --help'");
+        return ExitCode::from(USAGE_ERROR);
+    }
     let (result, kept_upload) = match &cli.command {
-        Command::Put(p) => (put(p, &cancel), p.keep_failed_upload),
-        Command::Get(g) => (get(g, &cancel), false),
+        Command::Put(p) => (put(p, &cancel).map(Done::from), p.keep_failed_upload),
+        Command::Get(g) => (get(g, &cancel).map(Done::from), false),
+        Command::Cp(c) => (many::cp(c, &cancel), false),
+        Command::Ls(l) => (many::ls(l), false),
+        Command::Rm(r) => (many::rm(r), false),
     };
     progress::finish();
     match (result, interrupt.signal()) {
-        (Ok(report), signal) => {
+        (Ok(done), signal) => {
             if signal.is_some() {
                 progress::eprintln(
                     "s3pump: the transfer was complete before it could be cancelled",
                 );
             }
-            report.print();
-            ExitCode::SUCCESS
+            done.print()
         }
         (Err(msg), Some(signal)) => {
             // Cancelled: the notice is out already. A kept upload's id is
@@ -140,19 +153,79 @@ impl Report {
             to_stderr: false,
         }
     }
+}
 
-    fn print(&self) {
-        let line = serde_json::to_string(self).expect("a report serialises");
-        if self.to_stderr {
-            eprintln!("{line}");
-        } else {
-            println!("{line}");
+/// What a command that succeeded (as a whole) prints, and its status.
+#[derive(Default)]
+struct Done {
+    /// Lines for stderr first (failed objects).
+    errors: Vec<String>,
+    /// The JSON line (or `ls`' lines) for stdout.
+    lines: Vec<String>,
+    /// The JSON line goes to stderr instead (after a download to stdout).
+    to_stderr: bool,
+    /// Exit status 1 (an object failed).
+    failed: bool,
+}
+
+impl From<Report> for Done {
+    fn from(r: Report) -> Done {
+        Done {
+            lines: vec![serde_json::to_string(&r).expect("a report serialises")],
+            to_stderr: r.to_stderr,
+            ..Done::default()
         }
     }
 }
 
+impl Done {
+    fn print(&self) -> ExitCode {
+        for e in &self.errors {
+            eprintln!("s3pump: {}", e.replace('\n', " "));
+        }
+        for line in &self.lines {
+            if self.to_stderr {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
+        }
+        if self.failed {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// The error message of a request with `client`: `context: error`, and
+/// where the credentials came from when the server refused them (or they
+/// could not be had); never a secret.
+fn failure(client: &Client, context: &str, e: &s3pump::Error) -> String {
+    let mut msg = format!("{context}: {e}");
+    if matches!(
+        e.kind(),
+        s3pump::ErrorKind::AccessDenied | s3pump::ErrorKind::Credentials
+    ) {
+        match client.credentials_source() {
+            Some(source) => msg.push_str(&format!(" (credentials from: {source})")),
+            None => msg.push_str(" (the request was not signed: --no-sign-request)"),
+        }
+    }
+    msg
+}
+
 fn client(c: &Connection) -> Result<Client, String> {
     let mut b = s3pump::ClientBuilder::from_env();
+    if let Some(p) = &c.profile {
+        b = b.profile(p);
+    }
+    if c.no_sign_request {
+        b = b.anonymous();
+    }
+    if let Some(path) = &c.ca_bundle {
+        b = b.ca_bundle(path);
+    }
     if let Some(e) = &c.endpoint {
         b = b.endpoint(e);
     }
@@ -187,8 +260,10 @@ fn put(p: &Put, cancel: &CancelHandle) -> Result<Report, String> {
     }
     args = args.payload_signing(if p.unsigned_payload {
         PayloadSigning::Unsigned
-    } else {
+    } else if p.signed_payload {
         PayloadSigning::Signed
+    } else {
+        PayloadSigning::Auto
     });
     if let Some(ct) = &p.content_type {
         args = args.content_type(ct);
@@ -237,7 +312,7 @@ fn put(p: &Put, cancel: &CancelHandle) -> Result<Report, String> {
             }
         }
     }
-    .map_err(|e| format!("{}: {e}", url.text))?;
+    .map_err(|e| failure(&client, &url.text, &e))?;
     Ok(Report::new(
         url,
         out.etag,
@@ -273,7 +348,7 @@ fn get(g: &Get, cancel: &CancelHandle) -> Result<Report, String> {
     } else {
         client.download_to_file(bucket, key, &g.dest, args)
     }
-    .map_err(|e| format!("{}: {e}", url.text))?;
+    .map_err(|e| failure(&client, &url.text, &e))?;
     let mut report = Report::new(url, out.etag, out.parts, out.size, started);
     report.to_stderr = to_stdout;
     Ok(report)

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use s3pump::Progress;
+use s3pump::{Progress, TreeProgress};
 
 static BAR: OnceLock<ProgressBar> = OnceLock::new();
 
@@ -44,6 +44,35 @@ pub fn start(
         bar.set_position(p.bytes_sent);
         true
     })
+}
+
+/// Starts the bar of a tree (`cp --recursive`) when it is wanted: bytes of
+/// the whole tree, and objects done.
+pub fn start_tree(wanted: bool) -> Option<impl FnMut(TreeProgress) -> bool + Send + 'static> {
+    if !wanted || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = BAR.get_or_init(|| {
+        let bar = ProgressBar::new(0).with_style(tree_style());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    });
+    let bar = bar.clone();
+    Some(move |p: TreeProgress| {
+        bar.set_length(p.bytes_total);
+        bar.set_position(p.bytes_done);
+        bar.set_message(format!("{}/{} objects", p.objects_done, p.objects_total));
+        true
+    })
+}
+
+fn tree_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "[{elapsed_precise}] [{bar:30}] {percent:>3}% {binary_bytes}/{binary_total_bytes} \
+         {binary_bytes_per_sec} {msg}",
+    )
+    .expect("a valid template")
+    .progress_chars("#> ")
 }
 
 fn known_size_style() -> ProgressStyle {
