@@ -323,7 +323,9 @@ impl ClientBuilder {
     /// buffers before it starts and waits, holding nothing, until they fit
     /// (while the others go on); one that cannot fit two buffers even alone
     /// fails before anything is sent. Buffers are reused from transfer to
-    /// transfer and unmapped after 30 s unused. A transfer's own
+    /// transfer, and unmapped once unused for 30 s (checked whenever a buffer
+    /// is taken or given back; [`Client::release_idle_buffers`] frees them at
+    /// once). A transfer's own
     /// `memory_limit` ([`PutObjectArgs::memory_limit`](crate::PutObjectArgs::memory_limit),
     /// [`DownloadArgs::memory_limit`](crate::DownloadArgs::memory_limit))
     /// can only lower it for that transfer.
@@ -339,8 +341,8 @@ impl ClientBuilder {
 
     /// The most part connections (parts and ranges on the wire) of all
     /// transfers on this client and its clones at once. A part waits for a
-    /// free connection, first come first served, so concurrent transfers
-    /// share them fairly; each transfer is still capped by its own
+    /// free connection (woken as one comes back), so concurrent transfers
+    /// share them; each transfer is still capped by its own
     /// `max_inflight_parts`. A connection kept alive by one transfer carries
     /// the next one's parts (no new TCP or TLS handshake); idle ones are
     /// closed after 15 s. Single requests (HeadObject, a one-part PutObject,
@@ -475,7 +477,11 @@ impl ClientBuilder {
             .port_u16()
             .unwrap_or(if scheme == "https" { 443 } else { 80 });
         let proxy = proxy::resolve(&self.proxy, &scheme, host, port, env)?;
-        let tls = tls::tls_config(&self.trust, env)?;
+        let trust = TrustSettings {
+            profile: self.profile.clone(),
+            ..self.trust.clone()
+        };
+        let tls = tls::tls_config(&trust, env)?;
         let credentials = match self.credentials {
             Some(CredentialsSetting::Static(c)) => {
                 Some(CredentialsCache::new(Box::new(c.clone()), false, Some(c)))
@@ -568,7 +574,8 @@ impl Client {
     }
 
     /// Unmaps every idle part buffer now. Idle buffers are otherwise kept for
-    /// the next transfer and unmapped after 30 s unused; all of them go when
+    /// the next transfer and unmapped once unused for 30 s (checked as buffers
+    /// are taken and given back); all of them go when
     /// the last clone of the client is dropped.
     pub fn release_idle_buffers(&self) {
         self.inner.slabs.trim();

@@ -218,9 +218,16 @@ impl Client {
                 || code == "PermanentRedirect"
                 || (text.is_empty() && header_region.as_deref().is_some_and(|r| r != region));
             if wrong_region {
+                // The server's word goes into a host name: only what a
+                // region name can be.
                 let expected = xml::text(&text, "Region")
                     .filter(|r| !r.is_empty())
-                    .or(header_region);
+                    .or(header_region)
+                    .filter(|r| {
+                        r.len() <= 32
+                            && r.bytes()
+                                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    });
                 match expected {
                     Some(expected) if expected != region && !redirected => {
                         self.learn_region(req.bucket, &expected, &region);

@@ -140,7 +140,9 @@ impl Download<'_> {
                         total.map_or("of unknown size".to_string(), |t| t.to_string())
                     )))
                 }
-                Some(Some((a, b, _))) if a == start && b + 1 == start + len => Ok(()),
+                Some(Some((a, b, _))) if a == start && b.checked_add(1) == Some(start + len) => {
+                    Ok(())
+                }
                 Some(other) => Err(Error::InvalidResponse {
                     operation: GET,
                     message: format!(

@@ -1,5 +1,5 @@
 //! Parallel ranged downloads: one HeadObject for the size and ETag, then N
-//! worker threads, each with its own connection, fetching byte ranges with
+//! worker threads, on the client's pool of connections, fetching byte ranges with
 //! `If-Match` into page-aligned slabs (`fetch`: over HTTP, or by RDMA where
 //! a provider is set and the server takes it). The ranges go into a file at
 //! their offsets or into a `Write` in order (`sink`); the caller's thread

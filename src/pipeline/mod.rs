@@ -54,6 +54,7 @@ impl CancelHandle {
     }
 }
 
-/// The progress callback; in a mutex only so that `PutObjectArgs` is `Sync`
-/// (it is called from the caller's thread alone).
+/// The progress callback. The args hold it as `Arc<Mutex<ProgressFn>>`: the
+/// mutex only makes them `Sync` (it is called from the caller's thread
+/// alone), the `Arc` lets them be `Clone`.
 pub(crate) type ProgressFn = Box<dyn FnMut(Progress) -> bool + Send>;

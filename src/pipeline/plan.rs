@@ -122,7 +122,7 @@ fn finish_upload(
         None => (MAX_PARTS, part_size * MAX_PARTS, part_size),
     };
     let limit = args.memory_limit.min(client_limit);
-    let slots = fit_in_memory(args.max_inflight_parts, slab_len, limit)?;
+    let slots = fit_in_memory(args.max_inflight_parts, parts, slab_len, limit)?;
     let plan = Plan {
         part_size,
         slab_len: slab_len_usize(slab_len)?,
@@ -145,7 +145,7 @@ pub(crate) fn download(size: u64, args: &DownloadArgs, client_limit: u64) -> Res
     let parts = size.div_ceil(part_size);
     let slab_len = part_size.min(size).max(1);
     let limit = args.memory_limit.min(client_limit);
-    let slots = fit_in_memory(args.max_inflight_parts, slab_len, limit)?;
+    let slots = fit_in_memory(args.max_inflight_parts, parts, slab_len, limit)?;
     let plan = Plan {
         part_size,
         slab_len: slab_len_usize(slab_len)?,
@@ -252,9 +252,12 @@ pub(crate) fn check_inflight(n: usize) -> Result<usize> {
 /// How many of `n` parts may be in flight at once: few enough that one
 /// buffer more than that, of `slab_len` bytes each, stays within
 /// `memory_limit` (lowered with a log line at INFO). An error when not even
-/// two buffers fit.
-fn fit_in_memory(inflight: usize, slab_len: u64, memory_limit: u64) -> Result<usize> {
+/// two buffers fit (one, for an object of one part).
+fn fit_in_memory(inflight: usize, parts: u64, slab_len: u64, memory_limit: u64) -> Result<usize> {
     let fit = memory_limit / slab_len.max(1);
+    if parts <= 1 && fit >= 1 {
+        return Ok(1);
+    }
     if fit < 2 {
         return Err(Error::invalid(format!(
             "memory_limit of {memory_limit} bytes does not hold two buffers of {slab_len} bytes"
@@ -370,6 +373,14 @@ mod tests {
         assert!(err.contains("memory_limit"), "{err}");
         // A small object needs small buffers only.
         assert_eq!(download(MIB, &args, L).unwrap().slab_len, MIB as usize);
+        // An object of one part needs one buffer only.
+        let one = PutObjectArgs::new().size(3 * MIB).memory_limit(4 * MIB);
+        assert_eq!(upload(&one, L).unwrap().inflight, 1);
+        let two = PutObjectArgs::new()
+            .size(12 * MIB)
+            .part_size(5 * MIB)
+            .memory_limit(6 * MIB);
+        assert!(upload(&two, L).is_err());
     }
 
     #[test]

@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, select};
@@ -31,8 +31,12 @@ pub(crate) const SLAB_IDLE_TIME: Duration = Duration::from_secs(30);
 struct Mapping {
     registration: Option<Box<dyn RdmaRegistration>>,
     map: MmapMut,
-    /// The provider it is registered with (its address), when it is.
-    provider: Option<usize>,
+    /// What it is kept for: its length, and the provider it is registered
+    /// with (by address), when it is.
+    key: Key,
+    /// Keeps the provider's allocation, hence its address, from being reused
+    /// by another provider while this mapping is registered with it.
+    _provider: Option<Weak<dyn RdmaProvider>>,
 }
 
 /// What a slab is reused for: the same length and the same RDMA provider.
@@ -211,16 +215,22 @@ impl SlabPool {
                 st.stats.mapped_bytes -= idle.key.len as u64;
                 evicted.push(idle);
             }
+            // Counted before mapping, so that no other transfer maps past the
+            // limit meanwhile; taken back if the mapping fails.
             st.stats.mapped_bytes += key.len as u64;
-            st.stats.peak_mapped_bytes = st.stats.peak_mapped_bytes.max(st.stats.mapped_bytes);
-            st.stats.slabs_created += 1;
         }
         // Unmapped outside the lock.
         drop(evicted);
         let mapping = map(key, rdma);
-        if mapping.is_err() {
-            self.state.lock().stats.mapped_bytes -= key.len as u64;
+        let mut st = self.state.lock();
+        match &mapping {
+            Ok(_) => {
+                st.stats.peak_mapped_bytes = st.stats.peak_mapped_bytes.max(st.stats.mapped_bytes);
+                st.stats.slabs_created += 1;
+            }
+            Err(_) => st.stats.mapped_bytes -= key.len as u64,
         }
+        drop(st);
         mapping
     }
 
@@ -230,14 +240,25 @@ impl SlabPool {
         }
     }
 
-    /// Takes back a mapping for the next transfer.
-    fn give_back(&self, key: Key, mapping: Mapping) {
-        let mut st = self.state.lock();
-        st.idle.push(Idle {
-            key,
-            mapping,
-            since: Instant::now(),
-        });
+    /// Takes back a mapping for the next transfer, and unmaps those idle
+    /// for longer than [`SLAB_IDLE_TIME`].
+    fn give_back(&self, mapping: Mapping) {
+        let expired = {
+            let mut st = self.state.lock();
+            let now = Instant::now();
+            let (expired, kept): (Vec<Idle>, Vec<Idle>) = std::mem::take(&mut st.idle)
+                .into_iter()
+                .partition(|i| now.duration_since(i.since) > SLAB_IDLE_TIME);
+            st.idle = kept;
+            Self::forget(&mut st, &expired);
+            st.idle.push(Idle {
+                key: mapping.key,
+                mapping,
+                since: now,
+            });
+            expired
+        };
+        drop(expired);
     }
 
     /// Unmaps every idle slab (the client has been idle, or is going away).
@@ -277,10 +298,20 @@ fn map(key: Key, rdma: &Option<Arc<dyn RdmaProvider>>) -> Result<Mapping> {
         }
         _ => None,
     };
+    // A buffer the provider did not register is an ordinary one.
+    let key = Key {
+        provider: registration.as_ref().and(key.provider),
+        ..key
+    };
+    let provider = rdma
+        .as_ref()
+        .filter(|_| key.provider.is_some())
+        .map(Arc::downgrade);
     Ok(Mapping {
         registration,
         map,
-        provider: key.provider,
+        key,
+        _provider: provider,
     })
 }
 
@@ -391,8 +422,7 @@ impl Slab {
 impl Drop for Slab {
     fn drop(&mut self) {
         if let Some(mapping) = self.mapping.take() {
-            debug_assert_eq!(mapping.provider, self.home.key.provider);
-            self.home.pool.give_back(self.home.key, mapping);
+            self.home.pool.give_back(mapping);
         }
         self.home.held.lock().0 -= 1;
         let _ = self.home.permit_tx.try_send(());

@@ -98,7 +98,8 @@ impl Connections {
 
     /// A connection for one part: an idle one (the most recently used),
     /// else a new one while fewer than `max` are in use, else the next one
-    /// given back, first come first served. `None` when `stop` says the
+    /// given back (waiters are woken one at a time as connections come back;
+    /// there is no strict queue). `None` when `stop` says the
     /// transfer ended while it waited.
     pub fn acquire(&self, stop: &dyn Fn() -> bool) -> Option<Lease<'_>> {
         let mut st = self.state.lock();

@@ -49,6 +49,9 @@ pub(crate) struct TrustSettings {
     pub ca_bundle: Option<PathBuf>,
     /// Certificates from [`ClientBuilder::add_root_certificates_pem`](crate::ClientBuilder::add_root_certificates_pem).
     pub extra: Vec<Certificate<'static>>,
+    /// The profile whose `ca_bundle` counts ([`ClientBuilder::profile`](crate::ClientBuilder::profile);
+    /// `None`: `AWS_PROFILE`, else `default`).
+    pub profile: Option<String>,
 }
 
 /// Parses the certificates of a PEM text (other items, such as keys, are
@@ -73,7 +76,7 @@ fn named_bundle(settings: &TrustSettings, env: Env) -> Option<(PathBuf, &'static
     if let Some(p) = env("AWS_CA_BUNDLE").filter(|v| !v.is_empty()) {
         return Some((PathBuf::from(p), "AWS_CA_BUNDLE"));
     }
-    crate::auth::ini::profile_setting(env, None, "ca_bundle")
+    crate::auth::ini::profile_setting(env, settings.profile.as_deref(), "ca_bundle")
         .map(|p| (PathBuf::from(p), "the profile's ca_bundle"))
 }
 
@@ -296,7 +299,7 @@ mod tests {
         // The builder's path wins over the environment.
         let settings = TrustSettings {
             ca_bundle: Some(bundle.clone()),
-            extra: Vec::new(),
+            ..TrustSettings::default()
         };
         let env = env_of(&[("AWS_CA_BUNDLE", "/nonexistent/ca.pem")]);
         assert_eq!(root_certs(&settings, &env).unwrap().len(), 1);
@@ -335,10 +338,33 @@ mod tests {
         );
         // Added certificates come on top.
         let settings = TrustSettings {
-            ca_bundle: None,
             extra: parse_pem_certs(pem.as_bytes(), "test").unwrap(),
+            ..TrustSettings::default()
         };
         assert_eq!(root_certs(&settings, &env).unwrap().len(), bundled + 1);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_chosen_profiles_ca_bundle_counts() {
+        let dir = std::env::temp_dir().join(format!("s3pump-tls-profile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("config");
+        std::fs::write(
+            &config,
+            "[default]\nca_bundle = /default/ca.pem\n[profile p]\nca_bundle = /p/ca.pem\n",
+        )
+        .unwrap();
+        let env = env_of(&[("AWS_CONFIG_FILE", config.to_str().unwrap())]);
+        let named = |profile: Option<&str>| {
+            let settings = TrustSettings {
+                profile: profile.map(str::to_string),
+                ..TrustSettings::default()
+            };
+            named_bundle(&settings, &env).map(|(p, _)| p)
+        };
+        assert_eq!(named(Some("p")), Some(PathBuf::from("/p/ca.pem")));
+        assert_eq!(named(None), Some(PathBuf::from("/default/ca.pem")));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
