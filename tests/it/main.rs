@@ -11,6 +11,7 @@ mod credentials;
 mod direct_http;
 mod download;
 mod faults;
+mod https_parts;
 mod list;
 mod proxy;
 mod put_object;
