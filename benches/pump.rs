@@ -11,7 +11,8 @@
 //!   number of connections, to a separate discarding process) is measured
 //!   right before each N, as the physical limit.
 //! - `disk`: the in-process s3s-fs server without relay, 1 GiB, N = 1 and 8.
-//! - `micro`: SigV4 signing per request, SHA-256, CRC64NVME and memcpy rates.
+//! - `micro`: SigV4 signing per request, SHA-256, CRC64NVME, memcpy and TLS
+//!   record encryption (ring) rates.
 //!
 //! Environment: `S3PUMP_BENCH=scaling,ceiling,disk,micro` picks sections;
 //! `S3PUMP_BENCH_GIB` (ceiling size, default 4), `S3PUMP_BENCH_SCALING_MIB`
@@ -1109,5 +1110,68 @@ fn micro() -> Table {
         format!("{:.2} GB/s", gbps(copy)),
         format!("{:.3} s", per_gib(copy)),
     ]);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let (tls, suite) = tls_record_encrypt(provider, part);
+    t.row(vec![
+        format!("TLS record encrypt, ring, 16 KiB records ({suite})"),
+        format!("{:.0} MB/s", MICRO_PART as f64 / tls / 1e6),
+        format!("{:.3} s", per_gib(tls)),
+    ]);
     t
+}
+
+/// Seconds one thread takes to turn `part` into TLS records as the direct
+/// sender does (rustls's buffered API: 256 KiB at a time encrypted into
+/// 16 KiB records, then written out, here to a sink), on a connection whose
+/// handshake was made in memory with `provider`; and the negotiated suite.
+fn tls_record_encrypt(provider: Arc<rustls::crypto::CryptoProvider>, part: &[u8]) -> (f64, String) {
+    use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
+    let ca = support::tls_front::TestCa::new("s3pump bench CA");
+    let cert = ca.issue(&["bench.test"], support::tls_front::Validity::Current);
+    let mut roots = RootCertStore::empty();
+    for item in rustls::pki_types::pem::PemObject::pem_slice_iter(ca.pem().as_bytes()) {
+        let der: rustls::pki_types::CertificateDer<'static> = item.expect("CA PEM");
+        roots.add(der).expect("CA certificate");
+    }
+    let client_config = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let server_config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(cert.chain.clone(), cert.key.clone_key())
+        .expect("server certificate");
+    let mut client =
+        ClientConnection::new(Arc::new(client_config), "bench.test".try_into().unwrap())
+            .expect("client connection");
+    let mut server = ServerConnection::new(Arc::new(server_config)).expect("server connection");
+    while client.is_handshaking() || server.is_handshaking() {
+        let mut wire = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut wire).unwrap();
+        }
+        server.read_tls(&mut &wire[..]).unwrap();
+        server.process_new_packets().expect("server handshake");
+        wire.clear();
+        while server.wants_write() {
+            server.write_tls(&mut wire).unwrap();
+        }
+        client.read_tls(&mut &wire[..]).unwrap();
+        client.process_new_packets().expect("client handshake");
+    }
+    let suite = format!("{:?}", client.negotiated_cipher_suite().unwrap().suite());
+    client.set_buffer_limit(None);
+    let mut sink = std::io::sink();
+    let secs = per_call(Duration::from_secs(1), || {
+        for chunk in part.chunks(256 << 10) {
+            client.writer().write_all(chunk).unwrap();
+            while client.wants_write() {
+                client.write_tls(&mut sink).unwrap();
+            }
+        }
+    });
+    (secs, suite)
 }
