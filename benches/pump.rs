@@ -11,7 +11,11 @@
 //!   number of connections, to a separate discarding process) is measured
 //!   right before each N, as the physical limit.
 //! - `disk`: the in-process s3s-fs server without relay, 1 GiB, N = 1 and 8.
-//! - `micro`: SigV4 signing per request, SHA-256, CRC64NVME and memcpy rates.
+//! - `tls-ceiling` (not run by default): the sink behind a TLS terminator in
+//!   this process, http against https, N = 1 and 8, `UNSIGNED-PAYLOAD` +
+//!   CRC64NVME.
+//! - `micro`: SigV4 signing per request, SHA-256, CRC64NVME, memcpy and TLS
+//!   record encryption (ring) rates.
 //!
 //! Environment: `S3PUMP_BENCH=scaling,ceiling,disk,micro` picks sections;
 //! `S3PUMP_BENCH_GIB` (ceiling size, default 4), `S3PUMP_BENCH_SCALING_MIB`
@@ -429,12 +433,14 @@ fn role_client() {
     let bytes: u64 = env_parse("S3PUMP_BENCH_BYTES");
     let mode = Mode::parse(&env_parse::<String>("S3PUMP_BENCH_MODE")).expect("mode");
     let src = source();
-    let client = Client::builder()
+    let mut builder = Client::builder()
         .endpoint(endpoint)
         .region(REGION)
-        .credentials(Credentials::new("bench", "bench-secret", None))
-        .build()
-        .expect("client");
+        .credentials(Credentials::new("bench", "bench-secret", None));
+    if let Ok(ca) = std::env::var("S3PUMP_BENCH_CA") {
+        builder = builder.ca_bundle(ca);
+    }
+    let client = builder.build().expect("client");
     let args = mode.apply(
         PutObjectArgs::new()
             .part_size(part_size())
@@ -670,6 +676,9 @@ fn run() {
     if settings.wants("ceiling") {
         tables.push(ceiling(&settings));
     }
+    if settings.wants("tls-ceiling") {
+        tables.push(tls_ceiling(&settings));
+    }
     if settings.wants("disk") {
         tables.push(disk(&settings));
     }
@@ -711,6 +720,82 @@ fn cpu_model() -> String {
                 .map(|(_, m)| m.trim().to_string())
         })
         .unwrap_or_else(|| "unknown CPU".into())
+}
+
+/// Client ceiling over https against http: the sink process, and a TLS
+/// terminator (tests/support/tls_front.rs, rustls with ring, in this
+/// process) in front of it for https; `UNSIGNED-PAYLOAD` + CRC64NVME
+/// (`S3PUMP_BENCH_MODES` to change), N = 1 and 8.
+fn tls_ceiling(s: &Settings) -> Table {
+    let bytes = s.ceiling_bytes;
+    let gib = bytes as f64 / GIB as f64;
+    println!("\n== tls-ceiling: {gib} GiB from memory, http and https to the sink");
+    let sink = ChildServer::start("sink");
+    let ca = support::tls_front::TestCa::new("s3pump bench CA");
+    let cert = ca.issue(&["127.0.0.1"], support::tls_front::Validity::Current);
+    let front = support::tls_front::TlsFront::start(
+        std::net::SocketAddr::from(([127, 0, 0, 1], sink.port)),
+        &cert,
+    );
+    let ca_file = std::env::temp_dir().join(format!("s3pump-bench-ca-{}.pem", std::process::id()));
+    std::fs::write(&ca_file, ca.pem()).expect("write the CA");
+    let mut t = Table::new(
+        format!(
+            "Client ceiling over TLS: {gib} GiB stream from memory, {} MiB parts, sink S3 server in another process, TLS terminator in the bench process",
+            part_size() / MIB
+        ),
+        &[
+            "N",
+            "scheme",
+            "payload",
+            "MB/s",
+            "CPU s/GiB",
+            "user+sys s",
+            "peak RSS MiB",
+        ],
+    );
+    let modes: Vec<Mode> = if std::env::var("S3PUMP_BENCH_MODES").is_ok() {
+        s.modes.clone()
+    } else {
+        vec![Mode::Unsigned]
+    };
+    for n in s.ns(&[1, 8]) {
+        for &mode in &modes {
+            for (scheme, endpoint) in [
+                ("http", format!("http://127.0.0.1:{}", sink.port)),
+                ("https", front.endpoint("127.0.0.1")),
+            ] {
+                let m = best(s.reps, || {
+                    run_child(
+                        "client",
+                        &[
+                            ("S3PUMP_BENCH_ENDPOINT", endpoint.clone()),
+                            ("S3PUMP_BENCH_INFLIGHT", n.to_string()),
+                            ("S3PUMP_BENCH_BYTES", bytes.to_string()),
+                            ("S3PUMP_BENCH_MODE", mode.key().to_string()),
+                            ("S3PUMP_BENCH_CA", ca_file.display().to_string()),
+                        ],
+                    )
+                });
+                t.row(vec![
+                    n.to_string(),
+                    scheme.into(),
+                    mode.label().into(),
+                    format!("{:.0}", m.mbps()),
+                    format!("{:.3}", m.cpu_per_gib()),
+                    format!("{:.2}+{:.2}", m.user, m.sys),
+                    mib(m.hwm_kib),
+                ]);
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&ca_file);
+    t.notes.push(
+        "CPU = getrusage(RUSAGE_SELF) of the client process only (the TLS terminator's decryption is not counted). \
+         The https parts go through the direct sender (rustls, ring, AES-256-GCM)."
+            .into(),
+    );
+    t
 }
 
 /// Client ceiling against the sink process, with raw TCP before each N.
@@ -1109,5 +1194,68 @@ fn micro() -> Table {
         format!("{:.2} GB/s", gbps(copy)),
         format!("{:.3} s", per_gib(copy)),
     ]);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let (tls, suite) = tls_record_encrypt(provider, part);
+    t.row(vec![
+        format!("TLS record encrypt, ring, 16 KiB records ({suite})"),
+        format!("{:.0} MB/s", MICRO_PART as f64 / tls / 1e6),
+        format!("{:.3} s", per_gib(tls)),
+    ]);
     t
+}
+
+/// Seconds one thread takes to turn `part` into TLS records as the direct
+/// sender does (rustls's buffered API: 256 KiB at a time encrypted into
+/// 16 KiB records, then written out, here to a sink), on a connection whose
+/// handshake was made in memory with `provider`; and the negotiated suite.
+fn tls_record_encrypt(provider: Arc<rustls::crypto::CryptoProvider>, part: &[u8]) -> (f64, String) {
+    use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, ServerConnection};
+    let ca = support::tls_front::TestCa::new("s3pump bench CA");
+    let cert = ca.issue(&["bench.test"], support::tls_front::Validity::Current);
+    let mut roots = RootCertStore::empty();
+    for item in rustls::pki_types::pem::PemObject::pem_slice_iter(ca.pem().as_bytes()) {
+        let der: rustls::pki_types::CertificateDer<'static> = item.expect("CA PEM");
+        roots.add(der).expect("CA certificate");
+    }
+    let client_config = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let server_config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(cert.chain.clone(), cert.key.clone_key())
+        .expect("server certificate");
+    let mut client =
+        ClientConnection::new(Arc::new(client_config), "bench.test".try_into().unwrap())
+            .expect("client connection");
+    let mut server = ServerConnection::new(Arc::new(server_config)).expect("server connection");
+    while client.is_handshaking() || server.is_handshaking() {
+        let mut wire = Vec::new();
+        while client.wants_write() {
+            client.write_tls(&mut wire).unwrap();
+        }
+        server.read_tls(&mut &wire[..]).unwrap();
+        server.process_new_packets().expect("server handshake");
+        wire.clear();
+        while server.wants_write() {
+            server.write_tls(&mut wire).unwrap();
+        }
+        client.read_tls(&mut &wire[..]).unwrap();
+        client.process_new_packets().expect("client handshake");
+    }
+    let suite = format!("{:?}", client.negotiated_cipher_suite().unwrap().suite());
+    client.set_buffer_limit(None);
+    let mut sink = std::io::sink();
+    let secs = per_call(Duration::from_secs(1), || {
+        for chunk in part.chunks(256 << 10) {
+            client.writer().write_all(chunk).unwrap();
+            while client.wants_write() {
+                client.write_tls(&mut sink).unwrap();
+            }
+        }
+    });
+    (secs, suite)
 }

@@ -68,6 +68,9 @@ struct Inner {
     idle_timeout: Duration,
     retry: RetryPolicy,
     proxy: Option<Proxy>,
+    /// The TLS configuration of the direct sender's connections (one per
+    /// client: its session cache is shared by them).
+    direct_tls: Arc<rustls::ClientConfig>,
     /// The connection of single requests, used from any thread.
     conn: Conn,
     /// The part connections of every transfer on this client and its clones.
@@ -481,7 +484,7 @@ impl ClientBuilder {
             profile: self.profile.clone(),
             ..self.trust.clone()
         };
-        let tls = tls::tls_config(&trust, env)?;
+        let (tls, direct_tls) = tls::tls_config(&trust, env)?;
         let credentials = match self.credentials {
             Some(CredentialsSetting::Static(c)) => {
                 Some(CredentialsCache::new(Box::new(c.clone()), false, Some(c)))
@@ -531,6 +534,7 @@ impl ClientBuilder {
                     Box::new(move || new_agent(connect, idle, &tls, proxy.as_ref()))
                 }),
                 proxy,
+                direct_tls,
                 slabs: SlabPool::new(self.memory_limit),
             }),
         })

@@ -368,12 +368,13 @@ impl Client {
             let request = builder.body(req.body).map_err(|e| bad_request(req, e))?;
             let proxy = i.proxy.as_ref();
             if direct::takes(&i.scheme, req.operation, req.body.len(), proxy) {
-                // A part over plain HTTP: straight from the slab (see direct.rs).
+                // A large part: straight from the slab (see direct.rs).
                 direct::send(
                     &request,
                     i.connect_timeout,
                     i.idle_timeout,
                     proxy,
+                    &i.direct_tls,
                     conn.direct.as_ref(),
                 )
             } else {

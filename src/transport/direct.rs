@@ -1,21 +1,28 @@
-//! Sends a request with a large body over plain HTTP/1.1 straight from the
-//! caller's memory.
+//! Sends a request with a large body over HTTP/1.1, plain or TLS, straight
+//! from the caller's memory.
 //!
 //! ureq copies a request body through its 128 KiB output buffer and writes
 //! it in 128 KiB `send`s. For a part that is a second pass over every byte
 //! and 128 system calls per 16 MiB, about 0.05 CPU s per GiB on loopback
-//! (docs/PERFORMANCE.md). Here the head goes out in one `send` and the whole
-//! body in one more, straight from the slab, and the (small) reply is read back into
-//! memory and handed over as an ordinary `http::Response<ureq::Body>`, so
-//! everything after the send (status check, ETag, error parsing, retries)
-//! is unchanged.
+//! (docs/PERFORMANCE.md). Here, over plain HTTP, the head goes out in one
+//! `send` and the whole body in one more, straight from the slab. Over TLS
+//! (rustls on a `TcpStream`) the body is encrypted from the slab in
+//! [`TLS_CHUNK`] pieces, each written out as a run of 16 KiB records in one
+//! `writev`: rustls's copy into its records, encrypting, is the one pass
+//! over the bytes. The (small) reply is read back into memory and handed
+//! over as an ordinary `http::Response<ureq::Body>`, so everything after the
+//! send (status check, ETag, error parsing, retries) is unchanged.
 //!
-//! Used only for `http://` endpoints, directly or through a plain-http
-//! proxy (then with the absolute-form request target, `PUT http://host/...`,
-//! and the proxy's `Proxy-Authorization`); TLS and everything else go
-//! through ureq. A part connection of the client's pool keeps its own
-//! keep-alive socket (so it serves transfer after transfer); a request sent
-//! on the client's shared connection uses one kept per calling thread.
+//! Used for `http://` and `https://` endpoints, directly or through a proxy
+//! spoken to in plain HTTP: for `http://` with the absolute-form request
+//! target (`PUT http://host/...`), for `https://` in a `CONNECT` tunnel made
+//! on the socket before the handshake; both with the proxy's
+//! `Proxy-Authorization`. Everything else goes through ureq. A part
+//! connection of the client's pool keeps its own keep-alive connection (so
+//! it serves transfer after transfer); a request sent on the client's
+//! shared connection uses one kept per calling thread. Every TLS connection
+//! of a client shares the client's one `rustls::ClientConfig`, so a new
+//! connection resumes a session of an earlier one (a shorter handshake).
 //!
 //! Over 600 lines only with its unit tests, which script hostile and broken
 //! replies against the private reply parser.
@@ -23,14 +30,23 @@
 use std::cell::RefCell;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use ureq::http;
 
 use super::proxy::Proxy;
+use super::tls;
 
 /// Bodies at least this long are sent directly; smaller ones through ureq.
 pub(crate) const MIN_BODY: usize = 1 << 20;
+
+/// How much of a body is encrypted into TLS records before they are written
+/// out (16 records of 16 KiB): large enough that the system calls do not
+/// count, small enough that the records are still in cache when sent.
+const TLS_CHUNK: usize = 256 << 10;
 
 /// How long a kept-alive connection may sit unused and still be reused
 /// (ureq's default `max_idle_age`).
@@ -44,20 +60,101 @@ const MAX_TRAILERS: usize = 64 << 10;
 const MAX_HEADERS: usize = 64;
 
 /// Whether a request goes out here rather than through ureq: an UploadPart
-/// of at least [`MIN_BODY`] bytes to an `http://` endpoint, directly or
-/// through a proxy spoken to in plain HTTP.
+/// of at least [`MIN_BODY`] bytes to an `http://` or `https://` endpoint,
+/// directly or through a proxy spoken to in plain HTTP.
 pub(crate) fn takes(scheme: &str, operation: &str, body_len: usize, proxy: Option<&Proxy>) -> bool {
-    scheme == "http"
+    matches!(scheme, "http" | "https")
         && operation == "UploadPart"
         && body_len >= MIN_BODY
         && proxy.is_none_or(|p| p.plain)
 }
 
+/// The socket of a connection: plain, or TLS over it.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Stream {
+    /// Writes `data` (the request head, or its body) straight from memory.
+    fn send(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            // std sends with MSG_NOSIGNAL, so a connection reset mid-body is
+            // an error, never a SIGPIPE in a host program that has not
+            // ignored it (`writev` cannot take that flag).
+            Stream::Plain(s) => s.write_all(data),
+            Stream::Tls(s) => {
+                for chunk in data.chunks(TLS_CHUNK) {
+                    // Encrypts the whole chunk into records (no buffer limit:
+                    // see `connect`), then writes them out.
+                    s.conn.writer().write_all(chunk)?;
+                    while s.conn.wants_write() {
+                        if s.conn.write_tls(&mut s.sock)? == 0 {
+                            return Err(ErrorKind::WriteZero.into());
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether a kept-alive connection can take another request: nothing
+    /// to read (over TLS: nothing but a session ticket or the like, which
+    /// is taken in) and not closed by the server.
+    fn is_open(&mut self) -> bool {
+        let sock = match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => &s.sock,
+        };
+        if sock.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let open = match self {
+            Stream::Plain(s) => {
+                let mut byte = [0u8; 1];
+                matches!(s.peek(&mut byte), Err(e) if e.kind() == ErrorKind::WouldBlock)
+            }
+            Stream::Tls(s) => loop {
+                match s.conn.read_tls(&mut s.sock) {
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break true,
+                    Ok(0) | Err(_) => break false,
+                    Ok(_) => {
+                        if s.conn.process_new_packets().is_err() {
+                            break false;
+                        }
+                        // Application data out of step, or the server's
+                        // close_notify, or a close without one: not open.
+                        match s.conn.reader().read(&mut [0u8; 1]) {
+                            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                            _ => break false,
+                        }
+                    }
+                }
+            },
+        };
+        let sock = match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => &s.sock,
+        };
+        sock.set_nonblocking(false).is_ok() && open
+    }
+}
+
 /// A kept-alive connection of the direct sender.
 pub(crate) struct Conn {
-    /// The server's authority, and the proxy's when there is one.
+    /// The scheme and the server's authority, and the proxy's when there is one.
     key: String,
-    stream: TcpStream,
+    stream: Stream,
     idle_since: Instant,
 }
 
@@ -67,7 +164,9 @@ thread_local! {
 }
 
 /// Sends `request` (already validated by the `http` crate's builder) and
-/// returns the reply, or an error as ureq would report it.
+/// returns the reply, or an error as ureq would report it (a certificate
+/// that fails verification as the `rustls::Error` inside an I/O error, as
+/// ureq does, so `tls::certificate_error` maps both the same way).
 ///
 /// Like ureq's pool, a kept-alive connection is reused only while it is
 /// younger than [`MAX_IDLE`] and the server has not closed it; a request that
@@ -77,30 +176,43 @@ pub(crate) fn send(
     connect_timeout: Duration,
     idle_timeout: Duration,
     proxy: Option<&Proxy>,
+    tls: &Arc<ClientConfig>,
     slot: Option<&parking_lot::Mutex<Option<Conn>>>,
 ) -> Result<http::Response<ureq::Body>, ureq::Error> {
+    let https = request.uri().scheme_str() == Some("https");
     let authority = request.uri().authority().map_or("", |a| a.as_str());
+    let scheme = if https { "https" } else { "http" };
     let key = match proxy {
-        Some(p) => format!("{authority} via {}", p.authority),
-        None => authority.to_string(),
+        Some(p) => format!("{scheme}://{authority} via {}", p.authority),
+        None => format!("{scheme}://{authority}"),
     };
     let taken = match slot {
         Some(slot) => slot.lock().take(),
         None => CONN.with(|c| c.borrow_mut().take()),
     };
-    let cached =
-        taken.filter(|c| c.key == key && c.idle_since.elapsed() < MAX_IDLE && is_open(&c.stream));
+    let cached = taken
+        .filter(|c| c.key == key && c.idle_since.elapsed() < MAX_IDLE)
+        .and_then(|mut c| c.stream.is_open().then_some(c));
+    let reused = cached.is_some();
     let result = match cached {
         Some(c) => Ok(c),
         None => connect(
-            proxy.map_or(authority, |p| p.authority.as_str()),
+            authority,
+            https,
+            proxy,
             key,
-            connect_timeout,
-            idle_timeout,
+            (connect_timeout, idle_timeout),
+            tls,
         ),
     }
     .and_then(|mut conn| {
-        let (response, keep_alive) = exchange(&mut conn.stream, request, proxy)?;
+        log::trace!(
+            "direct sender: {} {scheme}://{authority}, {} bytes from memory, {} connection",
+            request.method(),
+            request.body().len(),
+            if reused { "a kept-alive" } else { "a new" }
+        );
+        let (response, keep_alive) = exchange(&mut conn.stream, request, proxy, https)?;
         if keep_alive {
             conn.idle_since = Instant::now();
             match slot {
@@ -121,30 +233,78 @@ pub(crate) fn send(
     })
 }
 
-/// Connects to `authority` (the server's, or the proxy's).
+/// `authority` with its port, `default_port` when it names none.
+fn with_port(authority: &str, default_port: u16) -> String {
+    if tls::host_name(authority) == authority {
+        format!("{authority}:{default_port}")
+    } else {
+        authority.to_string()
+    }
+}
+
+/// Connects to the server at `authority` (through `proxy` when there is
+/// one), over TLS when `https`, the handshake done.
 fn connect(
     authority: &str,
+    https: bool,
+    proxy: Option<&Proxy>,
     key: String,
+    (connect_timeout, idle_timeout): (Duration, Duration),
+    config: &Arc<ClientConfig>,
+) -> io::Result<Conn> {
+    let server = with_port(authority, if https { 443 } else { 80 });
+    let mut sock = match proxy {
+        Some(p) => tcp(&with_port(&p.authority, 80), connect_timeout, idle_timeout)?,
+        None => tcp(&server, connect_timeout, idle_timeout)?,
+    };
+    let stream = if https {
+        if let Some(p) = proxy {
+            tunnel(&mut sock, &server, p)?;
+        }
+        let host = tls::host_name(authority).trim_matches(['[', ']']);
+        let name = ServerName::try_from(host.to_string()).map_err(|e| {
+            io::Error::new(
+                ErrorKind::InvalidInput,
+                format!("TLS server name {host:?}: {e}"),
+            )
+        })?;
+        let mut conn = ClientConnection::new(Arc::clone(config), name)
+            .map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
+        // `Stream::send` encrypts a whole TLS_CHUNK before writing it out.
+        conn.set_buffer_limit(None);
+        while conn.is_handshaking() {
+            conn.complete_io(&mut sock)?;
+        }
+        log::trace!(
+            "direct sender: TLS connection to {server}: {:?} handshake, {:?}",
+            conn.handshake_kind(),
+            conn.negotiated_cipher_suite().map(|s| s.suite())
+        );
+        Stream::Tls(Box::new(StreamOwned::new(conn, sock)))
+    } else {
+        Stream::Plain(sock)
+    };
+    Ok(Conn {
+        key,
+        stream,
+        idle_since: Instant::now(),
+    })
+}
+
+/// A TCP connection to `authority` (`host:port`).
+fn tcp(
+    authority: &str,
     connect_timeout: Duration,
     idle_timeout: Duration,
-) -> io::Result<Conn> {
-    let addrs = if authority.contains(':') && !authority.ends_with(']') {
-        authority.to_socket_addrs()?
-    } else {
-        (authority.trim_matches(['[', ']']), 80).to_socket_addrs()?
-    };
+) -> io::Result<TcpStream> {
     let mut last = io::Error::new(ErrorKind::NotFound, "the host has no address");
-    for addr in addrs {
+    for addr in authority.to_socket_addrs()? {
         match TcpStream::connect_timeout(&addr, connect_timeout) {
             Ok(stream) => {
                 stream.set_nodelay(true)?;
                 stream.set_read_timeout(Some(idle_timeout))?;
                 stream.set_write_timeout(Some(idle_timeout))?;
-                return Ok(Conn {
-                    key,
-                    stream,
-                    idle_since: Instant::now(),
-                });
+                return Ok(stream);
             }
             Err(e) => last = e,
         }
@@ -152,35 +312,63 @@ fn connect(
     Err(last)
 }
 
-/// Whether a kept-alive connection can take another request: nothing to
-/// read and not closed by the server.
-fn is_open(stream: &TcpStream) -> bool {
-    if stream.set_nonblocking(true).is_err() {
-        return false;
+/// Opens a `CONNECT` tunnel to `server` (`host:port`) through the proxy
+/// `sock` is connected to.
+fn tunnel(sock: &mut TcpStream, server: &str, proxy: &Proxy) -> io::Result<()> {
+    let mut head = format!("CONNECT {server} HTTP/1.1\r\nhost: {server}\r\n");
+    if let Some(auth) = &proxy.authorization {
+        head.push_str("proxy-authorization: ");
+        head.push_str(auth);
+        head.push_str("\r\n");
     }
-    let mut byte = [0u8; 1];
-    let open = matches!(stream.peek(&mut byte), Err(e) if e.kind() == ErrorKind::WouldBlock);
-    stream.set_nonblocking(false).is_ok() && open
+    head.push_str("\r\n");
+    sock.write_all(head.as_bytes())?;
+    let mut buf = Vec::new();
+    let reply = loop {
+        let reply = read_head(sock, &mut buf)?;
+        if !(100..200).contains(&reply.status) {
+            break reply;
+        }
+    };
+    if !(200..300).contains(&reply.status) {
+        return Err(io::Error::other(format!(
+            "the proxy refused CONNECT {server}: status {}",
+            reply.status
+        )));
+    }
+    if !buf.is_empty() {
+        return Err(invalid(
+            "the proxy sent bytes into the tunnel before the handshake",
+        ));
+    }
+    Ok(())
 }
 
 /// Writes the request, reads the reply; also says whether the connection
-/// can be kept. Through a proxy, the request target is the absolute URL.
+/// can be kept. Through a proxy over plain HTTP, the request target is the
+/// absolute URL (in a tunnel, the path as usual).
 fn exchange(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     request: &http::Request<&[u8]>,
     proxy: Option<&Proxy>,
+    https: bool,
 ) -> io::Result<(http::Response<ureq::Body>, bool)> {
     let body: &[u8] = request.body();
     let uri = request.uri().to_string();
-    let target = match proxy {
-        Some(_) => uri.as_str(),
-        None => request.uri().path_and_query().map_or("/", |p| p.as_str()),
+    let absolute = proxy.is_some() && !https;
+    let target = if absolute {
+        uri.as_str()
+    } else {
+        request.uri().path_and_query().map_or("/", |p| p.as_str())
     };
     let mut head = Vec::with_capacity(1024);
     for part in [request.method().as_str(), " ", target, " HTTP/1.1\r\n"] {
         head.extend_from_slice(part.as_bytes());
     }
-    if let Some(auth) = proxy.and_then(|p| p.authorization.as_deref()) {
+    if let Some(auth) = proxy
+        .and_then(|p| p.authorization.as_deref())
+        .filter(|_| absolute)
+    {
         head.extend_from_slice(b"proxy-authorization: ");
         head.extend_from_slice(auth.as_bytes());
         head.extend_from_slice(b"\r\n");
@@ -199,11 +387,8 @@ fn exchange(
         )
         .as_bytes(),
     );
-    // Two `send`s rather than one `writev`: std sends with MSG_NOSIGNAL, so a
-    // connection reset mid-body is an error, never a SIGPIPE in a host
-    // program that has not ignored it (writev cannot take that flag).
-    stream.write_all(&head)?;
-    stream.write_all(body)?;
+    stream.send(&head)?;
+    stream.send(body)?;
     read_reply(stream, request.method() == http::Method::HEAD)
 }
 
@@ -224,7 +409,7 @@ impl Head {
 }
 
 /// Reads until `buf` starts with a complete reply head; parses and removes it.
-fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Head> {
+fn read_head(stream: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<Head> {
     loop {
         let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut parsed = httparse::Response::new(&mut slots);
@@ -258,7 +443,7 @@ fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<Head> {
 /// Reads one reply (skipping interim 1xx replies) and says whether the
 /// connection can be kept.
 fn read_reply(
-    stream: &mut TcpStream,
+    stream: &mut impl Read,
     head_request: bool,
 ) -> io::Result<(http::Response<ureq::Body>, bool)> {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
@@ -297,7 +482,7 @@ fn read_reply(
         // Delimited by the end of the connection.
         keep_alive = false;
         let mut body = buf;
-        stream.take(MAX_BODY).read_to_end(&mut body)?;
+        stream.by_ref().take(MAX_BODY).read_to_end(&mut body)?;
         body
     };
     let mut builder = http::Response::builder().status(head.status);
@@ -315,7 +500,7 @@ fn invalid(message: &str) -> io::Error {
 }
 
 /// Appends what one `read` returns to `buf`; returns its length.
-fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+fn read_more(stream: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<usize> {
     let start = buf.len();
     buf.resize(start + 8192, 0);
     let result = loop {
@@ -331,7 +516,7 @@ fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
 /// Reads a body of `len` bytes; `buf` holds what was already read. Also says
 /// whether nothing followed the body (else the connection is out of step).
 fn read_exact_body(
-    stream: &mut TcpStream,
+    stream: &mut impl Read,
     mut buf: Vec<u8>,
     len: usize,
 ) -> io::Result<(Vec<u8>, bool)> {
@@ -347,7 +532,7 @@ fn read_exact_body(
 
 /// Decodes a chunked body; `buf` holds what was already read. Also says
 /// whether nothing followed the body.
-fn read_chunked(stream: &mut TcpStream, mut buf: Vec<u8>) -> io::Result<(Vec<u8>, bool)> {
+fn read_chunked(stream: &mut impl Read, mut buf: Vec<u8>) -> io::Result<(Vec<u8>, bool)> {
     let mut body = Vec::new();
     let mut pos = 0;
     // Makes sure `buf[pos..]` holds at least `n` bytes.
@@ -423,27 +608,83 @@ mod tests {
     struct Fake {
         addr: String,
         connections: Arc<AtomicUsize>,
+        /// TLS handshakes that resumed an earlier session.
+        resumed: Arc<AtomicUsize>,
         requests: Requests,
     }
 
+    /// A [`Fake`]'s side of a connection.
+    enum ServerStream {
+        Plain(TcpStream),
+        Tls(Box<StreamOwned<rustls::ServerConnection, TcpStream>>),
+    }
+
+    impl Read for ServerStream {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            match self {
+                ServerStream::Plain(s) => s.read(buf),
+                ServerStream::Tls(s) => s.read(buf),
+            }
+        }
+    }
+
+    impl Write for ServerStream {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            match self {
+                ServerStream::Plain(s) => s.write(buf),
+                ServerStream::Tls(s) => s.write(buf),
+            }
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            match self {
+                ServerStream::Plain(s) => s.flush(),
+                ServerStream::Tls(s) => s.flush(),
+            }
+        }
+    }
+
     fn fake(replies: Vec<&'static str>) -> Fake {
+        fake_with(replies, None)
+    }
+
+    /// A [`Fake`] speaking TLS with `tls` when given.
+    fn fake_with(replies: Vec<&'static str>, tls: Option<Arc<rustls::ServerConfig>>) -> Fake {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let connections = Arc::new(AtomicUsize::new(0));
+        let resumed = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(Mutex::new(Vec::new()));
         let replies = Arc::new(Mutex::new(replies.into_iter()));
-        let (c, r) = (Arc::clone(&connections), Arc::clone(&requests));
+        let (c, res, r) = (
+            Arc::clone(&connections),
+            Arc::clone(&resumed),
+            Arc::clone(&requests),
+        );
         std::thread::spawn(move || {
             for conn in listener.incoming() {
-                let mut conn = conn.unwrap();
+                let conn = conn.unwrap();
                 c.fetch_add(1, Ordering::SeqCst);
-                let (r, replies) = (Arc::clone(&r), Arc::clone(&replies));
+                let mut conn = match &tls {
+                    Some(config) => ServerStream::Tls(Box::new(StreamOwned::new(
+                        rustls::ServerConnection::new(Arc::clone(config)).unwrap(),
+                        conn,
+                    ))),
+                    None => ServerStream::Plain(conn),
+                };
+                let (r, res, replies) = (Arc::clone(&r), Arc::clone(&res), Arc::clone(&replies));
                 std::thread::spawn(move || {
                     let mut buf = Vec::new();
+                    let mut first = true;
                     loop {
                         let Ok(head) = read_request_head(&mut conn, &mut buf) else {
                             return;
                         };
+                        if let (ServerStream::Tls(s), true) = (&conn, first)
+                            && s.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed)
+                        {
+                            res.fetch_add(1, Ordering::SeqCst);
+                        }
+                        first = false;
                         let len: usize = head
                             .lines()
                             .find_map(|l| l.strip_prefix("content-length: "))
@@ -466,9 +707,18 @@ mod tests {
                             None => (reply, false),
                         };
                         conn.write_all(reply.as_bytes()).unwrap();
+                        conn.flush().unwrap();
                         let delimited =
                             reply.contains("Content-Length") || reply.contains("chunked");
-                        if close || !delimited || reply.contains("connection: close") {
+                        if close {
+                            return;
+                        }
+                        if !delimited || reply.contains("connection: close") {
+                            // Over TLS, the end of the body is a close_notify.
+                            if let ServerStream::Tls(s) = &mut conn {
+                                s.conn.send_close_notify();
+                                let _ = s.flush();
+                            }
                             return;
                         }
                     }
@@ -478,11 +728,52 @@ mod tests {
         Fake {
             addr,
             connections,
+            resumed,
             requests,
         }
     }
 
-    fn read_request_head(conn: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<String> {
+    /// A CA made now, and a server configuration with a certificate for
+    /// 127.0.0.1 signed by it; also the CA's certificate.
+    fn test_tls() -> (Arc<rustls::ServerConfig>, Vec<u8>) {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        static CAS: AtomicUsize = AtomicUsize::new(0);
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        let name = format!("direct test CA {}", CAS.fetch_add(1, Ordering::SeqCst));
+        ca.distinguished_name.push(rcgen::DnType::CommonName, name);
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().unwrap();
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        (Arc::new(config), ca_cert.der().to_vec())
+    }
+
+    /// A client configuration trusting `ca` (DER).
+    fn client_tls(ca: &[u8]) -> Arc<ClientConfig> {
+        tls::rustls_config(&[ureq::tls::Certificate::from_der(ca).to_owned()]).unwrap()
+    }
+
+    /// A client configuration trusting nothing the tests serve.
+    fn no_tls() -> Arc<ClientConfig> {
+        tls::rustls_config(&[]).unwrap()
+    }
+
+    fn read_request_head(conn: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<String> {
         loop {
             if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 let head = String::from_utf8(buf.drain(..i + 4).collect()).unwrap();
@@ -497,9 +788,15 @@ mod tests {
     }
 
     fn request<'b>(addr: &str, body: &'b [u8]) -> http::Request<&'b [u8]> {
+        request_over("http", addr, body)
+    }
+
+    fn request_over<'b>(scheme: &str, addr: &str, body: &'b [u8]) -> http::Request<&'b [u8]> {
         http::Request::builder()
             .method("PUT")
-            .uri(format!("http://{addr}/bucket/key?partNumber=1&uploadId=u"))
+            .uri(format!(
+                "{scheme}://{addr}/bucket/key?partNumber=1&uploadId=u"
+            ))
             .header("host", addr)
             .header("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
             .body(body)
@@ -507,12 +804,25 @@ mod tests {
     }
 
     fn put(addr: &str, body: &[u8]) -> Result<(u16, String, Vec<u8>), ureq::Error> {
+        put_over("http", &no_tls(), None, addr, body)
+    }
+
+    /// Sends an UploadPart over `scheme`, on the connection kept in `slot`
+    /// (else this thread's).
+    fn put_over(
+        scheme: &str,
+        tls: &Arc<ClientConfig>,
+        slot: Option<&parking_lot::Mutex<Option<Conn>>>,
+        addr: &str,
+        body: &[u8],
+    ) -> Result<(u16, String, Vec<u8>), ureq::Error> {
         let mut response = send(
-            &request(addr, body),
+            &request_over(scheme, addr, body),
             Duration::from_secs(5),
             Duration::from_secs(5),
             None,
-            None,
+            tls,
+            slot,
         )?;
         let etag = response
             .headers()
@@ -651,10 +961,77 @@ mod tests {
             Duration::from_secs(5),
             Duration::from_millis(200),
             None,
+            &no_tls(),
             None,
         )
         .unwrap_err();
         assert_eq!(io_kind(&err), ErrorKind::TimedOut, "{err:?}");
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn over_tls_sends_from_memory_keeps_the_connection_and_resumes_sessions() {
+        let (server, ca) = test_tls();
+        let f = fake_with(
+            vec![
+                "HTTP/1.1 200 OK\r\nETag: \"a\"\r\nContent-Length: 0\r\n\r\n",
+                "CLOSE HTTP/1.1 200 OK\r\nETag: \"b\"\r\nContent-Length: 0\r\n\r\n",
+                "HTTP/1.1 200 OK\r\nETag: \"c\"\r\nContent-Length: 0\r\n\r\n",
+            ],
+            Some(server),
+        );
+        let client = client_tls(&ca);
+        let slot = parking_lot::Mutex::new(None);
+        // Not a multiple of TLS_CHUNK, nor of the record size.
+        let body: Vec<u8> = (0..3_000_001u32).map(|i| (i % 251) as u8).collect();
+        let put = |b: &[u8]| put_over("https", &client, Some(&slot), &f.addr, b).unwrap();
+        assert_eq!(put(&body), (200, "\"a\"".into(), vec![]));
+        assert_eq!(put(b"second"), (200, "\"b\"".into(), vec![]));
+        assert_eq!(f.connections.load(Ordering::SeqCst), 1, "kept alive");
+        std::thread::sleep(Duration::from_millis(50));
+        // The server closed it while idle: a new connection, which resumes
+        // the first one's session (the client's one configuration).
+        assert_eq!(put(&body), (200, "\"c\"".into(), vec![]));
+        assert_eq!(f.connections.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            f.resumed.load(Ordering::SeqCst),
+            1,
+            "the session was resumed"
+        );
+        let requests = f.requests.lock().unwrap();
+        assert!(
+            requests[0]
+                .0
+                .starts_with("PUT /bucket/key?partNumber=1&uploadId=u HTTP/1.1\r\n")
+        );
+        assert!(requests[0].1 == body && requests[2].1 == body);
+        assert_eq!(requests[1].1, b"second");
+    }
+
+    #[test]
+    fn over_tls_a_hostile_chunked_reply_is_an_error_not_a_panic() {
+        let (server, ca) = test_tls();
+        let client = client_tls(&ca);
+        for reply in [
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\nffffffffffffffff\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffff\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n",
+        ] {
+            let f = fake_with(vec![reply], Some(Arc::clone(&server)));
+            let err = put_over("https", &client, None, &f.addr, b"x").unwrap_err();
+            assert_eq!(io_kind(&err), ErrorKind::InvalidData, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn over_tls_an_unknown_ca_is_a_certificate_error() {
+        let (server, _) = test_tls();
+        let (_, other_ca) = test_tls();
+        let f = fake_with(vec![], Some(server));
+        let err = put_over("https", &client_tls(&other_ca), None, &f.addr, b"x").unwrap_err();
+        let mapped = tls::certificate_error("UploadPart", &f.addr, &err).expect("a TLS error");
+        assert!(matches!(mapped, crate::Error::Tls { .. }), "{mapped:?}");
+        assert!(mapped.to_string().contains("unknown issuer"), "{mapped}");
+        assert!(f.requests.lock().unwrap().is_empty(), "nothing was sent");
     }
 }

@@ -22,6 +22,7 @@
 //! [`ClientBuilder::add_root_certificates_pem`]: crate::ClientBuilder::add_root_certificates_pem
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustls::CertificateError;
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
@@ -160,12 +161,41 @@ pub(crate) fn root_certs(settings: &TrustSettings, env: Env) -> Result<Vec<Certi
     Ok(certs)
 }
 
-/// The TLS configuration of every agent of a client.
-pub(crate) fn tls_config(settings: &TrustSettings, env: Env) -> Result<TlsConfig> {
+/// The TLS configurations of a client, from the same roots: the one of
+/// every ureq agent, and the one of the direct sender's TLS connections
+/// (one per client, so rustls's in-memory session cache, its default, lets
+/// a client's connections resume each other's sessions).
+pub(crate) fn tls_config(
+    settings: &TrustSettings,
+    env: Env,
+) -> Result<(TlsConfig, Arc<rustls::ClientConfig>)> {
     let certs = root_certs(settings, env)?;
-    Ok(TlsConfig::builder()
+    let agents = TlsConfig::builder()
         .root_certs(RootCerts::new_with_certs(&certs))
-        .build())
+        .build();
+    Ok((agents, rustls_config(&certs)?))
+}
+
+/// A rustls client configuration trusting `certs`, with the `ring` crypto
+/// provider (ureq's; docs/PERFORMANCE.md "TLS" says why) and rustls's
+/// defaults otherwise: TLS 1.3 (and 1.2 when built in), SNI, an in-memory
+/// cache of 256 sessions for resumption.
+pub(crate) fn rustls_config(certs: &[Certificate<'static>]) -> Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    // Like ureq, skip what webpki cannot parse (a system store may hold
+    // certificates it does not support) rather than fail.
+    roots.add_parsable_certificates(
+        certs
+            .iter()
+            .map(|c| rustls::pki_types::CertificateDer::from(c.der().to_vec())),
+    );
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::invalid(format!("TLS configuration: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// A certificate that failed verification, as [`Error::Tls`], or `None`
@@ -227,7 +257,7 @@ pub(crate) fn certificate_error(
 }
 
 /// The host of `host[:port]` (brackets of an IPv6 address kept).
-fn host_name(authority: &str) -> &str {
+pub(crate) fn host_name(authority: &str) -> &str {
     match authority.rfind(':') {
         Some(i) if !authority[i..].contains(']') && authority[..i].matches(':').count() == 0 => {
             &authority[..i]

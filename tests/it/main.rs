@@ -12,6 +12,7 @@ mod direct_http;
 mod download;
 mod engine;
 mod faults;
+mod https_parts;
 mod list;
 mod proxy;
 mod put_object;
