@@ -1,7 +1,11 @@
 //! When to retry a request and how long to wait first.
 
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+/// How often a backoff looks at its transfer's stop flag.
+const STOP_POLL: Duration = Duration::from_millis(20);
 
 use crate::client::Request;
 use crate::{Client, Error, Result};
@@ -150,8 +154,23 @@ impl Client {
         req: &Request<'_>,
         part: Option<u32>,
         idempotent: bool,
+        attempt: impl FnMut(u32) -> Result<T>,
+    ) -> Result<T> {
+        self.retrying_until(req, part, idempotent, None, attempt)
+    }
+
+    /// [`retrying`](Self::retrying) for a part of a transfer: once `stop` is
+    /// set (the transfer failed elsewhere or was cancelled), no retry starts
+    /// and a backoff in progress ends at once, with the last error.
+    pub(crate) fn retrying_until<T>(
+        &self,
+        req: &Request<'_>,
+        part: Option<u32>,
+        idempotent: bool,
+        stop: Option<&AtomicBool>,
         mut attempt: impl FnMut(u32) -> Result<T>,
     ) -> Result<T> {
+        let stopped = || stop.is_some_and(|s| s.load(Ordering::SeqCst));
         let operation = req.operation;
         let object = match req.key {
             Some(key) => format!("{}/{key}", req.bucket),
@@ -162,7 +181,7 @@ impl Client {
             let n = state.attempt();
             match attempt(n) {
                 Ok(v) => return Ok(v),
-                Err(e) => match state.next_backoff(&e, idempotent) {
+                Err(e) => match state.next_backoff(&e, idempotent).filter(|_| !stopped()) {
                     Some(wait) => {
                         match part {
                             Some(p) => log::debug!(
@@ -172,7 +191,17 @@ impl Client {
                                 "{operation} {object} attempt {n} failed, retrying in {wait:?}: {e}"
                             ),
                         }
-                        std::thread::sleep(wait);
+                        let until = Instant::now() + wait;
+                        while !stopped() {
+                            let left = until.saturating_duration_since(Instant::now());
+                            if left.is_zero() {
+                                break;
+                            }
+                            std::thread::sleep(left.min(STOP_POLL));
+                        }
+                        if stopped() {
+                            return Err(e);
+                        }
                     }
                     None => return Err(e),
                 },

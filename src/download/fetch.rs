@@ -61,13 +61,14 @@ impl Download<'_> {
             }
         }
         let buf = &mut slab.as_mut_slice()[..len];
-        self.client.retrying(&req, Some(part), true, |_| {
-            let response = match reply.take() {
-                Some(r) => r,
-                None => self.client.send(conn, &req).map_err(|e| self.changed(e))?,
-            };
-            self.read_range(response, start, buf)
-        })?;
+        self.client
+            .retrying_until(&req, Some(part), true, Some(&self.stopped), |_| {
+                let response = match reply.take() {
+                    Some(r) => r,
+                    None => self.client.send(conn, &req).map_err(|e| self.changed(e))?,
+                };
+                self.read_range(response, start, buf)
+            })?;
         Ok(self.checksum(buf))
     }
 

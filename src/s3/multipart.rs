@@ -126,7 +126,17 @@ impl Client {
             upload_id,
             part_number,
         };
-        let sent = send_slab(self, self.conn(), bucket, key, &target, data, args, None)?;
+        let sent = send_slab(
+            self,
+            self.conn(),
+            bucket,
+            key,
+            &target,
+            data,
+            args,
+            None,
+            None,
+        )?;
         Ok(UploadedPart {
             part_number,
             etag: sent.etag,

@@ -112,6 +112,7 @@ impl Client {
             data,
             args,
             None,
+            None,
         )?;
         Ok(PutObjectOutput {
             etag: sent.etag,

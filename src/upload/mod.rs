@@ -107,6 +107,7 @@ impl<'a> Upload<'a> {
             data,
             self.args,
             rdma.as_ref(),
+            Some(&self.stopped),
         )
     }
 
@@ -121,6 +122,7 @@ impl<'a> Upload<'a> {
             &slab.as_slice()[..len],
             self.args,
             self.rdma_slot(slab).as_ref(),
+            None,
         )?;
         Ok(PutObjectOutput {
             etag: sent.etag,

@@ -2,6 +2,8 @@
 //! with retries. Runs on the pipeline's worker threads, so the per-byte work
 //! (checksum, payload hash) happens here.
 
+use std::sync::atomic::AtomicBool;
+
 use ureq::http::Method;
 
 use crate::client::{Request, Response, check_status, header};
@@ -41,6 +43,7 @@ pub(crate) fn send_slab(
     data: &[u8],
     args: &PutObjectArgs,
     rdma: Option<&RdmaSlot<'_>>,
+    stop: Option<&AtomicBool>,
 ) -> Result<Sent> {
     let crc = args.checksum.compute(data);
     let (operation, part) = match target {
@@ -80,7 +83,7 @@ pub(crate) fn send_slab(
     }
 
     let req = req.body(data, args.payload_signing);
-    let response = client.retrying(&req, part, true, |_| client.send(conn, &req))?;
+    let response = client.retrying_until(&req, part, true, stop, |_| client.send(conn, &req))?;
     sent(response, operation, crc)
 }
 

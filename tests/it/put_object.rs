@@ -456,3 +456,44 @@ fn bad_arguments_fail_before_anything_is_sent() {
         assert_eq!(s.stats(), Default::default(), "nothing may be sent");
     }
 }
+
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
+#[test]
+fn a_cancel_ends_a_retry_backoff_at_once() {
+    let h = Harness::new();
+    let Some(server) = h.local() else { return };
+    // Part 2 keeps answering 503, and each retry waits up to 30 s.
+    for _ in 0..4 {
+        server.inject(Fault::new(Op::UploadPart, FaultKind::status(503, "SlowDown")).part(2));
+    }
+    let policy = s3pump::RetryPolicy::default()
+        .base_backoff(Duration::from_secs(30))
+        .max_backoff(Duration::from_secs(30))
+        .max_elapsed(Duration::from_secs(300));
+    let client = h.builder().retry_policy(policy).build().unwrap();
+    let cancel = CancelHandle::new();
+    let canceller = {
+        let cancel = cancel.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(800));
+            cancel.cancel();
+            std::time::Instant::now()
+        })
+    };
+    let body = data(3 * PART, 31);
+    let args = PutObjectArgs::new()
+        .part_size(PART as u64)
+        .max_inflight_parts(1)
+        .cancel_handle(&cancel);
+    let err = client
+        .put_object(&h.bucket, &h.key("backoff"), &body[..], args)
+        .unwrap_err();
+    let cancelled_at = canceller.join().unwrap();
+    assert!(err.is_cancelled(), "{err}");
+    let late = cancelled_at.elapsed();
+    assert!(
+        late < Duration::from_secs(3),
+        "returned {late:?} after the cancel"
+    );
+    assert!(server.open_uploads().is_empty());
+}
