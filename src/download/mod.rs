@@ -121,17 +121,9 @@ impl Client {
         let mut plan = plan::download(head.size, &args, self.slabs().limit())?;
         // One slab more than ranges in flight: into a `Write`, the range the
         // caller waits for always finds one.
-        let min = if plan.parts <= 1 { 1 } else { 2 };
-        let slabs = self
-            .slabs()
-            .reserve(
-                plan.slab_len,
-                min,
-                plan.inflight + 1,
-                args.rdma.clone(),
-                &|| args.cancelled(),
-            )?
-            .ok_or(Error::Cancelled)?;
+        let slabs = plan.reserve(self.slabs(), plan.inflight + 1, args.rdma.clone(), &|| {
+            args.cancelled()
+        })?;
         plan.inflight = plan.inflight.min(slabs.slabs().saturating_sub(1)).max(1);
         let download = Download {
             client: self,
@@ -269,10 +261,7 @@ impl CrcFold {
 
 impl<'a> Download<'a> {
     fn rdma_slot<'s>(&'s self, slab: &'s Slab) -> Option<RdmaSlot<'s>> {
-        slab.registration().map(|registration| RdmaSlot {
-            registration,
-            http_only: &self.http_only,
-        })
+        RdmaSlot::of(slab, &self.http_only)
     }
 
     /// Runs the workers and, on the caller's thread, gathers the ranges

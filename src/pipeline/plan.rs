@@ -2,8 +2,12 @@
 //! for uploads (streams, files, resumed files) and downloads alike, with
 //! S3's limits and the memory budget checked before anything is sent.
 
+use std::sync::Arc;
+
 use crate::download::DownloadArgs;
+use crate::pipeline::slab::{Reservation, SlabPool};
 use crate::pipeline::{GIB, MIB};
+use crate::rdma::RdmaProvider;
 use crate::{Error, PutObjectArgs, Result};
 
 /// S3's smallest part (all but the last).
@@ -45,6 +49,22 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
+    /// Reserves up to `want` slabs of this plan's size from `pool`, at least
+    /// two (one for an object of one part), waiting while the memory is
+    /// taken by other transfers; `cancelled` ending the wait is
+    /// [`Error::Cancelled`].
+    pub fn reserve(
+        &self,
+        pool: &Arc<SlabPool>,
+        want: usize,
+        rdma: Option<Arc<dyn RdmaProvider>>,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Reservation> {
+        let min = if self.parts <= 1 { 1 } else { 2 };
+        pool.reserve(self.slab_len, min, want, rdma, cancelled)?
+            .ok_or(Error::Cancelled)
+    }
+
     /// `(offset, length)` of part `number` (1-based) of an object of known size.
     pub fn range(&self, number: u64) -> (u64, usize) {
         let start = (number - 1) * self.part_size;

@@ -190,21 +190,15 @@ impl SlabPool {
     /// slabs of other sizes to stay within the limit (a reservation vouches
     /// that there is room once they are gone).
     fn take(&self, key: Key, rdma: &Option<Arc<dyn RdmaProvider>>) -> Result<Mapping> {
-        let mut evicted = Vec::new();
+        let mut evicted;
         {
             let mut st = self.state.lock();
-            let now = Instant::now();
-            let (mut i, mut found) = (0, None);
-            while i < st.idle.len() {
-                if found.is_none() && st.idle[i].key == key {
-                    found = Some(st.idle.swap_remove(i).mapping);
-                } else if now.duration_since(st.idle[i].since) > SLAB_IDLE_TIME {
-                    evicted.push(st.idle.swap_remove(i));
-                } else {
-                    i += 1;
-                }
-            }
-            Self::forget(&mut st, &evicted);
+            let found = st
+                .idle
+                .iter()
+                .position(|i| i.key == key)
+                .map(|i| st.idle.swap_remove(i).mapping);
+            evicted = Self::remove_expired(&mut st);
             if let Some(m) = found {
                 drop(st);
                 drop(evicted);
@@ -234,10 +228,22 @@ impl SlabPool {
         mapping
     }
 
-    fn forget(st: &mut State, gone: &[Idle]) {
-        for idle in gone {
+    /// Takes out of the idle list the slabs idle for longer than
+    /// [`SLAB_IDLE_TIME`], no longer counted as mapped; they are unmapped
+    /// when the list returned is dropped (outside the lock).
+    fn remove_expired(st: &mut State) -> Vec<Idle> {
+        let now = Instant::now();
+        Self::remove_idle(st, |i| now.duration_since(i.since) > SLAB_IDLE_TIME)
+    }
+
+    /// Takes the idle slabs `unmap` picks out of the idle list, no longer
+    /// counted as mapped.
+    fn remove_idle(st: &mut State, mut unmap: impl FnMut(&Idle) -> bool) -> Vec<Idle> {
+        let gone: Vec<Idle> = st.idle.extract_if(.., |i| unmap(i)).collect();
+        for idle in &gone {
             st.stats.mapped_bytes -= idle.key.len as u64;
         }
+        gone
     }
 
     /// Takes back a mapping for the next transfer, and unmaps those idle
@@ -245,16 +251,11 @@ impl SlabPool {
     fn give_back(&self, mapping: Mapping) {
         let expired = {
             let mut st = self.state.lock();
-            let now = Instant::now();
-            let (expired, kept): (Vec<Idle>, Vec<Idle>) = std::mem::take(&mut st.idle)
-                .into_iter()
-                .partition(|i| now.duration_since(i.since) > SLAB_IDLE_TIME);
-            st.idle = kept;
-            Self::forget(&mut st, &expired);
+            let expired = Self::remove_expired(&mut st);
             st.idle.push(Idle {
                 key: mapping.key,
                 mapping,
-                since: now,
+                since: Instant::now(),
             });
             expired
         };
@@ -263,12 +264,7 @@ impl SlabPool {
 
     /// Unmaps every idle slab (the client has been idle, or is going away).
     pub fn trim(&self) {
-        let idle = {
-            let mut st = self.state.lock();
-            let idle = std::mem::take(&mut st.idle);
-            Self::forget(&mut st, &idle);
-            idle
-        };
+        let idle = Self::remove_idle(&mut self.state.lock(), |_| true);
         drop(idle);
     }
 }

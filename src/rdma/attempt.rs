@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::client::{Request, Response};
+use crate::pipeline::slab::Slab;
 use crate::rdma::{RdmaOp, RdmaRegistration};
 use crate::transport::pool::Conn;
 use crate::{Client, Result};
@@ -25,7 +26,16 @@ pub(crate) struct RdmaSlot<'a> {
     pub http_only: &'a AtomicBool,
 }
 
-impl RdmaSlot<'_> {
+impl<'a> RdmaSlot<'a> {
+    /// The slot of `slab`, when it is registered; `http_only` is its
+    /// transfer's switch.
+    pub fn of(slab: &'a Slab, http_only: &'a AtomicBool) -> Option<RdmaSlot<'a>> {
+        slab.registration().map(|registration| RdmaSlot {
+            registration,
+            http_only,
+        })
+    }
+
     /// Whether RDMA is still worth trying in this transfer.
     pub fn usable(&self) -> bool {
         !self.http_only.load(Ordering::Relaxed)

@@ -12,7 +12,7 @@ use std::thread;
 use crossbeam_channel::{Receiver, Sender};
 use md5::{Digest, Md5};
 
-use super::{Upload, reserve};
+use super::Upload;
 use crate::pipeline::plan;
 use crate::pipeline::run::{Control, Event, PanicGuard, gather};
 use crate::s3::checksum::Crc;
@@ -114,7 +114,9 @@ impl Client {
         };
         let parts = plan.parts;
         // Each worker holds one buffer at a time: no producer, no extra slab.
-        let slabs = reserve(self, &plan, plan.inflight, &args)?;
+        let slabs = plan.reserve(self.slabs(), plan.inflight, args.rdma.clone(), &|| {
+            args.cancelled()
+        })?;
         plan.inflight = plan.inflight.min(slabs.slabs());
         let upload = Upload::new(self, bucket, key, &args, &plan, &slabs);
         let mut out = match resume {

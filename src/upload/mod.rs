@@ -23,24 +23,6 @@ use crate::transport::pool::Conn;
 use crate::upload::part::{Sent, Target, send_slab};
 use crate::{Client, Error, PutObjectArgs, PutObjectOutput, Result};
 
-/// Reserves up to `want` slabs of the plan's size from the client's pool,
-/// at least two (one for a one-part object), waiting while the memory is
-/// taken by other transfers; a cancel while waiting is [`Error::Cancelled`].
-pub(crate) fn reserve(
-    client: &Client,
-    plan: &Plan,
-    want: usize,
-    args: &PutObjectArgs,
-) -> Result<Reservation> {
-    let min = if plan.parts == 1 { 1 } else { 2 };
-    client
-        .slabs()
-        .reserve(plan.slab_len, min, want, args.rdma.clone(), &|| {
-            args.cancelled()
-        })?
-        .ok_or(Error::Cancelled)
-}
-
 /// One upload's shared state, borrowed by every thread of the pipeline.
 pub(crate) struct Upload<'a> {
     pub client: &'a Client,
@@ -76,11 +58,8 @@ impl<'a> Upload<'a> {
         }
     }
 
-    pub(crate) fn rdma_slot<'s>(&'s self, slab: &'s Slab) -> Option<RdmaSlot<'s>> {
-        slab.registration().map(|registration| RdmaSlot {
-            registration,
-            http_only: &self.http_only,
-        })
+    fn rdma_slot<'s>(&'s self, slab: &'s Slab) -> Option<RdmaSlot<'s>> {
+        RdmaSlot::of(slab, &self.http_only)
     }
 
     /// Sends one part of the multipart upload `upload_id` from `slab`.

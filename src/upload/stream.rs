@@ -10,7 +10,7 @@ use std::thread;
 
 use crossbeam_channel::{Receiver, Sender, select};
 
-use super::{Upload, reserve};
+use super::Upload;
 use crate::pipeline::plan::{self, Plan};
 use crate::pipeline::run::{Control, Event, PanicGuard, gather};
 use crate::pipeline::slab::Slab;
@@ -48,7 +48,9 @@ impl Client {
         validate_target(bucket, key)?;
         let mut plan = plan::upload(&args, self.slabs().limit())?;
         // One slab more than parts in flight: the producer fills it meanwhile.
-        let slabs = reserve(self, &plan, plan.inflight + 1, &args)?;
+        let slabs = plan.reserve(self.slabs(), plan.inflight + 1, args.rdma.clone(), &|| {
+            args.cancelled()
+        })?;
         plan.inflight = plan.inflight.min(slabs.slabs() - 1).max(1);
         let upload = Upload::new(self, bucket, key, &args, &plan, &slabs);
         let mut source = Source {
