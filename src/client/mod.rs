@@ -17,6 +17,7 @@ use crate::auth::chain;
 use crate::auth::credentials::{Credentials, CredentialsCache, ProvideCredentials};
 use crate::auth::ini;
 use crate::client::retry::RetryPolicy;
+use crate::pipeline::engine::Engine;
 use crate::pipeline::slab::{SlabPool, SlabStats};
 use crate::transport::new_agent;
 use crate::transport::pool::{Conn, ConnectionStats, Connections};
@@ -77,6 +78,8 @@ struct Inner {
     connections: Connections,
     /// The part buffers of every transfer on this client and its clones.
     slabs: Arc<SlabPool>,
+    /// The part workers of every transfer on this client and its clones.
+    engine: Engine,
 }
 
 impl fmt::Debug for Client {
@@ -528,6 +531,7 @@ impl ClientBuilder {
                     &tls,
                     proxy.as_ref(),
                 )),
+                engine: Engine::new(self.max_connections),
                 connections: Connections::new(self.max_connections, {
                     let (connect, idle) = (self.connect_timeout, self.idle_timeout);
                     let (tls, proxy) = (tls.clone(), proxy.clone());
@@ -595,9 +599,16 @@ impl Client {
         &self.inner.connections
     }
 
+    /// The part workers shared by this client's transfers.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
     /// How many part connections the client's transfers use now, used at
-    /// most at once, and made in all.
+    /// most at once, and made in all; and how many part worker threads run.
     pub fn connection_stats(&self) -> ConnectionStats {
-        self.inner.connections.stats()
+        let mut stats = self.inner.connections.stats();
+        (stats.workers, stats.peak_workers) = self.inner.engine.threads();
+        stats
     }
 }

@@ -18,11 +18,11 @@ use crate::{Error, Result};
 /// The operation name of a ranged GET, in errors and logs.
 const GET: &str = "GetObject";
 
-impl Download<'_> {
+impl Download {
     /// The ranged GET of range `number`, without the RDMA token.
     fn request(&self, number: u64) -> Request<'_> {
         let (start, len) = self.plan.range(number);
-        let mut req = Request::new(GET, Method::GET, self.bucket, Some(self.key))
+        let mut req = Request::new(GET, Method::GET, &self.bucket, Some(&self.key))
             .header("range", format!("bytes={start}-{}", start + len as u64 - 1))
             .headers(self.args.headers.clone());
         if let Some(etag) = &self.head.etag {
@@ -42,7 +42,7 @@ impl Download<'_> {
         let mut reply = None;
         if let Some(slot) = self.rdma_slot(slab).filter(|s| s.usable()) {
             let by_rdma = attempt(
-                self.client,
+                &self.client,
                 conn,
                 &slot,
                 RdmaOp::Get,

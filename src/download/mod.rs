@@ -1,5 +1,6 @@
-//! Parallel ranged downloads: one HeadObject for the size and ETag, then N
-//! worker threads, on the client's pool of connections, fetching byte ranges with
+//! Parallel ranged downloads: one HeadObject for the size and ETag, then up
+//! to N tasks at once on the client's part workers and connections
+//! (`crate::pipeline::engine`), fetching byte ranges with
 //! `If-Match` into page-aligned slabs (`fetch`: over HTTP, or by RDMA where
 //! a provider is set and the server takes it). The ranges go into a file at
 //! their offsets or into a `Write` in order (`sink`); the caller's thread
@@ -13,7 +14,8 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -23,6 +25,7 @@ pub use args::{DownloadArgs, DownloadOutput};
 use sink::{InOrder, Sink, TempFile, write_at};
 
 use crate::client::header;
+use crate::pipeline::engine::Lane;
 use crate::pipeline::plan::{self, Plan};
 use crate::pipeline::run::{Control, Event, PanicGuard, gather};
 use crate::pipeline::slab::{Reservation, Slab};
@@ -66,7 +69,11 @@ impl Client {
             )));
         }
         let temp = TempFile::create(path)?;
-        let sink = Sink::<std::io::Sink>::File(&temp.file);
+        let file = temp.file.try_clone().map_err(|e| Error::Io {
+            context: format!("opening {} again for the part workers", path.display()),
+            source: e,
+        })?;
+        let sink = Sink::<std::io::Sink>::File(file);
         let out = self.download_into(bucket, key, sink, args)?;
         temp.persist(path)?;
         Ok(out)
@@ -125,20 +132,20 @@ impl Client {
             args.cancelled()
         })?;
         plan.inflight = plan.inflight.min(slabs.slabs().saturating_sub(1)).max(1);
-        let download = Download {
-            client: self,
-            bucket,
-            key,
-            args: &args,
-            head: &head,
-            plan: &plan,
-            slabs: &slabs,
-            next: AtomicU64::new(1),
+        let verify = head.checksum.clone();
+        let download = Arc::new(Download {
+            client: self.clone(),
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            args,
+            head,
+            plan,
+            slabs,
             stopped: AtomicBool::new(false),
             http_only: AtomicBool::new(false),
-        };
+        });
         let local = download.run(sink)?;
-        if let Some((algorithm, expected)) = &head.checksum {
+        if let Some((algorithm, expected)) = &verify {
             let local = local
                 .or_else(|| algorithm.compute(&[]))
                 .map(|c| c.to_base64());
@@ -151,13 +158,14 @@ impl Client {
                 )));
             }
         }
-        let (slabs, slab_bytes) = slabs.used();
+        let (slabs, slab_bytes) = download.slabs.used();
+        let head = &download.head;
         Ok(DownloadOutput {
             size: head.size,
             etag: head.etag.clone().unwrap_or_default(),
             version_id: head.version_id.clone(),
-            parts: plan.parts,
-            checksum: head.checksum.map(|c| c.1),
+            parts: download.plan.parts,
+            checksum: verify.map(|c| c.1),
             slabs,
             slab_bytes,
         })
@@ -211,18 +219,17 @@ fn full_object_checksum(h: &HeaderMap) -> Option<(ChecksumAlgorithm, String)> {
         .map(|v| (ChecksumAlgorithm::Crc32c, v))
 }
 
-/// One download's shared state, borrowed by every thread.
-pub(crate) struct Download<'a> {
-    client: &'a Client,
-    bucket: &'a str,
-    key: &'a str,
-    args: &'a DownloadArgs,
-    head: &'a Head,
-    plan: &'a Plan,
-    slabs: &'a Reservation,
-    /// The next range to claim (1-based).
-    next: AtomicU64,
-    /// Set on the first error: workers stop claiming ranges.
+/// One download's shared state: the caller's thread and the feeder borrow
+/// it, each range task on the client's workers holds it in an `Arc`.
+pub(crate) struct Download {
+    client: Client,
+    bucket: String,
+    key: String,
+    args: DownloadArgs,
+    head: Head,
+    plan: Plan,
+    slabs: Reservation,
+    /// Set on the first error: no further range is handed out.
     stopped: AtomicBool,
     /// Set once the server has shown it does not take RDMA.
     http_only: AtomicBool,
@@ -259,20 +266,20 @@ impl CrcFold {
     }
 }
 
-impl<'a> Download<'a> {
+impl Download {
     fn rdma_slot<'s>(&'s self, slab: &'s Slab) -> Option<RdmaSlot<'s>> {
         RdmaSlot::of(slab, &self.http_only)
     }
 
-    /// Runs the workers and, on the caller's thread, gathers the ranges
-    /// (writing them in order into a `Write`). Returns the combined CRC of
-    /// the object when a checksum is being verified.
-    fn run<W: Write + ?Sized>(&self, sink: Sink<'_, W>) -> Result<Option<Crc>> {
+    /// Hands the ranges to the client's workers and, on the caller's
+    /// thread, gathers them (writing them in order into a `Write`). Returns
+    /// the combined CRC of the object when a checksum is being verified.
+    fn run<W: Write + ?Sized>(self: &Arc<Self>, sink: Sink<'_, W>) -> Result<Option<Crc>> {
         if self.plan.parts == 0 {
             return Ok(None);
         }
         let (file, mut writer) = match sink {
-            Sink::File(f) => (Some(f), None),
+            Sink::File(f) => (Some(Arc::new(f)), None),
             Sink::Writer(w) => (None, Some(InOrder::new(w))),
         };
         let (event_tx, event_rx) = crossbeam_channel::unbounded::<Event<Fetched>>();
@@ -289,34 +296,36 @@ impl<'a> Download<'a> {
         let mut ranges = 0u64;
         let mut bytes = 0u64;
         let g = thread::scope(|s| {
-            let workers: Vec<_> = (0..self.plan.inflight)
-                .map(|_| {
-                    let (event_tx, stop_rx) = (event_tx.clone(), stop_rx.clone());
-                    s.spawn(move || {
-                        let _guard = PanicGuard(&event_tx, "download worker");
-                        self.work(file, &event_tx, &stop_rx);
-                    })
-                })
-                .collect();
-            drop((event_tx, stop_rx));
-            gather(&ctl, event_rx, stop_tx, workers, |number, len, fetched| {
-                if let Some(c) = fetched.crc {
-                    crc.add(number, c);
+            let feeder = s.spawn(move || {
+                let _guard = PanicGuard(&event_tx, "download feeder");
+                if let Err(e) = self.feed(file, &event_tx, &stop_rx) {
+                    let _ = event_tx.send(Event::Failed(e));
                 }
-                let written = match (fetched.slab, writer.as_mut()) {
-                    (Some(slab), Some(w)) => {
-                        w.push(number, slab, len, |n| self.plan.range(n.into()).0)?
+            });
+            gather(
+                &ctl,
+                event_rx,
+                stop_tx,
+                vec![feeder],
+                |number, len, fetched| {
+                    if let Some(c) = fetched.crc {
+                        crc.add(number, c);
                     }
-                    (Some(slab), None) => {
-                        drop(slab);
-                        len as u64
-                    }
-                    (None, _) => len as u64,
-                };
-                ranges += 1;
-                bytes += written;
-                Ok(written)
-            })
+                    let written = match (fetched.slab, writer.as_mut()) {
+                        (Some(slab), Some(w)) => {
+                            w.push(number, slab, len, |n| self.plan.range(n.into()).0)?
+                        }
+                        (Some(slab), None) => {
+                            drop(slab);
+                            len as u64
+                        }
+                        (None, _) => len as u64,
+                    };
+                    ranges += 1;
+                    bytes += written;
+                    Ok(written)
+                },
+            )
         });
         if let Some(w) = writer {
             drop(w);
@@ -333,48 +342,69 @@ impl<'a> Download<'a> {
         Ok(crc.acc)
     }
 
-    /// A worker: claims ranges until none is left or the download stops.
-    /// A buffer is taken before a range is claimed, so that into a `Write`
-    /// the range the caller waits for always has one.
-    fn work(&self, file: Option<&File>, events: &Sender<Event<Fetched>>, stop: &Receiver<()>) {
-        loop {
-            if self.stopped.load(Ordering::SeqCst)
-                || self.next.load(Ordering::SeqCst) > self.plan.parts
-            {
-                return;
+    /// Takes a buffer for each range in turn and hands the range over, at
+    /// most `max_inflight_parts` at once, until every range is or the
+    /// download stops. Buffers are taken in range order, so that into a
+    /// `Write` the range the caller waits for always has one.
+    fn feed(
+        self: &Arc<Self>,
+        file: Option<Arc<File>>,
+        events: &Sender<Event<Fetched>>,
+        stop: &Receiver<()>,
+    ) -> Result<()> {
+        let lane = Lane::new(self.plan.inflight);
+        for number in 1..=self.plan.parts {
+            if self.stopped.load(Ordering::SeqCst) {
+                break;
             }
-            let mut slab = match self.slabs.acquire(stop) {
-                Ok(Some(slab)) => slab,
-                Ok(None) => return,
-                Err(error) => {
-                    let _ = events.send(Event::Failed(error));
-                    return;
-                }
+            let Some(slab) = self.slabs.acquire(stop)? else {
+                break;
             };
-            let number = self.next.fetch_add(1, Ordering::SeqCst);
-            if number > self.plan.parts {
-                drop(slab);
+            let task = self.range_task(number, slab, file.clone(), events.clone());
+            if !lane.run(self.client.engine(), stop, task)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The task that fetches range `number` into `slab` and, into a file,
+    /// writes it at its offset.
+    fn range_task(
+        self: &Arc<Self>,
+        number: u64,
+        mut slab: Slab,
+        file: Option<Arc<File>>,
+        events: Sender<Event<Fetched>>,
+    ) -> impl FnOnce() + Send + 'static {
+        let download = Arc::clone(self);
+        move || {
+            let _guard = PanicGuard(&events, "download worker");
+            let stopped = || download.stopped.load(Ordering::SeqCst);
+            if stopped() {
                 return;
             }
-            let (start, len) = self.plan.range(number);
+            let (start, len) = download.plan.range(number);
             // A connection of the client's pool, for this range only.
-            let stopped = || self.stopped.load(Ordering::SeqCst);
-            let mut result = match self.client.connections().acquire(&stopped) {
-                Some(conn) => self.fetch(&conn, number, &mut slab),
+            let mut result = match download.client.connections().acquire(&stopped) {
+                Some(conn) => download.fetch(&conn, number, &mut slab),
                 None => Err(Error::Cancelled),
             };
-            if let (Ok(_), Some(file)) = (&result, file)
+            if let (Ok(_), Some(file)) = (&result, &file)
                 && let Err(e) = write_at(file, &slab.as_slice()[..len], start)
             {
                 result = Err(Error::Io {
                     context: format!(
                         "{}/{}: writing bytes {start}..{} to the file",
-                        self.bucket,
-                        self.key,
+                        download.bucket,
+                        download.key,
                         start + len as u64
                     ),
                     source: e,
                 });
+            }
+            if result.is_err() {
+                download.stopped.store(true, Ordering::SeqCst);
             }
             let result = match result {
                 Ok(crc) if file.is_none() => Ok(Fetched {
@@ -386,14 +416,15 @@ impl<'a> Download<'a> {
                     other.map(|crc| Fetched { crc, slab: None })
                 }
             };
-            let event = Event::Done {
+            // All of the download this task holds goes before the event:
+            // when the caller's thread has seen every event, nothing of it
+            // is held (but a slab on its way to the in-order writer).
+            drop((download, file));
+            let _ = events.send(Event::Done {
                 number: u32::try_from(number).unwrap_or(u32::MAX),
                 len,
                 result,
-            };
-            if events.send(event).is_err() {
-                return;
-            }
+            });
         }
     }
 }

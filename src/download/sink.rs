@@ -15,8 +15,9 @@ use crate::{Error, Result};
 
 /// Where the bytes go.
 pub(crate) enum Sink<'a, W: ?Sized> {
-    /// Workers write each range at its offset.
-    File(&'a File),
+    /// Workers write each range at its offset (into this handle of the
+    /// temporary file).
+    File(File),
     /// The caller's thread writes the ranges in order.
     Writer(&'a mut W),
 }

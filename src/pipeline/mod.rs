@@ -1,6 +1,8 @@
 //! What uploads and downloads share: planning, part buffers (slabs), the
-//! events worker threads send, and the caller's gather/cancel/join loop.
+//! client's part workers (the engine), the events their tasks send, and the
+//! caller's gather/cancel/join loop.
 
+pub(crate) mod engine;
 pub(crate) mod plan;
 pub(crate) mod run;
 pub(crate) mod slab;

@@ -73,6 +73,12 @@ pub struct ConnectionStats {
     /// Part connections made since the client was built (one made by a
     /// transfer and reused by the next counts once).
     pub opened: u64,
+    /// Part worker threads running now (busy or idle), shared by every
+    /// transfer: at most `max_connections`, started as parts need them and
+    /// ended after 15 s without work.
+    pub workers: usize,
+    /// The most part worker threads that ran at once.
+    pub peak_workers: usize,
 }
 
 impl Connections {
@@ -93,6 +99,8 @@ impl Connections {
             in_use: st.leased,
             peak_in_use: st.peak,
             opened: st.opened,
+            workers: 0,
+            peak_workers: 0,
         }
     }
 

@@ -1,20 +1,24 @@
-//! Uploading a file: its size is known, so each worker reads its own parts
-//! with positional reads, in parallel, with no producer thread; and an
+//! Uploading a file: its size is known, so each part task reads its own
+//! part with a positional read, in parallel on the client's workers (the
+//! caller's side only hands out buffers and part numbers); and an
 //! interrupted upload can be resumed by sending only what is missing.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread;
 
 use crossbeam_channel::{Receiver, Sender};
 use md5::{Digest, Md5};
 
 use super::Upload;
+use crate::pipeline::engine::Lane;
 use crate::pipeline::plan;
 use crate::pipeline::run::{Control, Event, PanicGuard, gather};
+use crate::pipeline::slab::Slab;
 use crate::s3::checksum::Crc;
 use crate::s3::multipart::UploadedPart;
 use crate::s3::object::validate_target;
@@ -113,15 +117,15 @@ impl Client {
             None => (fresh, BTreeMap::new()),
         };
         let parts = plan.parts;
-        // Each worker holds one buffer at a time: no producer, no extra slab.
+        // Each part in flight holds one buffer: no producer, no extra slab.
         let slabs = plan.reserve(self.slabs(), plan.inflight, args.rdma.clone(), &|| {
             args.cancelled()
         })?;
         plan.inflight = plan.inflight.min(slabs.slabs());
-        let upload = Upload::new(self, bucket, key, &args, &plan, &slabs);
+        let upload = Upload::new(self, bucket, key, args, plan, slabs);
         let mut out = match resume {
             None if parts == 1 => {
-                let mut slab = slabs.first()?;
+                let mut slab = upload.slabs.first()?;
                 let len = size as usize;
                 file.read_exact_at(&mut slab.as_mut_slice()[..len], 0)
                     .map_err(|e| io("reading", e))?;
@@ -130,39 +134,42 @@ impl Client {
             _ => {
                 let upload_id = match resume {
                     Some(id) => id.to_string(),
-                    None => self.create_multipart_upload(bucket, key, &args)?,
+                    None => self.create_multipart_upload(bucket, key, &upload.args)?,
                 };
-                let files = FileParts {
-                    file: &file,
-                    path,
+                let files = Arc::new(FileParts {
+                    file,
+                    path: path.to_path_buf(),
                     size,
                     parts: parts as u32,
-                    next: AtomicU32::new(1),
                     known,
-                };
+                });
                 upload.file_parts(&upload_id, &files)?
             }
         };
-        (out.slabs, out.slab_bytes) = slabs.used();
+        (out.slabs, out.slab_bytes) = upload.slabs.used();
         Ok(out)
     }
 }
 
-/// The parts of a file being uploaded, handed out to workers in order.
-struct FileParts<'a> {
-    file: &'a File,
-    path: &'a Path,
+/// The parts of a file being uploaded.
+struct FileParts {
+    file: File,
+    path: PathBuf,
     size: u64,
     parts: u32,
-    /// The next part number to hand out.
-    next: AtomicU32,
     /// Parts already on the server (when resuming).
     known: BTreeMap<u32, UploadedPart>,
 }
 
-impl Upload<'_> {
-    /// Runs N workers over the file's parts, then completes or aborts.
-    fn file_parts(&self, upload_id: &str, files: &FileParts<'_>) -> Result<PutObjectOutput> {
+impl Upload {
+    /// Hands the file's parts, in order, to the client's workers (at most
+    /// `max_inflight_parts` at once, each with its buffer taken first),
+    /// then completes or aborts.
+    fn file_parts(
+        self: &Arc<Self>,
+        upload_id: &str,
+        files: &Arc<FileParts>,
+    ) -> Result<PutObjectOutput> {
         let (event_tx, event_rx) = crossbeam_channel::unbounded::<Event<Sent>>();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let _ = event_tx.send(Event::Produced {
@@ -177,53 +184,74 @@ impl Upload<'_> {
             progress: self.args.progress.as_deref(),
             total: Some(files.size),
         };
+        let upload_id: Arc<str> = upload_id.into();
         let mut parts = BTreeMap::new();
         let gathered = thread::scope(|s| {
-            let handles = (0..self.plan.inflight.min(files.parts as usize))
-                .map(|_| {
-                    let (events, stop) = (event_tx.clone(), stop_rx.clone());
-                    s.spawn(move || {
-                        let _guard = PanicGuard(&events, "worker");
-                        self.work_file(upload_id, files, &events, &stop);
-                    })
-                })
-                .collect();
-            drop((event_tx, stop_rx));
-            gather(&ctl, event_rx, stop_tx, handles, |number, len, sent| {
-                parts.insert(number, (sent, len));
-                Ok(len as u64)
-            })
+            let id = Arc::clone(&upload_id);
+            let feeder = s.spawn(move || {
+                let _guard = PanicGuard(&event_tx, "feeder");
+                if let Err(e) = self.feed_file(&id, files, &event_tx, &stop_rx) {
+                    let _ = event_tx.send(Event::Failed(e));
+                }
+            });
+            gather(
+                &ctl,
+                event_rx,
+                stop_tx,
+                vec![feeder],
+                |number, len, sent| {
+                    parts.insert(number, (sent, len));
+                    Ok(len as u64)
+                },
+            )
         });
-        self.finish(upload_id, gathered, parts)
+        self.finish(&upload_id, gathered, parts)
     }
 
-    /// A file worker: takes the next part number, reads that part into a
-    /// buffer, and sends it, unless the server already holds it intact.
-    fn work_file(
-        &self,
-        upload_id: &str,
-        files: &FileParts<'_>,
-        event_tx: &Sender<Event<Sent>>,
+    /// Takes a buffer for each part in turn and hands the part over, until
+    /// every part is or the upload stops.
+    fn feed_file(
+        self: &Arc<Self>,
+        upload_id: &Arc<str>,
+        files: &Arc<FileParts>,
+        events: &Sender<Event<Sent>>,
         stop: &Receiver<()>,
-    ) {
-        while !self.stopped.load(Ordering::SeqCst) {
-            let number = files.next.fetch_add(1, Ordering::SeqCst);
-            if number > files.parts {
+    ) -> Result<()> {
+        let lane = Lane::new(self.plan.inflight);
+        for number in 1..=files.parts {
+            if self.stopped.load(Ordering::SeqCst) {
+                break;
+            }
+            let Some(slab) = self.slabs.acquire(stop)? else {
+                break;
+            };
+            let task = self.file_part_task(upload_id, files, number, slab, events.clone());
+            if !lane.run(self.client.engine(), stop, task)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The task that reads part `number` of the file into `slab` and sends
+    /// it, unless the server already holds it intact.
+    fn file_part_task(
+        self: &Arc<Self>,
+        upload_id: &Arc<str>,
+        files: &Arc<FileParts>,
+        number: u32,
+        mut slab: Slab,
+        events: Sender<Event<Sent>>,
+    ) -> impl FnOnce() + Send + 'static {
+        let (upload, upload_id, files) =
+            (Arc::clone(self), Arc::clone(upload_id), Arc::clone(files));
+        move || {
+            let _guard = PanicGuard(&events, "worker");
+            let stopped = || upload.stopped.load(Ordering::SeqCst);
+            if stopped() {
                 return;
             }
-            let mut slab = match self.slabs.acquire(stop) {
-                Ok(Some(slab)) => slab,
-                Ok(None) => return,
-                Err(e) => {
-                    let _ = event_tx.send(Event::Done {
-                        number,
-                        len: 0,
-                        result: Err(e),
-                    });
-                    return;
-                }
-            };
-            let (start, len) = self.plan.range(number as u64);
+            let (start, len) = upload.plan.range(number as u64);
             let read = files
                 .file
                 .read_exact_at(&mut slab.as_mut_slice()[..len], start);
@@ -233,24 +261,23 @@ impl Upload<'_> {
                     context: format!("reading {} at byte {start}", files.path.display()),
                     source: e,
                 }),
-                Ok(()) => match files.known.get(&number).and_then(|p| self.intact(p, buf)) {
+                Ok(()) => match files.known.get(&number).and_then(|p| upload.intact(p, buf)) {
                     Some(sent) => Ok(sent),
-                    None => {
-                        // A connection of the client's pool, for this part only.
-                        let stopped = || self.stopped.load(Ordering::SeqCst);
-                        match self.client.connections().acquire(&stopped) {
-                            Some(conn) => self.send_part(&conn, upload_id, number, &slab, len),
-                            None => Err(Error::Cancelled),
-                        }
-                    }
+                    // A connection of the client's pool, for this part only.
+                    None => match upload.client.connections().acquire(&stopped) {
+                        Some(conn) => upload.send_part(&conn, &upload_id, number, &slab, len),
+                        None => Err(Error::Cancelled),
+                    },
                 },
             };
-            drop(slab);
             if result.is_err() {
                 // The first error ends the upload: take no further part.
-                self.stopped.store(true, Ordering::SeqCst);
+                upload.stopped.store(true, Ordering::SeqCst);
             }
-            let _ = event_tx.send(Event::Done {
+            // All of the upload this task holds goes before the event: when
+            // the caller's thread has seen every event, nothing of it is held.
+            drop((slab, upload, files));
+            let _ = events.send(Event::Done {
                 number,
                 len,
                 result,

@@ -11,6 +11,7 @@ pub(crate) mod part;
 mod stream;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use crate::pipeline::plan::Plan;
@@ -23,39 +24,40 @@ use crate::transport::pool::Conn;
 use crate::upload::part::{Sent, Target, send_slab};
 use crate::{Client, Error, PutObjectArgs, PutObjectOutput, Result};
 
-/// One upload's shared state, borrowed by every thread of the pipeline.
-pub(crate) struct Upload<'a> {
-    pub client: &'a Client,
-    pub bucket: &'a str,
-    pub key: &'a str,
-    pub args: &'a PutObjectArgs,
-    pub plan: &'a Plan,
-    pub slabs: &'a Reservation,
+/// One upload's shared state: the caller's thread and the producer borrow
+/// it, each part task on the client's workers holds it in an `Arc`.
+pub(crate) struct Upload {
+    pub client: Client,
+    pub bucket: String,
+    pub key: String,
+    pub args: PutObjectArgs,
+    pub plan: Plan,
+    pub slabs: Reservation,
     /// Set once the server has shown it does not take RDMA.
     pub http_only: AtomicBool,
     /// Set on the first error: the producer stops, workers drain.
     pub stopped: AtomicBool,
 }
 
-impl<'a> Upload<'a> {
+impl Upload {
     pub(crate) fn new(
-        client: &'a Client,
-        bucket: &'a str,
-        key: &'a str,
-        args: &'a PutObjectArgs,
-        plan: &'a Plan,
-        slabs: &'a Reservation,
-    ) -> Self {
-        Upload {
-            client,
-            bucket,
-            key,
+        client: &Client,
+        bucket: &str,
+        key: &str,
+        args: PutObjectArgs,
+        plan: Plan,
+        slabs: Reservation,
+    ) -> Arc<Self> {
+        Arc::new(Upload {
+            client: client.clone(),
+            bucket: bucket.to_string(),
+            key: key.to_string(),
             args,
             plan,
             slabs,
             http_only: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
-        }
+        })
     }
 
     fn rdma_slot<'s>(&'s self, slab: &'s Slab) -> Option<RdmaSlot<'s>> {
@@ -78,13 +80,13 @@ impl<'a> Upload<'a> {
         let data = &slab.as_slice()[..len];
         let rdma = self.rdma_slot(slab);
         send_slab(
-            self.client,
+            &self.client,
             conn,
-            self.bucket,
-            self.key,
+            &self.bucket,
+            &self.key,
             &target,
             data,
-            self.args,
+            &self.args,
             rdma.as_ref(),
             Some(&self.stopped),
         )
@@ -93,13 +95,13 @@ impl<'a> Upload<'a> {
     /// The one-part path: a single PutObject from the first buffer.
     pub(crate) fn single(&self, slab: &Slab, len: usize) -> Result<PutObjectOutput> {
         let sent = send_slab(
-            self.client,
+            &self.client,
             self.client.conn(),
-            self.bucket,
-            self.key,
+            &self.bucket,
+            &self.key,
             &Target::Object,
             &slab.as_slice()[..len],
-            self.args,
+            &self.args,
             self.rdma_slot(slab).as_ref(),
             None,
         )?;
@@ -169,8 +171,8 @@ impl<'a> Upload<'a> {
             })
             .collect();
         let done = match self.client.complete_multipart_upload(
-            self.bucket,
-            self.key,
+            &self.bucket,
+            &self.key,
             upload_id,
             &list,
             self.args.checksum,
@@ -182,7 +184,7 @@ impl<'a> Upload<'a> {
             Err(e @ (Error::Transport { .. } | Error::S3 { status: 500.., .. })) => {
                 let refs: Vec<&UploadedPart> = list.iter().collect();
                 self.client
-                    .completed_earlier(self.bucket, self.key, &refs)
+                    .completed_earlier(&self.bucket, &self.key, &refs)
                     .ok_or(e)?
             }
             Err(e) => return Err(e),
@@ -221,7 +223,7 @@ impl<'a> Upload<'a> {
         );
         if let Err(e) = self
             .client
-            .abort_multipart_upload(self.bucket, self.key, upload_id)
+            .abort_multipart_upload(&self.bucket, &self.key, upload_id)
         {
             log::warn!("AbortMultipartUpload of upload {upload_id} failed: {e}");
         }

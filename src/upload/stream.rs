@@ -1,16 +1,19 @@
 //! A stream upload: `put_object` of any `Read`. One producer thread reads
 //! the source strictly in order into slabs (probing one byte past each full
-//! part to learn whether another follows) and hands them to N workers over a
-//! bounded channel; the workers send them.
+//! part to learn whether another follows) and hands each, as a task, to the
+//! client's part workers (`crate::pipeline::engine`), at most
+//! `max_inflight_parts` at once; the workers send them.
 
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread;
 
-use crossbeam_channel::{Receiver, Sender, select};
+use crossbeam_channel::{Receiver, Sender};
 
 use super::Upload;
+use crate::pipeline::engine::Lane;
 use crate::pipeline::plan::{self, Plan};
 use crate::pipeline::run::{Control, Event, PanicGuard, gather};
 use crate::pipeline::slab::Slab;
@@ -52,26 +55,27 @@ impl Client {
             args.cancelled()
         })?;
         plan.inflight = plan.inflight.min(slabs.slabs() - 1).max(1);
-        let upload = Upload::new(self, bucket, key, &args, &plan, &slabs);
+        let declared = args.size;
+        let upload = Upload::new(self, bucket, key, args, plan, slabs);
         let mut source = Source {
             reader,
             offset: 0,
-            plan: &plan,
-            declared: args.size,
+            plan: &upload.plan,
+            declared,
         };
-        let mut first = slabs.first()?;
+        let mut first = upload.slabs.first()?;
         let want = source.part_len(0);
         let len = source.fill(&mut first.as_mut_slice()[..want])?;
         let carry = source.probe_if_full(len, want)?;
         let mut out = match carry {
             None => upload.single(&first, len)?,
             Some(byte) => {
-                let upload_id = self.create_multipart_upload(bucket, key, &args)?;
+                let upload_id = self.create_multipart_upload(bucket, key, &upload.args)?;
                 log::debug!("CreateMultipartUpload {bucket}/{key}: upload id {upload_id}");
                 upload.multipart(&upload_id, source, first, len, byte)?
             }
         };
-        (out.slabs, out.slab_bytes) = slabs.used();
+        (out.slabs, out.slab_bytes) = upload.slabs.used();
         Ok(out)
     }
 }
@@ -162,17 +166,18 @@ struct Job {
     len: usize,
 }
 
-impl Upload<'_> {
-    /// The multipart path, once the upload exists and part 1 is read.
+impl Upload {
+    /// The multipart path, once the upload exists and part 1 is read: the
+    /// producer (its own thread, it reads the caller's `Read`) hands part
+    /// after part to the client's workers; the caller's thread gathers.
     fn multipart<R: Read + Send>(
-        &self,
+        self: &Arc<Self>,
         upload_id: &str,
         source: Source<'_, R>,
         first: Slab,
         first_len: usize,
         carry: u8,
     ) -> Result<PutObjectOutput> {
-        let (work_tx, work_rx) = crossbeam_channel::bounded::<Job>(self.plan.inflight);
         let (event_tx, event_rx) = crossbeam_channel::unbounded::<Event<Sent>>();
         let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
         let what = self.what(upload_id);
@@ -183,58 +188,58 @@ impl Upload<'_> {
             progress: self.args.progress.as_deref(),
             total: self.args.size,
         };
+        let upload_id: Arc<str> = upload_id.into();
         let mut parts = BTreeMap::new();
         let gathered = thread::scope(|s| {
-            let mut handles = Vec::with_capacity(self.plan.inflight + 1);
-            let (events, stop) = (event_tx.clone(), stop_rx.clone());
-            handles.push(s.spawn(move || {
-                let _guard = PanicGuard(&events, "producer");
+            let id = Arc::clone(&upload_id);
+            let producer = s.spawn(move || {
+                let _guard = PanicGuard(&event_tx, "producer");
                 let first = Job {
                     number: 1,
                     slab: first,
                     len: first_len,
                 };
-                if let Err(e) = self.produce(source, first, carry, &work_tx, &events, &stop) {
-                    let _ = events.send(Event::Failed(e));
+                if let Err(e) = self.produce(&id, source, first, carry, &event_tx, &stop_rx) {
+                    let _ = event_tx.send(Event::Failed(e));
                 }
-            }));
-            for _ in 0..self.plan.inflight {
-                let (work_rx, events) = (work_rx.clone(), event_tx.clone());
-                handles.push(s.spawn(move || {
-                    let _guard = PanicGuard(&events, "worker");
-                    self.work(upload_id, &work_rx, &events);
-                }));
-            }
-            drop((event_tx, work_rx, stop_rx));
-            gather(&ctl, event_rx, stop_tx, handles, |number, len, sent| {
-                parts.insert(number, (sent, len));
-                Ok(len as u64)
-            })
+            });
+            gather(
+                &ctl,
+                event_rx,
+                stop_tx,
+                vec![producer],
+                |number, len, sent| {
+                    parts.insert(number, (sent, len));
+                    Ok(len as u64)
+                },
+            )
         });
-        self.finish(upload_id, gathered, parts)
+        self.finish(&upload_id, gathered, parts)
     }
 
-    /// The producer: sends `first`, then reads part after part until the
-    /// source ends, a stop is signalled, or reading fails.
+    /// The producer: hands `first` over, then reads part after part and
+    /// hands each over until the source ends, a stop is signalled, or
+    /// reading fails.
     fn produce<R: Read>(
-        &self,
+        self: &Arc<Self>,
+        upload_id: &Arc<str>,
         mut source: Source<'_, R>,
         first: Job,
         carry: u8,
-        work_tx: &Sender<Job>,
-        event_tx: &Sender<Event<Sent>>,
+        events: &Sender<Event<Sent>>,
         stop: &Receiver<()>,
     ) -> Result<()> {
+        let lane = Lane::new(self.plan.inflight);
         let mut job = first;
         let mut carry = Some(carry);
         loop {
             let number = job.number;
-            select! {
-                send(work_tx, job) -> sent => if sent.is_err() { return Ok(()) },
-                recv(stop) -> _ => return Ok(()),
+            let task = self.part_task(upload_id, job, events.clone());
+            if !lane.run(self.client.engine(), stop, task)? {
+                return Ok(());
             }
             let Some(byte) = carry else {
-                let _ = event_tx.send(Event::Produced {
+                let _ = events.send(Event::Produced {
                     parts: number,
                     bytes: source.offset,
                 });
@@ -260,29 +265,37 @@ impl Upload<'_> {
         }
     }
 
-    /// A worker: sends parts until the producer is done, then returns.
-    fn work(&self, upload_id: &str, work_rx: &Receiver<Job>, event_tx: &Sender<Event<Sent>>) {
-        for job in work_rx {
-            let stopped = || self.stopped.load(Ordering::SeqCst);
-            // A connection of the client's pool, for this part only.
-            let Some(conn) = self.client.connections().acquire(&stopped) else {
-                drop(job.slab);
-                continue;
-            };
+    /// The task that sends one filled part on a worker of the client.
+    fn part_task(
+        self: &Arc<Self>,
+        upload_id: &Arc<str>,
+        job: Job,
+        events: Sender<Event<Sent>>,
+    ) -> impl FnOnce() + Send + 'static {
+        let (upload, upload_id) = (Arc::clone(self), Arc::clone(upload_id));
+        move || {
+            let _guard = PanicGuard(&events, "worker");
+            let Job { number, slab, len } = job;
+            let stopped = || upload.stopped.load(Ordering::SeqCst);
             if stopped() {
-                drop(job.slab);
-                continue;
+                return;
             }
-            let result = self.send_part(&conn, upload_id, job.number, &job.slab, job.len);
-            drop(conn);
-            drop(job.slab);
+            // A connection of the client's pool, for this part only.
+            let Some(conn) = upload.client.connections().acquire(&stopped) else {
+                return;
+            };
+            let result = upload.send_part(&conn, &upload_id, number, &slab, len);
             if result.is_err() {
                 // The first error ends the upload: send no further part.
-                self.stopped.store(true, Ordering::SeqCst);
+                upload.stopped.store(true, Ordering::SeqCst);
             }
-            let _ = event_tx.send(Event::Done {
-                number: job.number,
-                len: job.len,
+            // All of the upload this task holds goes before the event: when
+            // the caller's thread has seen every event, nothing of it is held.
+            drop(conn);
+            drop((slab, upload));
+            let _ = events.send(Event::Done {
+                number,
+                len,
                 result,
             });
         }

@@ -180,6 +180,13 @@ fn thirty_two_threads_share_the_memory_limit_and_a_failure_disturbs_nobody() {
     let conns = client.connection_stats();
     assert!(conns.peak_in_use <= 8, "{conns:?}");
     assert_eq!(conns.in_use, 0, "{conns:?}");
+    // The parts of all 32 transfers (up to 128 asked in flight) ran on the
+    // client's workers, never more than max_connections threads.
+    assert!(
+        (1..=8).contains(&conns.peak_workers),
+        "{} part worker threads at the peak",
+        conns.peak_workers
+    );
     // Slabs were reused: far fewer mapped than parts sent.
     assert!(slabs.slabs_created < 60, "{slabs:?}");
 }
