@@ -6,12 +6,16 @@
 //!
 //! - `many`: 1000 objects of 1 MiB and 100 of 16 MiB, each uploaded with one
 //!   `put_object` per object from one thread in a loop, and from 16 threads
-//!   sharing one client: objects/s, MB/s, client CPU s per GiB. Every
-//!   object's ETag is checked.
+//!   sharing one client; then the same objects as files of a directory tree
+//!   with `upload_dir`, and back with `download_prefix` (16 objects at
+//!   once, the default): objects/s, MB/s, client CPU s per GiB. Every
+//!   uploaded object's ETag is checked (from the reply, or by listing the
+//!   tree's prefix), every downloaded file's bytes.
 //! - `budget`: 32 concurrent `put_object` of 64 MiB streams on one client
 //!   with `memory_limit` 256 MiB, against 4 concurrent ones moving the same
-//!   2 GiB: wall time, peak RSS (each run in a fresh child process) and the
-//!   pool's peak of mapped slab bytes.
+//!   2 GiB: wall time, peak RSS (each run in a fresh child process; the RSS
+//!   before the transfers beside it), the pool's peak of mapped slab bytes
+//!   and the peak of part worker threads.
 //!
 //! `S3PUMP_BENCH=many,budget` picks sections (`objects` runs both);
 //! `S3PUMP_BENCH_MARKDOWN=PATH` appends the tables as Markdown.
@@ -25,7 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use s3pump::{Client, Credentials, PayloadSigning, PutObjectArgs};
+use s3pump::{Client, Credentials, DownloadArgs, PayloadSigning, PutObjectArgs, TreeArgs};
 use support::harness::{data, md5_hex, multipart_etag};
 use support::server::{ACCESS_KEY, REGION, SECRET_KEY, TestServer};
 
@@ -152,7 +156,7 @@ fn many(md: &mut String) -> Result<(), Box<dyn std::error::Error>> {
     let client = server.client();
     println!("many objects: one client, s3s-fs in a child process, unsigned, CRC64NVME");
     println!(
-        "{:<14} {:>8} {:>10} {:>9} {:>12}",
+        "{:<32} {:>8} {:>10} {:>9} {:>12}",
         "workload", "threads", "objects/s", "MB/s", "CPU s/GiB"
     );
     md.push_str(
@@ -204,25 +208,95 @@ fn many(md: &mut String) -> Result<(), Box<dyn std::error::Error>> {
                 Ok(())
             })?;
             let secs = started.elapsed().as_secs_f64();
-            let cpu = cpu_seconds() - cpu;
-            let bytes = (count * size) as f64;
-            let name = format!("{count} × {} MiB", size / MIB);
-            let row = (
-                count as f64 / secs,
-                bytes / secs / 1e6,
-                cpu / (bytes / (1u64 << 30) as f64),
-            );
-            println!(
-                "{name:<14} {threads:>8} {:>10.0} {:>9.1} {:>12.3}",
-                row.0, row.1, row.2
-            );
-            md.push_str(&format!(
-                "| {name} | {threads} | {:.0} | {:.1} | {:.3} |\n",
-                row.0, row.1, row.2
-            ));
+            let name = format!("{count} × {} MiB, put_object", size / MIB);
+            row(md, &name, threads, count, size, secs, cpu_seconds() - cpu);
         }
+        tree_rows(md, &client, count, size, &bodies, &etags)?;
     }
     md.push('\n');
+    Ok(())
+}
+
+/// Prints and records one row of the `many` table.
+fn row(
+    md: &mut String,
+    name: &str,
+    threads: usize,
+    count: usize,
+    size: usize,
+    secs: f64,
+    cpu: f64,
+) {
+    let bytes = (count * size) as f64;
+    let (ops, mbps, cpu_gib) = (
+        count as f64 / secs,
+        bytes / secs / 1e6,
+        cpu / (bytes / (1u64 << 30) as f64),
+    );
+    println!("{name:<32} {threads:>8} {ops:>10.0} {mbps:>9.1} {cpu_gib:>12.3}");
+    md.push_str(&format!(
+        "| {name} | {threads} | {ops:.0} | {mbps:.1} | {cpu_gib:.3} |\n"
+    ));
+}
+
+/// The same objects as a directory tree: `upload_dir`, then
+/// `download_prefix`, with the default 16 objects at once.
+fn tree_rows(
+    md: &mut String,
+    client: &Client,
+    count: usize,
+    size: usize,
+    bodies: &[Vec<u8>],
+    etags: &[String],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join("src");
+    for i in 0..count {
+        let sub = src.join(format!("d{}", i % 10));
+        std::fs::create_dir_all(&sub)?;
+        std::fs::write(sub.join(format!("f{i}")), &bodies[i % 8])?;
+    }
+    let prefix = format!("tree-{size}/");
+    let tree_args = || {
+        TreeArgs::new()
+            .put_args(args())
+            .download_args(DownloadArgs::new().part_size(8 << 20))
+    };
+    let name = |what: &str| format!("{count} × {} MiB, {what}", size / MIB);
+
+    let cpu = cpu_seconds();
+    let started = Instant::now();
+    let up = client.upload_dir(&src, "bench", &prefix, tree_args())?;
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu;
+    if !up.is_complete() || up.objects != count as u64 {
+        return Err(format!("upload_dir: {up:?}").into());
+    }
+    for object in client.list_objects("bench", &prefix) {
+        let object = object?;
+        let i: usize = object.key.rsplit_once("/f").ok_or("a key")?.1.parse()?;
+        if object.etag.as_deref() != Some(etags[i % 8].as_str()) {
+            return Err(format!("{}: ETag {:?}", object.key, object.etag).into());
+        }
+    }
+    row(md, &name("upload_dir"), 16, count, size, secs, cpu);
+
+    let dest = dir.path().join("dest");
+    let cpu = cpu_seconds();
+    let started = Instant::now();
+    let down = client.download_prefix("bench", &prefix, &dest, tree_args())?;
+    let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu;
+    if !down.is_complete() || down.objects != count as u64 {
+        return Err(format!("download_prefix: {down:?}").into());
+    }
+    for i in 0..count {
+        let path = dest.join(format!("d{}/f{i}", i % 10));
+        if std::fs::read(&path)? != bodies[i % 8] {
+            return Err(format!("{} differs", path.display()).into());
+        }
+    }
+    row(md, &name("download_prefix"), 16, count, size, secs, cpu);
     Ok(())
 }
 
@@ -251,7 +325,10 @@ fn role_budget() -> Result<(), Box<dyn std::error::Error>> {
     let total = 32usize * 64 * MIB;
     let each = total / concurrency;
     let client = client_for(port, Some(256 << 20));
-    let source = data(64 * MIB, 5);
+    // The source the streams cycle through is the benchmark's own memory,
+    // kept small so that the peak RSS is mostly the client's.
+    let source = data(4 * MIB, 5);
+    let before = rss_kib();
     let started = Instant::now();
     std::thread::scope(|s| -> Result<(), String> {
         let handles: Vec<_> = (0..concurrency)
@@ -286,21 +363,39 @@ fn role_budget() -> Result<(), Box<dyn std::error::Error>> {
     // SAFETY: a valid pointer to a rusage, RUSAGE_SELF.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
     println!(
-        "RESULT {secs} {} {}",
+        "RESULT {secs} {} {} {before} {}",
         u.ru_maxrss,
-        client.slab_stats().peak_mapped_bytes
+        client.slab_stats().peak_mapped_bytes,
+        client.connection_stats().peak_workers
     );
     Ok(())
 }
 
+/// This process's resident memory now, KiB.
+fn rss_kib() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    pages * 4
+}
+
 fn budget(md: &mut String) -> Result<(), Box<dyn std::error::Error>> {
     let server = ChildServer::start()?;
-    println!("shared budget: 2 GiB of 64 MiB-source streams, memory_limit 256 MiB, one client");
+    println!("shared budget: 2 GiB in 64 MiB streams, memory_limit 256 MiB, one client");
     println!(
-        "{:<12} {:>9} {:>9} {:>12} {:>16}",
-        "concurrent", "seconds", "MB/s", "peak RSS MiB", "peak slabs MiB"
+        "{:<12} {:>9} {:>9} {:>12} {:>14} {:>16} {:>8}",
+        "concurrent",
+        "seconds",
+        "MB/s",
+        "peak RSS MiB",
+        "RSS before MiB",
+        "peak slabs MiB",
+        "workers"
     );
-    md.push_str("| concurrent uploads | seconds | MB/s | peak RSS MiB | peak mapped slabs MiB |\n|---|---|---|---|---|\n");
+    md.push_str("| concurrent uploads | seconds | MB/s | peak RSS MiB | RSS before MiB | peak mapped slabs MiB | peak worker threads |\n|---|---|---|---|---|---|---|\n");
     for concurrency in [4usize, 32] {
         let out = Command::new(std::env::current_exe()?)
             .env(ROLE, "budget")
@@ -322,10 +417,13 @@ fn budget(md: &mut String) -> Result<(), Box<dyn std::error::Error>> {
             .map(|v| v.parse().unwrap_or(0.0))
             .collect();
         let (secs, rss_mib, slabs_mib) = (f[0], f[1] / 1024.0, f[2] / MIB as f64);
+        let (before_mib, workers) = (f[3] / 1024.0, f[4]);
         let mbps = (32 * 64 * MIB) as f64 / secs / 1e6;
-        println!("{concurrency:<12} {secs:>9.2} {mbps:>9.1} {rss_mib:>12.0} {slabs_mib:>16.0}");
+        println!(
+            "{concurrency:<12} {secs:>9.2} {mbps:>9.1} {rss_mib:>12.0} {before_mib:>14.0} {slabs_mib:>16.0} {workers:>8}"
+        );
         md.push_str(&format!(
-            "| {concurrency} | {secs:.2} | {mbps:.1} | {rss_mib:.0} | {slabs_mib:.0} |\n"
+            "| {concurrency} | {secs:.2} | {mbps:.1} | {rss_mib:.0} | {before_mib:.0} | {slabs_mib:.0} | {workers} |\n"
         ));
     }
     md.push('\n');
