@@ -2,8 +2,9 @@
 //!
 //! [`Client::put_object`] uploads any [`std::io::Read`] with up to
 //! [`max_inflight_parts`](PutObjectArgs::max_inflight_parts) parts in flight:
-//! one producer thread reads the source into page-aligned buffers, worker
-//! threads (on the client's pool of kept-alive connections) checksum and send them, and the
+//! one producer thread reads the source into page-aligned buffers, the
+//! client's worker threads (shared by all its transfers, each part on a
+//! kept-alive connection of the client's pool) checksum and send them, and the
 //! caller's thread completes the upload, or aborts it on the first error so
 //! that nothing is left behind. Memory stays at
 //! `(max_inflight_parts + 1) × part_size` whatever the object's size.
