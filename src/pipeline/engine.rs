@@ -1,12 +1,13 @@
 //! The part workers of a client, shared by all its transfers (DESIGN.md §9).
 //!
 //! A transfer does not start threads of its own to send or fetch parts: it
-//! hands each part, as a task, to the client's [`Engine`], whose worker
-//! threads take tasks in the order they came, whatever transfer they belong
-//! to. A transfer's [`Lane`] lets at most its `max_inflight_parts` tasks be
-//! queued or running at once, so that concurrent transfers take turns
-//! (first come, first served, part by part) and none starves while another
-//! runs. Threads are started as tasks need them, at most `max_connections`
+//! hands each part, as a task, to the client's [`Engine`]. A transfer's
+//! [`Lane`] lets at most its `max_inflight_parts` tasks be queued or running
+//! at once. A free worker takes, of the queued tasks, one of the transfer
+//! with the fewest tasks running (the oldest such task): concurrent
+//! transfers share the workers evenly, and one that starts while another
+//! fills every worker gets the next one free, instead of waiting behind all
+//! the tasks the other has queued. Threads are started as tasks need them, at most `max_connections`
 //! of them (each task leases one part connection, so a task never waits for
 //! a connection), and a thread idle for [`WORKER_IDLE_TIME`] ends. Dropping
 //! the engine (with the last clone of its client) lets its threads finish
@@ -20,6 +21,7 @@
 use std::collections::VecDeque;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -37,9 +39,15 @@ pub(crate) const WORKER_IDLE_TIME: Duration = IDLE_CONNECTION_TIME;
 /// One part's work, run on a worker thread.
 pub(crate) type Task = Box<dyn FnOnce() + Send + 'static>;
 
+/// A queued task and the count of running tasks of its transfer.
+struct Queued {
+    running: Arc<AtomicUsize>,
+    task: Task,
+}
+
 #[derive(Default)]
 struct State {
-    queue: VecDeque<Task>,
+    queue: VecDeque<Queued>,
     /// Threads running now, and the most at once.
     live: usize,
     peak: usize,
@@ -84,12 +92,16 @@ impl Engine {
         (st.live, st.peak)
     }
 
-    /// Queues `task`, starting a thread when every running one is busy and
-    /// fewer than the maximum run. An error only when no thread runs and
-    /// none can be started (the task is then dropped, not run).
-    pub fn run(&self, task: Task) -> Result<()> {
+    /// Queues `task` of the transfer whose running tasks `running` counts,
+    /// starting a thread when every running one is busy and fewer than the
+    /// maximum run. An error only when no thread runs and none can be
+    /// started (the task is then dropped, not run).
+    pub fn run(&self, running: &Arc<AtomicUsize>, task: Task) -> Result<()> {
         let mut st = self.shared.state.lock();
-        st.queue.push_back(task);
+        st.queue.push_back(Queued {
+            running: Arc::clone(running),
+            task,
+        });
         if st.queue.len() <= st.idle || st.live >= self.shared.max {
             self.shared.queued.notify_one();
             return Ok(());
@@ -127,13 +139,14 @@ impl Drop for Engine {
 fn work(shared: &Shared) {
     let mut st = shared.state.lock();
     loop {
-        if let Some(task) = st.queue.pop_front() {
+        if let Some(Queued { running, task }) = next(&mut st.queue) {
             drop(st);
             // The task's own guard reports a panic to its transfer; the
             // thread goes on with the next task.
             if let Err(panic) = catch_unwind(AssertUnwindSafe(task)) {
                 log::error!("a part task panicked: {}", panic_message(&panic));
             }
+            running.fetch_sub(1, Ordering::SeqCst);
             st = shared.state.lock();
             continue;
         }
@@ -150,11 +163,25 @@ fn work(shared: &Shared) {
     st.live -= 1;
 }
 
+/// Takes out of `queue` the oldest task of the transfers with the fewest
+/// tasks running, counted as running from now on.
+fn next(queue: &mut VecDeque<Queued>) -> Option<Queued> {
+    let (i, _) = queue
+        .iter()
+        .enumerate()
+        .min_by_key(|(i, q)| (q.running.load(Ordering::SeqCst), *i))?;
+    let queued = queue.remove(i)?;
+    queued.running.fetch_add(1, Ordering::SeqCst);
+    Some(queued)
+}
+
 /// One transfer's share of the engine: at most `inflight` of its tasks are
 /// queued or running at once.
 pub(crate) struct Lane {
     take: Sender<()>,
     give_back: Receiver<()>,
+    /// Its tasks running on a worker now.
+    running: Arc<AtomicUsize>,
 }
 
 /// A lane's place held by a running task; given back when dropped.
@@ -170,7 +197,11 @@ impl Lane {
     /// A lane of `inflight` places.
     pub fn new(inflight: usize) -> Lane {
         let (take, give_back) = crossbeam_channel::bounded(inflight.max(1));
-        Lane { take, give_back }
+        Lane {
+            take,
+            give_back,
+            running: Arc::new(AtomicUsize::new(0)),
+        }
     }
 
     /// Runs `task` on `engine` once fewer than `inflight` of this lane's
@@ -187,11 +218,14 @@ impl Lane {
             recv(stop) -> _ => return Ok(false),
         }
         let place = Place(self.give_back.clone());
-        engine.run(Box::new(move || {
-            // Given back when the task ends, also by a panic.
-            let _place = place;
-            task();
-        }))?;
+        engine.run(
+            &self.running,
+            Box::new(move || {
+                // Given back when the task ends, also by a panic.
+                let _place = place;
+                task();
+            }),
+        )?;
         Ok(true)
     }
 }
@@ -199,7 +233,6 @@ impl Lane {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Instant;
 
     fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
@@ -222,12 +255,15 @@ mod tests {
         for _ in 0..10 {
             let (rx, running, done) = (release_rx.clone(), running.clone(), done.clone());
             engine
-                .run(Box::new(move || {
-                    running.fetch_add(1, Ordering::SeqCst);
-                    let _ = rx.recv();
-                    running.fetch_sub(1, Ordering::SeqCst);
-                    done.fetch_add(1, Ordering::SeqCst);
-                }))
+                .run(
+                    &Arc::default(),
+                    Box::new(move || {
+                        running.fetch_add(1, Ordering::SeqCst);
+                        let _ = rx.recv();
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        done.fetch_add(1, Ordering::SeqCst);
+                    }),
+                )
                 .unwrap();
         }
         assert!(wait_until(Duration::from_secs(5), || running
@@ -248,11 +284,42 @@ mod tests {
     #[test]
     fn a_panicking_task_does_not_take_its_thread_down() {
         let engine = Engine::with_idle_time(1, Duration::from_secs(5));
-        engine.run(Box::new(|| panic!("boom"))).unwrap();
+        let running = Arc::default();
+        engine.run(&running, Box::new(|| panic!("boom"))).unwrap();
         let (tx, rx) = crossbeam_channel::bounded(1);
-        engine.run(Box::new(move || tx.send(7).unwrap())).unwrap();
+        engine
+            .run(&running, Box::new(move || tx.send(7).unwrap()))
+            .unwrap();
         assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok(7));
         assert_eq!(engine.threads().1, 1, "the same thread ran both");
+    }
+
+    #[test]
+    fn a_free_worker_takes_a_task_of_the_transfer_with_the_fewest_running() {
+        let busy = Arc::new(AtomicUsize::new(2));
+        let idle = Arc::new(AtomicUsize::new(0));
+        let task = |r: &Arc<AtomicUsize>, tag: u8, log: &Arc<Mutex<Vec<u8>>>| {
+            let log = Arc::clone(log);
+            Queued {
+                running: Arc::clone(r),
+                task: Box::new(move || log.lock().push(tag)),
+            }
+        };
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut queue: VecDeque<Queued> = VecDeque::new();
+        for tag in [1, 2, 3] {
+            queue.push_back(task(&busy, tag, &log));
+        }
+        queue.push_back(task(&idle, 10, &log));
+        queue.push_back(task(&idle, 11, &log));
+        // The transfer with none running goes first, though it came last;
+        // then, both having two running, the oldest task.
+        for _ in 0..3 {
+            (next(&mut queue).unwrap().task)();
+        }
+        assert_eq!(*log.lock(), vec![10, 11, 1]);
+        assert_eq!(idle.load(Ordering::SeqCst), 2);
+        assert_eq!(busy.load(Ordering::SeqCst), 3);
     }
 
     #[test]

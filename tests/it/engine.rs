@@ -352,3 +352,77 @@ fn dropping_the_last_clone_elsewhere_mid_transfer_neither_hangs_nor_leaves_an_up
     assert!(server.open_uploads().is_empty(), "the upload was aborted");
     assert!(server.object_bytes(&h.bucket, &h.key("dropped")).is_none());
 }
+
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
+#[test]
+fn a_transfer_started_while_another_fills_every_worker_gets_the_next_one_free() {
+    let h = Arc::new(Harness::new());
+    let Some(server) = h.local() else { return };
+    // Each connection carries 20 MB/s: a 5 MiB part takes about 0.26 s.
+    let relay = Arc::new(Relay::start(
+        server.addr(),
+        RelayConfig {
+            rate_bytes_per_sec: Some(20_000_000),
+            ..RelayConfig::default()
+        },
+    ));
+    let client = h
+        .builder()
+        .endpoint(relay.endpoint())
+        .max_connections(2)
+        .build()
+        .unwrap();
+    // The big upload asks for 8 parts in flight on 2 workers: it always has
+    // 6 queued behind the 2 running.
+    let big_body = Arc::new(data(80 * MIB, 1));
+    let big_done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let big = {
+        let (client, h, body, done) = (
+            client.clone(),
+            Arc::clone(&h),
+            Arc::clone(&big_body),
+            Arc::clone(&big_done),
+        );
+        thread::spawn(move || {
+            let args = PutObjectArgs::new()
+                .part_size(5 << 20)
+                .max_inflight_parts(8)
+                .on_progress(move |p| {
+                    done.store(p.bytes_sent, std::sync::atomic::Ordering::SeqCst);
+                    true
+                });
+            client.put_object(&h.bucket, &h.key("big"), &body[..], args)
+        })
+    };
+    // Once the big one's parts are on the wire, a small one starts.
+    let start = std::time::Instant::now();
+    while client.connection_stats().in_use < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the big upload never started"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+    let small_body = data(10 * MIB, 2);
+    client
+        .put_object(
+            &h.bucket,
+            &h.key("small"),
+            &small_body[..],
+            PutObjectArgs::new().part_size(5 << 20),
+        )
+        .unwrap();
+    let big_then = big_done.load(std::sync::atomic::Ordering::SeqCst);
+    big.join().unwrap().unwrap();
+    // Its two parts took turns with the big one's: the big one had sent
+    // well under half of its 80 MiB when the small one was done. Behind all
+    // of the big one's queued parts (first come, first served), it would
+    // have waited for at least 8 of them (40 MiB).
+    assert!(
+        big_then < 40 * MIB as u64,
+        "the big upload had sent {big_then} bytes by the time the small one was done"
+    );
+    assert!(server.object_bytes(&h.bucket, &h.key("small")).unwrap() == small_body);
+    assert!(server.object_bytes(&h.bucket, &h.key("big")).unwrap() == *big_body);
+    assert!(server.open_uploads().is_empty());
+}
