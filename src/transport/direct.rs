@@ -1256,4 +1256,151 @@ mod tests {
         assert!(mapped.to_string().contains("unknown issuer"), "{mapped}");
         assert!(f.requests.lock().unwrap().is_empty(), "nothing was sent");
     }
+
+    /// A ranged GET of `len` bytes into a buffer: the status, whether the
+    /// body went into the buffer, and the body (the buffer's bytes when it
+    /// did, else the reply's).
+    fn get_over(
+        scheme: &str,
+        tls: &Arc<ClientConfig>,
+        slot: Option<&parking_lot::Mutex<Option<Conn>>>,
+        addr: &str,
+        len: usize,
+    ) -> Result<(u16, bool, Vec<u8>), ureq::Error> {
+        let request = http::Request::builder()
+            .method("GET")
+            .uri(format!("{scheme}://{addr}/bucket/key"))
+            .header("host", addr)
+            .header("range", format!("bytes=0-{}", len - 1))
+            .body(())
+            .unwrap();
+        let mut buf = vec![0u8; len];
+        let (mut response, filled) = get_into(
+            &request,
+            Duration::from_secs(5),
+            Duration::from_millis(500),
+            None,
+            tls,
+            slot,
+            &mut buf,
+        )?;
+        let status = response.status().as_u16();
+        let body = if filled {
+            assert!(response.body_mut().read_to_vec().unwrap().is_empty());
+            buf
+        } else {
+            response.body_mut().read_to_vec().unwrap()
+        };
+        Ok((status, filled, body))
+    }
+
+    #[test]
+    fn a_ranged_get_reads_its_body_into_the_buffer_and_keeps_the_connection() {
+        let f = fake(vec![
+            "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-9/20\r\nContent-Length: 10\r\n\r\n0123456789",
+            "HTTP/1.1 503 Slow Down\r\nContent-Length: 8\r\n\r\n<Error/>",
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n\r\nabcdefghij",
+        ]);
+        let slot = parking_lot::Mutex::new(None);
+        let get = || get_over("http", &no_tls(), Some(&slot), &f.addr, 10).unwrap();
+        assert_eq!(get(), (206, true, b"0123456789".to_vec()));
+        // An error reply comes back in memory, as ureq would hand it over.
+        assert_eq!(get(), (503, false, b"<Error/>".to_vec()));
+        assert_eq!(get(), (206, true, b"abcdefghij".to_vec()));
+        assert_eq!(f.connections.load(Ordering::SeqCst), 1, "kept alive");
+        let requests = f.requests.lock().unwrap();
+        assert!(
+            requests[0].0.starts_with("GET /bucket/key HTTP/1.1\r\n"),
+            "{}",
+            requests[0].0
+        );
+        assert!(requests[0].0.contains("\r\nrange: bytes=0-9\r\n"));
+        assert!(!requests[0].0.contains("content-length"));
+    }
+
+    #[test]
+    fn a_ranged_get_over_tls_reads_into_the_buffer_and_keeps_the_connection() {
+        let (server, ca) = test_tls();
+        let body: &'static str = Box::leak("x".repeat(100_001).into_boxed_str());
+        let reply: &'static str = Box::leak(
+            format!("HTTP/1.1 206 Partial Content\r\nContent-Length: 100001\r\n\r\n{body}")
+                .into_boxed_str(),
+        );
+        let f = fake_with(vec![reply, reply], Some(server));
+        let client = client_tls(&ca);
+        let slot = parking_lot::Mutex::new(None);
+        for _ in 0..2 {
+            let got = get_over("https", &client, Some(&slot), &f.addr, 100_001).unwrap();
+            assert_eq!((got.0, got.1), (206, true));
+            assert!(got.2 == body.as_bytes());
+        }
+        assert_eq!(f.connections.load(Ordering::SeqCst), 1, "kept alive");
+    }
+
+    #[test]
+    fn hostile_replies_to_a_ranged_get_are_errors_or_handed_back_never_a_panic() {
+        // Short body, then the close: an UnexpectedEof naming how much came.
+        let f = fake(vec![
+            "CLOSE HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n\r\n01234",
+        ]);
+        let err = get_over("http", &no_tls(), None, &f.addr, 10).unwrap_err();
+        assert_eq!(io_kind(&err), ErrorKind::UnexpectedEof, "{err:?}");
+        assert!(err.to_string().contains("after 5 of 10 bytes"), "{err}");
+
+        // Garbage instead of a head.
+        let f = fake(vec!["CLOSE \x00\x01garbage\r\n\r\n"]);
+        let err = get_over("http", &no_tls(), None, &f.addr, 10).unwrap_err();
+        assert_eq!(io_kind(&err), ErrorKind::InvalidData, "{err:?}");
+
+        // Another length (oversize): handed back unread, the connection closed.
+        let f = fake(vec![
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: 99999999999\r\n\r\n0123456789",
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n\r\n0123456789",
+        ]);
+        let slot = parking_lot::Mutex::new(None);
+        let got = get_over("http", &no_tls(), Some(&slot), &f.addr, 10).unwrap();
+        assert_eq!(got, (206, false, vec![]));
+        assert!(slot.lock().is_none(), "not kept");
+        get_over("http", &no_tls(), Some(&slot), &f.addr, 10).unwrap();
+        assert_eq!(f.connections.load(Ordering::SeqCst), 2);
+
+        // The right length, then more bytes: the body, the connection not kept.
+        let f = fake(vec![
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n\r\n0123456789EXTRA",
+        ]);
+        let slot = parking_lot::Mutex::new(None);
+        let got = get_over("http", &no_tls(), Some(&slot), &f.addr, 10).unwrap();
+        assert_eq!(got, (206, true, b"0123456789".to_vec()));
+        assert!(slot.lock().is_none(), "out of step: not kept");
+
+        // Chunked, or up to the close: in memory, as before (at most len + 1).
+        let f = fake(vec![
+            "HTTP/1.1 206 Partial Content\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n0123\r\n6\r\n456789\r\n0\r\n\r\n",
+            "HTTP/1.1 206 Partial Content\r\nTransfer-Encoding: chunked\r\n\r\nff\r\n",
+            "HTTP/1.1 206 Partial Content\r\n\r\n0123456789",
+        ]);
+        let got = get_over("http", &no_tls(), None, &f.addr, 10).unwrap();
+        assert_eq!(got, (206, false, b"0123456789".to_vec()));
+        // A chunk longer than the range: refused before it is read.
+        let err = get_over("http", &no_tls(), None, &f.addr, 10).unwrap_err();
+        assert_eq!(io_kind(&err), ErrorKind::InvalidData, "{err:?}");
+        let got = get_over("http", &no_tls(), None, &f.addr, 10).unwrap();
+        assert_eq!(got, (206, false, b"0123456789".to_vec()));
+
+        // A server that stops mid-body: a timeout, not a hang.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let _hold = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut buf = Vec::new();
+            read_request_head(&mut conn, &mut buf).unwrap();
+            conn.write_all(b"HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n\r\n012")
+                .unwrap();
+            std::thread::sleep(Duration::from_secs(3));
+        });
+        let started = Instant::now();
+        let err = get_over("http", &no_tls(), None, &addr, 10).unwrap_err();
+        assert_eq!(io_kind(&err), ErrorKind::TimedOut, "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
 }
