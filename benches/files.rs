@@ -14,8 +14,11 @@
 //! server over http and over https (a TLS terminator in this process), 8
 //! MiB ranges, N = 8. Each download runs in a child process (this binary
 //! with `S3PUMP_BENCH_ROLE=download`), so the CPU time (getrusage user+sys)
-//! and peak RSS are the client's alone; best of `S3PUMP_BENCH_REPS`
-//! (default 3) by MB/s; every downloaded file is compared with the source.
+//! and peak RSS are the client's alone; of `S3PUMP_BENCH_REPS` runs
+//! (default 3), the shortest time and the least CPU; every downloaded file
+//! is compared with the source. `S3PUMP_BENCH_AGAINST=BINARY` (this bench
+//! built from another commit) runs that build's download child at the same
+//! time as each of this one's, and prints both and their CPU ratio.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -201,42 +204,61 @@ fn local() -> Result<(), Box<dyn std::error::Error>> {
         ("https", front.endpoint("127.0.0.1")),
     ] {
         let dest = dir.path().join(format!("copy-{scheme}.bin"));
-        let mut best: Option<(f64, f64, u64)> = None;
+        let against = std::env::var_os("S3PUMP_BENCH_AGAINST").map(std::path::PathBuf::from);
+        let mut runs: Vec<(f64, f64, u64)> = Vec::new();
+        let mut against_runs: Vec<(f64, f64, u64)> = Vec::new();
         for _ in 0..reps {
-            let out = Command::new(std::env::current_exe()?)
-                .env("S3PUMP_BENCH_ROLE", "download")
-                .env("S3PUMP_BENCH_ENDPOINT", &endpoint)
-                .env("S3PUMP_BENCH_CA", &ca_file)
-                .env("S3PUMP_BENCH_DEST", &dest)
-                .env("S3PUMP_BENCH_INFLIGHT", n.to_string())
-                .output()?;
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            if !out.status.success() {
-                return Err(format!(
-                    "download child failed: {stdout}{}",
-                    String::from_utf8_lossy(&out.stderr)
-                )
-                .into());
-            }
-            let result = stdout
-                .lines()
-                .find_map(|l| l.strip_prefix("RESULT "))
-                .ok_or_else(|| format!("no RESULT from the child: {stdout}"))?;
-            let v: Vec<f64> = result
-                .split(' ')
-                .filter_map(|kv| kv.split_once('=')?.1.parse().ok())
-                .collect();
-            let (secs, cpu, hwm) = (v[0], v[1] + v[2], v[3] as u64);
-            if std::fs::read(&dest)? != body {
-                return Err(format!("download over {scheme}: bytes differ").into());
-            }
-            std::fs::remove_file(&dest)?;
-            if best.is_none_or(|b| secs < b.0) {
-                best = Some((secs, cpu, hwm));
+            let spawn = |exe: &std::path::Path, dest: &std::path::Path| {
+                Command::new(exe)
+                    .env("S3PUMP_BENCH_ROLE", "download")
+                    .env("S3PUMP_BENCH_ENDPOINT", &endpoint)
+                    .env("S3PUMP_BENCH_CA", &ca_file)
+                    .env("S3PUMP_BENCH_DEST", dest)
+                    .env("S3PUMP_BENCH_INFLIGHT", n.to_string())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+            };
+            let this = spawn(&std::env::current_exe()?, &dest)?;
+            // With `S3PUMP_BENCH_AGAINST=BINARY` (this bench built from
+            // another commit), that build's child runs at the same time:
+            // both see the same load, so their ratio is fair.
+            let other_dest = dir.path().join(format!("against-{scheme}.bin"));
+            let other = match &against {
+                Some(exe) => Some(spawn(exe, &other_dest)?),
+                None => None,
+            };
+            runs.push(child_result(this, &dest, &body)?);
+            if let Some(other) = other {
+                against_runs.push(child_result(other, &other_dest, &body)?);
             }
         }
-        let (secs, cpu, hwm) = best.expect("at least one rep");
+        // The fastest run's time, the least CPU of any run (on a loaded
+        // machine both only grow), the largest peak RSS.
+        let secs = runs.iter().map(|r| r.0).fold(f64::INFINITY, f64::min);
+        let cpu = runs.iter().map(|r| r.1).fold(f64::INFINITY, f64::min);
+        let hwm = runs.iter().map(|r| r.2).max().unwrap_or(0);
         let gib = body.len() as f64 / (1u64 << 30) as f64;
+        let each: Vec<String> = runs
+            .iter()
+            .map(|r| format!("{:.2} s {:.3} CPU s/GiB", r.0, r.1 / gib))
+            .collect();
+        println!("  {scheme} runs: {}", each.join(", "));
+        if !against_runs.is_empty() {
+            let each: Vec<String> = against_runs
+                .iter()
+                .zip(&runs)
+                .map(|(a, r)| {
+                    format!(
+                        "{:.2} s {:.3} CPU s/GiB (this/against {:.2})",
+                        a.0,
+                        a.1 / gib,
+                        r.1 / a.1
+                    )
+                })
+                .collect();
+            println!("  {scheme} against, at the same time: {}", each.join(", "));
+        }
         let mbps = body.len() as f64 / secs / 1e6;
         let row = (scheme, secs, mbps, cpu / gib, hwm as f64 / 1024.0);
         println!(
@@ -263,6 +285,37 @@ fn local() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// Waits for a `download` child; its time, CPU and peak RSS, once the
+/// file it wrote is checked against `body` (and removed).
+fn child_result(
+    child: std::process::Child,
+    dest: &std::path::Path,
+    body: &[u8],
+) -> Result<(f64, f64, u64), Box<dyn std::error::Error>> {
+    let out = child.wait_with_output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "download child failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    let result = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .ok_or_else(|| format!("no RESULT from the child: {stdout}"))?;
+    let v: Vec<f64> = result
+        .split(' ')
+        .filter_map(|kv| kv.split_once('=')?.1.parse().ok())
+        .collect();
+    if std::fs::read(dest)? != body {
+        return Err(format!("{}: bytes differ", dest.display()).into());
+    }
+    std::fs::remove_file(dest)?;
+    Ok((v[0], v[1] + v[2], v[3] as u64))
 }
 
 /// The child of `files-local`: one `download_to_file`, measured; prints

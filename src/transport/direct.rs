@@ -13,6 +13,13 @@
 //! over as an ordinary `http::Response<ureq::Body>`, so everything after the
 //! send (status check, ETag, error parsing, retries) is unchanged.
 //!
+//! A download's ranged GETs ([`get_into`]) go the other way on the same
+//! connections: the head out, the reply head parsed, and a 2xx body of the
+//! range's length read from the socket (over TLS, from rustls's plaintext
+//! buffer) straight into the range's slab, instead of through ureq's body
+//! reader and the copy out of it. Error replies come back in memory as
+//! above.
+//!
 //! Used for `http://` and `https://` endpoints, directly or through a proxy
 //! spoken to in plain HTTP: for `http://` with the absolute-form request
 //! target (`PUT http://host/...`), for `https://` in a `CONNECT` tunnel made
