@@ -8,11 +8,23 @@
 //! downloaded with 1 and 8 parts in flight; every object's ETag and every
 //! downloaded file's bytes are checked. `S3PUMP_BENCH_MARKDOWN=PATH` also
 //! appends the table as Markdown; `S3PUMP_BENCH` without `files` skips it.
+//!
+//! Section `files-local` (`S3PUMP_BENCH=files-local`, also run with
+//! `files`): `download_to_file` without the relay, from the in-process
+//! server over http and over https (a TLS terminator in this process), 8
+//! MiB ranges, N = 8. Each download runs in a child process (this binary
+//! with `S3PUMP_BENCH_ROLE=download`), so the CPU time (getrusage user+sys)
+//! and peak RSS are the client's alone; of `S3PUMP_BENCH_REPS` runs
+//! (default 3), the shortest time and the least CPU; every downloaded file
+//! is compared with the source. `S3PUMP_BENCH_AGAINST=BINARY` (this bench
+//! built from another commit) runs that build's download child at the same
+//! time as each of this one's, and prints both and their CPU ratio.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::io::Write;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use s3pump::{Client, Credentials, DownloadArgs, PayloadSigning, PutObjectArgs};
@@ -23,15 +35,31 @@ use support::{Relay, RelayConfig};
 const PART: u64 = 8 << 20;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::var("S3PUMP_BENCH_ROLE").as_deref() == Ok("download") {
+        return role_download();
+    }
     // Runs unless `S3PUMP_BENCH` names other sections only.
-    let wanted = std::env::var("S3PUMP_BENCH").map_or(true, |v| v.split(',').any(|s| s == "files"));
-    if !wanted || std::env::args().any(|a| a == "--list") {
+    let sections = std::env::var("S3PUMP_BENCH");
+    let wants = |name: &str| {
+        sections
+            .as_ref()
+            .map_or(true, |v| v.split(',').any(|s| s == name || s == "files"))
+    };
+    if std::env::args().any(|a| a == "--list") {
         return Ok(());
     }
-    let mib: usize = std::env::var("S3PUMP_BENCH_FILE_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1024);
+    if wants("files") {
+        relayed()?;
+    }
+    if wants("files-local") {
+        local()?;
+    }
+    Ok(())
+}
+
+/// `upload_file` and `download_to_file` behind the relay, N = 1 and 8.
+fn relayed() -> Result<(), Box<dyn std::error::Error>> {
+    let mib = file_mib();
     let server = TestServer::start();
     server.create_bucket("bench");
     let relay = Relay::start(
@@ -120,4 +148,218 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// The size of the files, in MiB.
+fn file_mib() -> usize {
+    std::env::var("S3PUMP_BENCH_FILE_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024)
+}
+
+/// `download_to_file` from the in-process server without relay, http and
+/// https, N = 8, each in a child process.
+fn local() -> Result<(), Box<dyn std::error::Error>> {
+    let mib = file_mib();
+    let n = 8;
+    let reps: usize = std::env::var("S3PUMP_BENCH_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let server = TestServer::start();
+    server.create_bucket("bench");
+    let ca = support::tls_front::TestCa::new("s3pump files bench CA");
+    let cert = ca.issue(&["127.0.0.1"], support::tls_front::Validity::Current);
+    let front = support::tls_front::TlsFront::start(server.addr(), &cert);
+    let dir = tempfile::tempdir()?;
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem())?;
+    let body = data(mib << 20, 11);
+    let client = Client::builder()
+        .endpoint(server.endpoint())
+        .region(REGION)
+        .credentials(Credentials::new(ACCESS_KEY, SECRET_KEY, None))
+        .build()?;
+    client.put_object(
+        "bench",
+        "local",
+        &body[..],
+        PutObjectArgs::new()
+            .part_size(PART)
+            .payload_signing(PayloadSigning::Unsigned),
+    )?;
+    println!(
+        "\nfiles-local: download_to_file of {mib} MiB, {} MiB ranges, N = {n}, \
+         in-process server (TLS terminator in the bench process), client in a child process",
+        PART >> 20
+    );
+    println!(
+        "{:<8} {:>9} {:>9} {:>10} {:>13}  check",
+        "scheme", "seconds", "MB/s", "CPU s/GiB", "peak RSS MiB"
+    );
+    let mut rows = Vec::new();
+    for (scheme, endpoint) in [
+        ("http", server.endpoint()),
+        ("https", front.endpoint("127.0.0.1")),
+    ] {
+        let dest = dir.path().join(format!("copy-{scheme}.bin"));
+        let against = std::env::var_os("S3PUMP_BENCH_AGAINST").map(std::path::PathBuf::from);
+        let mut runs: Vec<(f64, f64, u64)> = Vec::new();
+        let mut against_runs: Vec<(f64, f64, u64)> = Vec::new();
+        for _ in 0..reps {
+            let spawn = |exe: &std::path::Path, dest: &std::path::Path| {
+                Command::new(exe)
+                    .env("S3PUMP_BENCH_ROLE", "download")
+                    .env("S3PUMP_BENCH_ENDPOINT", &endpoint)
+                    .env("S3PUMP_BENCH_CA", &ca_file)
+                    .env("S3PUMP_BENCH_DEST", dest)
+                    .env("S3PUMP_BENCH_INFLIGHT", n.to_string())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+            };
+            let this = spawn(&std::env::current_exe()?, &dest)?;
+            // With `S3PUMP_BENCH_AGAINST=BINARY` (this bench built from
+            // another commit), that build's child runs at the same time:
+            // both see the same load, so their ratio is fair.
+            let other_dest = dir.path().join(format!("against-{scheme}.bin"));
+            let other = match &against {
+                Some(exe) => Some(spawn(exe, &other_dest)?),
+                None => None,
+            };
+            runs.push(child_result(this, &dest, &body)?);
+            if let Some(other) = other {
+                against_runs.push(child_result(other, &other_dest, &body)?);
+            }
+        }
+        // The fastest run's time, the least CPU of any run (on a loaded
+        // machine both only grow), the largest peak RSS.
+        let secs = runs.iter().map(|r| r.0).fold(f64::INFINITY, f64::min);
+        let cpu = runs.iter().map(|r| r.1).fold(f64::INFINITY, f64::min);
+        let hwm = runs.iter().map(|r| r.2).max().unwrap_or(0);
+        let gib = body.len() as f64 / (1u64 << 30) as f64;
+        let each: Vec<String> = runs
+            .iter()
+            .map(|r| format!("{:.2} s {:.3} CPU s/GiB", r.0, r.1 / gib))
+            .collect();
+        println!("  {scheme} runs: {}", each.join(", "));
+        if !against_runs.is_empty() {
+            let each: Vec<String> = against_runs
+                .iter()
+                .zip(&runs)
+                .map(|(a, r)| {
+                    format!(
+                        "{:.2} s {:.3} CPU s/GiB (this/against {:.2})",
+                        a.0,
+                        a.1 / gib,
+                        r.1 / a.1
+                    )
+                })
+                .collect();
+            println!("  {scheme} against, at the same time: {}", each.join(", "));
+        }
+        let mbps = body.len() as f64 / secs / 1e6;
+        let row = (scheme, secs, mbps, cpu / gib, hwm as f64 / 1024.0);
+        println!(
+            "{:<8} {:>9.2} {:>9.0} {:>10.3} {:>13.0}  identical",
+            row.0, row.1, row.2, row.3, row.4
+        );
+        rows.push(format!(
+            "| {} | {n} | {:.2} | {:.0} | {:.3} | {:.0} |",
+            row.0, row.1, row.2, row.3, row.4
+        ));
+    }
+    if let Ok(path) = std::env::var("S3PUMP_BENCH_MARKDOWN") {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        writeln!(
+            f,
+            "| scheme | N | seconds | MB/s | CPU s/GiB | peak RSS MiB |"
+        )?;
+        writeln!(f, "|---|---|---|---|---|---|")?;
+        for row in rows {
+            writeln!(f, "{row}")?;
+        }
+    }
+    Ok(())
+}
+
+/// Waits for a `download` child; its time, CPU and peak RSS, once the
+/// file it wrote is checked against `body` (and removed).
+fn child_result(
+    child: std::process::Child,
+    dest: &std::path::Path,
+    body: &[u8],
+) -> Result<(f64, f64, u64), Box<dyn std::error::Error>> {
+    let out = child.wait_with_output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "download child failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    let result = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .ok_or_else(|| format!("no RESULT from the child: {stdout}"))?;
+    let v: Vec<f64> = result
+        .split(' ')
+        .filter_map(|kv| kv.split_once('=')?.1.parse().ok())
+        .collect();
+    if std::fs::read(dest)? != body {
+        return Err(format!("{}: bytes differ", dest.display()).into());
+    }
+    std::fs::remove_file(dest)?;
+    Ok((v[0], v[1] + v[2], v[3] as u64))
+}
+
+/// The child of `files-local`: one `download_to_file`, measured; prints
+/// `RESULT secs= user= sys= hwm_kib=`.
+fn role_download() -> Result<(), Box<dyn std::error::Error>> {
+    let var = |name: &str| std::env::var(name).map_err(|_| format!("{name} is not set"));
+    let n: usize = var("S3PUMP_BENCH_INFLIGHT")?.parse()?;
+    let client = Client::builder()
+        .endpoint(var("S3PUMP_BENCH_ENDPOINT")?)
+        .region(REGION)
+        .credentials(Credentials::new(ACCESS_KEY, SECRET_KEY, None))
+        .ca_bundle(var("S3PUMP_BENCH_CA")?)
+        .build()?;
+    let dest = var("S3PUMP_BENCH_DEST")?;
+    let (u0, s0) = cpu();
+    let started = Instant::now();
+    client.download_to_file(
+        "bench",
+        "local",
+        &dest,
+        DownloadArgs::new().part_size(PART).max_inflight_parts(n),
+    )?;
+    let secs = started.elapsed().as_secs_f64();
+    let (u1, s1) = cpu();
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    println!(
+        "RESULT secs={secs} user={} sys={} hwm_kib={hwm}",
+        u1 - u0,
+        s1 - s0
+    );
+    Ok(())
+}
+
+/// User and system CPU seconds of this process.
+fn cpu() -> (f64, f64) {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    assert_eq!(rc, 0, "getrusage");
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (secs(ru.ru_utime), secs(ru.ru_stime))
 }

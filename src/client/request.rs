@@ -190,6 +190,35 @@ impl Client {
     /// request sent again (once). Every send is signed with the credentials
     /// current at that moment.
     pub(crate) fn send_raw(&self, conn: &Conn, req: &Request<'_>) -> Result<Response> {
+        self.send_raw_into(conn, req, None).map(|(r, _)| r)
+    }
+
+    /// [`Client::send`] of a ranged GET whose body is read straight into
+    /// `buf` (the range's length) when the direct sender takes it
+    /// (`transport/direct.rs`): then the reply comes back with an empty
+    /// body and `true`. Otherwise (another scheme, a proxy it does not
+    /// speak to, a reply it does not read into `buf`) the reply comes back
+    /// as from [`Client::send`], with its body, and `false`.
+    pub(crate) fn send_into(
+        &self,
+        conn: &Conn,
+        req: &Request<'_>,
+        buf: &mut [u8],
+    ) -> Result<(Response, bool)> {
+        let (response, filled) = self.send_raw_into(conn, req, Some(buf))?;
+        let response =
+            check_status(req, response).map_err(|e| self.explain_not_found(conn, req, e))?;
+        Ok((response, filled))
+    }
+
+    /// [`Client::send_raw`], reading a ranged GET's body into `into` when
+    /// given (see [`Client::send_into`]).
+    fn send_raw_into(
+        &self,
+        conn: &Conn,
+        req: &Request<'_>,
+        mut into: Option<&mut [u8]>,
+    ) -> Result<(Response, bool)> {
         let mut redirected = false;
         let mut refreshed = false;
         loop {
@@ -198,10 +227,11 @@ impl Client {
                 Some(cache) => Some(cache.get()?),
                 None => None,
             };
-            let response = self.send_signed(conn, req, &region, creds.as_deref())?;
+            let (response, filled) =
+                self.send_signed(conn, req, &region, creds.as_deref(), into.as_deref_mut())?;
             let status = response.status().as_u16();
             if !matches!(status, 301 | 400 | 403) {
-                return Ok(response);
+                return Ok((response, filled));
             }
             // Look at the error: a region to learn, or credentials to refresh?
             let header_region = header(response.headers(), "x-amz-bucket-region");
@@ -266,7 +296,7 @@ impl Client {
             // Hand the reply on with its body, as if untouched.
             let (parts, _) = response.into_parts();
             let body = ureq::Body::builder().data(text.into_bytes());
-            return Ok(http::Response::from_parts(parts, body));
+            return Ok((http::Response::from_parts(parts, body), false));
         }
     }
 
@@ -311,14 +341,16 @@ impl Client {
         }
     }
 
-    /// One signed (or anonymous) send.
+    /// One signed (or anonymous) send; a ranged GET's body into `into` when
+    /// the direct sender takes it (then with `true`).
     fn send_signed(
         &self,
         conn: &Conn,
         req: &Request<'_>,
         region: &str,
         creds: Option<&Credentials>,
-    ) -> Result<Response> {
+        into: Option<&mut [u8]>,
+    ) -> Result<(Response, bool)> {
         let i = &self.inner;
         let (authority, mut path) = self.address(req.bucket, region);
         match req.key {
@@ -377,12 +409,28 @@ impl Client {
                     &i.direct_tls,
                     conn.direct.as_ref(),
                 )
+                .map(|r| (r, false))
             } else {
-                conn.agent.run(request)
+                conn.agent.run(request).map(|r| (r, false))
             }
         } else {
             let request = builder.body(()).map_err(|e| bad_request(req, e))?;
-            conn.agent.run(request)
+            let proxy = i.proxy.as_ref();
+            match into {
+                Some(buf) if direct::takes_get(&i.scheme, buf.len(), proxy) => {
+                    // A large range: straight into its slab (see direct.rs).
+                    direct::get_into(
+                        &request,
+                        i.connect_timeout,
+                        i.idle_timeout,
+                        proxy,
+                        &i.direct_tls,
+                        conn.direct.as_ref(),
+                        buf,
+                    )
+                }
+                _ => conn.agent.run(request).map(|r| (r, false)),
+            }
         };
         let response = result.map_err(|e| {
             if let Some(e) = tls::certificate_error(req.operation, &authority, &e) {
@@ -398,7 +446,12 @@ impl Client {
             }
             e
         })?;
-        log::trace!("{} {} -> {}", req.operation, req.method, response.status());
+        log::trace!(
+            "{} {} -> {}",
+            req.operation,
+            req.method,
+            response.0.status()
+        );
         Ok(response)
     }
 

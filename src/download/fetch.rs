@@ -63,11 +63,15 @@ impl Download {
         let buf = &mut slab.as_mut_slice()[..len];
         self.client
             .retrying_until(&req, Some(part), true, Some(&self.stopped), |_| {
-                let response = match reply.take() {
-                    Some(r) => r,
-                    None => self.client.send(conn, &req).map_err(|e| self.changed(e))?,
+                let (response, filled) = match reply.take() {
+                    Some(r) => (r, false),
+                    // Over http(s), the body straight into `buf` (filled).
+                    None => self
+                        .client
+                        .send_into(conn, &req, buf)
+                        .map_err(|e| self.changed(e))?,
                 };
-                self.read_range(response, start, buf)
+                self.read_range(response, filled, start, buf)
             })?;
         Ok(self.checksum(buf))
     }
@@ -176,9 +180,18 @@ impl Download {
         }
     }
 
-    /// Reads a ranged GET's reply into `buf`. A body shorter than the range
-    /// is a (retryable) transport error; one longer is an invalid reply.
-    fn read_range(&self, mut response: Response, start: u64, buf: &mut [u8]) -> Result<()> {
+    /// Checks a ranged GET's reply and reads its body into `buf`, unless
+    /// it is already there (`filled`: read by the direct sender, which
+    /// does so only for a `Content-Length` of the range's length). A body
+    /// shorter than the range is a (retryable) transport error; one longer
+    /// is an invalid reply.
+    fn read_range(
+        &self,
+        mut response: Response,
+        filled: bool,
+        start: u64,
+        buf: &mut [u8],
+    ) -> Result<()> {
         let len = buf.len() as u64;
         self.check_reply_head(&response, start, len)?;
         if let Some(cl) = header(response.headers(), "content-length")
@@ -188,6 +201,9 @@ impl Download {
                 operation: GET,
                 message: format!("Content-Length {cl} for a range of {len} bytes"),
             });
+        }
+        if filled {
+            return Ok(());
         }
         let mut reader = response.body_mut().as_reader();
         let mut n = 0;

@@ -13,6 +13,13 @@
 //! over as an ordinary `http::Response<ureq::Body>`, so everything after the
 //! send (status check, ETag, error parsing, retries) is unchanged.
 //!
+//! A download's ranged GETs ([`get_into`]) go the other way on the same
+//! connections: the head out, the reply head parsed, and a 2xx body of the
+//! range's length read from the socket (over TLS, from rustls's plaintext
+//! buffer) straight into the range's slab, instead of through ureq's body
+//! reader and the copy out of it. Error replies come back in memory as
+//! above.
+//!
 //! Used for `http://` and `https://` endpoints, directly or through a proxy
 //! spoken to in plain HTTP: for `http://` with the absolute-form request
 //! target (`PUT http://host/...`), for `https://` in a `CONNECT` tunnel made
@@ -453,6 +460,19 @@ fn read_reply(
             break head;
         }
     };
+    reply_in_memory(stream, head, buf, head_request, MAX_BODY)
+}
+
+/// Reads the body of the reply `head` into memory (`buf` holds what was
+/// read past the head; at most `limit` bytes) and says whether the
+/// connection can be kept.
+fn reply_in_memory(
+    stream: &mut impl Read,
+    head: Head,
+    buf: Vec<u8>,
+    head_request: bool,
+    limit: u64,
+) -> io::Result<(http::Response<ureq::Body>, bool)> {
     let mut keep_alive = !head.http_1_0
         && !head
             .get("connection")
@@ -464,7 +484,7 @@ fn read_reply(
         keep_alive &= buf.is_empty();
         Vec::new()
     } else if chunked {
-        let (body, clean) = read_chunked(stream, buf)?;
+        let (body, clean) = read_chunked(stream, buf, limit)?;
         keep_alive &= clean;
         body
     } else if let Some(len) = head.get("content-length") {
@@ -472,7 +492,7 @@ fn read_reply(
             .trim()
             .parse()
             .map_err(|_| invalid("bad Content-Length"))?;
-        if len > MAX_BODY {
+        if len > limit {
             return Err(invalid("reply body too large"));
         }
         let (body, clean) = read_exact_body(stream, buf, len as usize)?;
@@ -482,7 +502,7 @@ fn read_reply(
         // Delimited by the end of the connection.
         keep_alive = false;
         let mut body = buf;
-        stream.by_ref().take(MAX_BODY).read_to_end(&mut body)?;
+        stream.by_ref().take(limit).read_to_end(&mut body)?;
         body
     };
     let mut builder = http::Response::builder().status(head.status);
@@ -532,7 +552,11 @@ fn read_exact_body(
 
 /// Decodes a chunked body; `buf` holds what was already read. Also says
 /// whether nothing followed the body.
-fn read_chunked(stream: &mut impl Read, mut buf: Vec<u8>) -> io::Result<(Vec<u8>, bool)> {
+fn read_chunked(
+    stream: &mut impl Read,
+    mut buf: Vec<u8>,
+    limit: u64,
+) -> io::Result<(Vec<u8>, bool)> {
     let mut body = Vec::new();
     let mut pos = 0;
     // Makes sure `buf[pos..]` holds at least `n` bytes.
@@ -584,13 +608,218 @@ fn read_chunked(stream: &mut impl Read, mut buf: Vec<u8>) -> io::Result<(Vec<u8>
             }
         }
         // `size` is the server's word: check it before any arithmetic.
-        if size as u64 > MAX_BODY - body.len() as u64 {
+        if size as u64 > limit.saturating_sub(body.len() as u64) {
             return Err(invalid("reply body too large"));
         }
         fill(&mut buf, pos, size + 2)?;
         body.extend_from_slice(&buf[pos..pos + size]);
         pos += size + 2;
     }
+}
+
+/// Whether a ranged GET of `len` bytes is read here straight into its
+/// buffer rather than through ureq: the endpoints and proxies of [`takes`],
+/// ranges of at least [`MIN_BODY`] bytes.
+pub(crate) fn takes_get(scheme: &str, len: usize, proxy: Option<&Proxy>) -> bool {
+    matches!(scheme, "http" | "https") && len >= MIN_BODY && proxy.is_none_or(|p| p.plain)
+}
+
+/// Sends the GET `request` (a range of `buf.len()` bytes) on a kept-alive
+/// connection, as [`send`] sends a request with a body (same timeouts,
+/// keep-alive rules, proxies and errors), and reads the reply.
+///
+/// A 2xx reply with a `Content-Length` of `buf.len()` (not chunked) has its
+/// body read straight from the socket (over TLS, from rustls's plaintext)
+/// into `buf`; it comes back with an empty body and `true`. A body that
+/// ends early is an `UnexpectedEof` I/O error naming how much came. Any
+/// other reply comes back as [`send`] hands it over, with `false`: an
+/// error reply (or a 2xx one chunked or delimited by the close, at most
+/// `buf.len() + 1` bytes of it) read into memory, a 2xx one of another
+/// length with its body unread (the connection is then closed), for the
+/// caller's checks to name.
+pub(crate) fn get_into(
+    request: &http::Request<()>,
+    connect_timeout: Duration,
+    idle_timeout: Duration,
+    proxy: Option<&Proxy>,
+    tls: &Arc<ClientConfig>,
+    slot: Option<&parking_lot::Mutex<Option<Conn>>>,
+    buf: &mut [u8],
+) -> Result<(http::Response<ureq::Body>, bool), ureq::Error> {
+    let https = request.uri().scheme_str() == Some("https");
+    let authority = request.uri().authority().map_or("", |a| a.as_str());
+    let scheme = if https { "https" } else { "http" };
+    let key = match proxy {
+        Some(p) => format!("{scheme}://{authority} via {}", p.authority),
+        None => format!("{scheme}://{authority}"),
+    };
+    let (mut conn, reused) = match reusable(&key, slot) {
+        Some(c) => (c, true),
+        None => {
+            let timeouts = (connect_timeout, idle_timeout);
+            match connect(authority, https, proxy, key, timeouts, tls) {
+                Ok(c) => (c, false),
+                Err(e) => return Err(io_error(e)),
+            }
+        }
+    };
+    log::trace!(
+        "direct sender: ranged GET {scheme}://{authority}, {} bytes into memory, {} connection",
+        buf.len(),
+        if reused { "a kept-alive" } else { "a new" }
+    );
+    let (reply, keep_alive) =
+        get_exchange(&mut conn.stream, request, proxy, https, buf).map_err(io_error)?;
+    if keep_alive {
+        conn.idle_since = Instant::now();
+        match slot {
+            Some(slot) => *slot.lock() = Some(conn),
+            None => CONN.with(|c| *c.borrow_mut() = Some(conn)),
+        }
+    }
+    Ok(reply)
+}
+
+/// The kept-alive connection of `slot` (else this thread's) when it is to
+/// `key`, young enough and still open; taken out of its place.
+fn reusable(key: &str, slot: Option<&parking_lot::Mutex<Option<Conn>>>) -> Option<Conn> {
+    let taken = match slot {
+        Some(slot) => slot.lock().take(),
+        None => CONN.with(|c| c.borrow_mut().take()),
+    };
+    taken
+        .filter(|c| c.key == key && c.idle_since.elapsed() < MAX_IDLE)
+        .and_then(|mut c| c.stream.is_open().then_some(c))
+}
+
+/// An I/O error as ureq reports it (a socket timeout surfaces as EAGAIN).
+fn io_error(e: io::Error) -> ureq::Error {
+    ureq::Error::Io(match e.kind() {
+        ErrorKind::WouldBlock => {
+            io::Error::new(ErrorKind::TimedOut, "no byte moved within the idle timeout")
+        }
+        _ => e,
+    })
+}
+
+/// Writes the GET's head and reads the reply (see [`get_into`]); also says
+/// whether the connection can be kept.
+fn get_exchange(
+    stream: &mut Stream,
+    request: &http::Request<()>,
+    proxy: Option<&Proxy>,
+    https: bool,
+    buf: &mut [u8],
+) -> io::Result<((http::Response<ureq::Body>, bool), bool)> {
+    let uri = request.uri().to_string();
+    let absolute = proxy.is_some() && !https;
+    let target = if absolute {
+        uri.as_str()
+    } else {
+        request.uri().path_and_query().map_or("/", |p| p.as_str())
+    };
+    let mut head = Vec::with_capacity(1024);
+    for part in [request.method().as_str(), " ", target, " HTTP/1.1\r\n"] {
+        head.extend_from_slice(part.as_bytes());
+    }
+    if let Some(auth) = proxy
+        .and_then(|p| p.authorization.as_deref())
+        .filter(|_| absolute)
+    {
+        head.extend_from_slice(b"proxy-authorization: ");
+        head.extend_from_slice(auth.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in request.headers() {
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(concat!("user-agent: s3pump/", env!("CARGO_PKG_VERSION")).as_bytes());
+    head.extend_from_slice(b"\r\n\r\n");
+    stream.send(&head)?;
+
+    let mut pending: Vec<u8> = Vec::with_capacity(8192);
+    let reply = loop {
+        let reply = read_head(stream, &mut pending)?;
+        if !(100..200).contains(&reply.status) {
+            break reply;
+        }
+    };
+    let keep_alive = !reply.http_1_0
+        && !reply
+            .get("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+    let chunked = reply
+        .get("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let length = reply.get("content-length").map(|v| v.trim().parse::<u64>());
+    let success = (200..300).contains(&reply.status);
+    match length {
+        Some(Ok(len)) if success && !chunked && len == buf.len() as u64 => {
+            let have = pending.len().min(buf.len());
+            buf[..have].copy_from_slice(&pending[..have]);
+            read_body_into(stream, &mut buf[have..], have)?;
+            let response = response(&reply, Vec::new())?;
+            // Bytes past the body: the connection is out of step.
+            Ok(((response, true), keep_alive && pending.len() == have))
+        }
+        // Another length: not read (the caller's check names it).
+        Some(Ok(_)) if success && !chunked => Ok(((response(&reply, Vec::new())?, false), false)),
+        _ => {
+            let limit = if success {
+                buf.len() as u64 + 1
+            } else {
+                MAX_BODY
+            };
+            let (response, keep) = reply_in_memory(stream, reply, pending, false, limit)?;
+            Ok(((response, false), keep))
+        }
+    }
+}
+
+/// Fills `buf` from `stream`; `done` bytes of the body came before it.
+fn read_body_into(stream: &mut Stream, buf: &mut [u8], done: usize) -> io::Result<()> {
+    let len = done + buf.len();
+    let mut n = 0;
+    while n < buf.len() {
+        match stream.read(&mut buf[n..]) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    format!("the reply body ended after {} of {len} bytes", done + n),
+                ));
+            }
+            Ok(k) => n += k,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => {
+                let kind = match e.kind() {
+                    ErrorKind::WouldBlock => ErrorKind::TimedOut,
+                    k => k,
+                };
+                return Err(io::Error::new(
+                    kind,
+                    format!(
+                        "reading the reply body after {} of {len} bytes: {e}",
+                        done + n
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The reply `head` with `body`, as ureq would hand it over.
+fn response(head: &Head, body: Vec<u8>) -> io::Result<http::Response<ureq::Body>> {
+    let mut builder = http::Response::builder().status(head.status);
+    for (name, value) in &head.headers {
+        builder = builder.header(name.as_str(), value.as_slice());
+    }
+    builder
+        .body(ureq::Body::builder().data(body))
+        .map_err(|e| invalid(&format!("bad reply: {e}")))
 }
 
 #[cfg(test)]
@@ -1033,5 +1262,152 @@ mod tests {
         assert!(matches!(mapped, crate::Error::Tls { .. }), "{mapped:?}");
         assert!(mapped.to_string().contains("unknown issuer"), "{mapped}");
         assert!(f.requests.lock().unwrap().is_empty(), "nothing was sent");
+    }
+
+    /// A ranged GET of `len` bytes into a buffer: the status, whether the
+    /// body went into the buffer, and the body (the buffer's bytes when it
+    /// did, else the reply's).
+    fn get_over(
+        scheme: &str,
+        tls: &Arc<ClientConfig>,
+        slot: Option<&parking_lot::Mutex<Option<Conn>>>,
+        addr: &str,
+        len: usize,
+    ) -> Result<(u16, bool, Vec<u8>), ureq::Error> {
+        let request = http::Request::builder()
+            .method("GET")
+            .uri(format!("{scheme}://{addr}/bucket/key"))
+            .header("host", addr)
+            .header("range", format!("bytes=0-{}", len - 1))
+            .body(())
+            .unwrap();
+        let mut buf = vec![0u8; len];
+        let (mut response, filled) = get_into(
+            &request,
+            Duration::from_secs(5),
+            Duration::from_millis(500),
+            None,
+            tls,
+            slot,
+            &mut buf,
+        )?;
+        let status = response.status().as_u16();
+        let body = if filled {
+            assert!(response.body_mut().read_to_vec().unwrap().is_empty());
+            buf
+        } else {
+            response.body_mut().read_to_vec().unwrap()
+        };
+        Ok((status, filled, body))
+    }
+
+    #[test]
+    fn a_ranged_get_reads_its_body_into_the_buffer_and_keeps_the_connection() {
+        let f = fake(vec![
+            "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-9/20\r\nContent-Length: 10\r\n\r\n0123456789",
+            "HTTP/1.1 503 Slow Down\r\nContent-Length: 8\r\n\r\n<Error/>",
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n\r\nabcdefghij",
+        ]);
+        let slot = parking_lot::Mutex::new(None);
+        let get = || get_over("http", &no_tls(), Some(&slot), &f.addr, 10).unwrap();
+        assert_eq!(get(), (206, true, b"0123456789".to_vec()));
+        // An error reply comes back in memory, as ureq would hand it over.
+        assert_eq!(get(), (503, false, b"<Error/>".to_vec()));
+        assert_eq!(get(), (206, true, b"abcdefghij".to_vec()));
+        assert_eq!(f.connections.load(Ordering::SeqCst), 1, "kept alive");
+        let requests = f.requests.lock().unwrap();
+        assert!(
+            requests[0].0.starts_with("GET /bucket/key HTTP/1.1\r\n"),
+            "{}",
+            requests[0].0
+        );
+        assert!(requests[0].0.contains("\r\nrange: bytes=0-9\r\n"));
+        assert!(!requests[0].0.contains("content-length"));
+    }
+
+    #[test]
+    fn a_ranged_get_over_tls_reads_into_the_buffer_and_keeps_the_connection() {
+        let (server, ca) = test_tls();
+        let body: &'static str = Box::leak("x".repeat(100_001).into_boxed_str());
+        let reply: &'static str = Box::leak(
+            format!("HTTP/1.1 206 Partial Content\r\nContent-Length: 100001\r\n\r\n{body}")
+                .into_boxed_str(),
+        );
+        let f = fake_with(vec![reply, reply], Some(server));
+        let client = client_tls(&ca);
+        let slot = parking_lot::Mutex::new(None);
+        for _ in 0..2 {
+            let got = get_over("https", &client, Some(&slot), &f.addr, 100_001).unwrap();
+            assert_eq!((got.0, got.1), (206, true));
+            assert!(got.2 == body.as_bytes());
+        }
+        assert_eq!(f.connections.load(Ordering::SeqCst), 1, "kept alive");
+    }
+
+    #[test]
+    fn hostile_replies_to_a_ranged_get_are_errors_or_handed_back_never_a_panic() {
+        // Short body, then the close: an UnexpectedEof naming how much came.
+        let f = fake(vec![
+            "CLOSE HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n\r\n01234",
+        ]);
+        let err = get_over("http", &no_tls(), None, &f.addr, 10).unwrap_err();
+        assert_eq!(io_kind(&err), ErrorKind::UnexpectedEof, "{err:?}");
+        assert!(err.to_string().contains("after 5 of 10 bytes"), "{err}");
+
+        // Garbage instead of a head.
+        let f = fake(vec!["CLOSE \x00\x01garbage\r\n\r\n"]);
+        let err = get_over("http", &no_tls(), None, &f.addr, 10).unwrap_err();
+        assert_eq!(io_kind(&err), ErrorKind::InvalidData, "{err:?}");
+
+        // Another length (oversize): handed back unread, the connection closed.
+        let f = fake(vec![
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: 99999999999\r\n\r\n0123456789",
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n\r\n0123456789",
+        ]);
+        let slot = parking_lot::Mutex::new(None);
+        let got = get_over("http", &no_tls(), Some(&slot), &f.addr, 10).unwrap();
+        assert_eq!(got, (206, false, vec![]));
+        assert!(slot.lock().is_none(), "not kept");
+        get_over("http", &no_tls(), Some(&slot), &f.addr, 10).unwrap();
+        assert_eq!(f.connections.load(Ordering::SeqCst), 2);
+
+        // The right length, then more bytes: the body, the connection not kept.
+        let f = fake(vec![
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n\r\n0123456789EXTRA",
+        ]);
+        let slot = parking_lot::Mutex::new(None);
+        let got = get_over("http", &no_tls(), Some(&slot), &f.addr, 10).unwrap();
+        assert_eq!(got, (206, true, b"0123456789".to_vec()));
+        assert!(slot.lock().is_none(), "out of step: not kept");
+
+        // Chunked, or up to the close: in memory, as before (at most len + 1).
+        let f = fake(vec![
+            "HTTP/1.1 206 Partial Content\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n0123\r\n6\r\n456789\r\n0\r\n\r\n",
+            "HTTP/1.1 206 Partial Content\r\nTransfer-Encoding: chunked\r\n\r\nff\r\n",
+            "HTTP/1.1 206 Partial Content\r\n\r\n0123456789",
+        ]);
+        let got = get_over("http", &no_tls(), None, &f.addr, 10).unwrap();
+        assert_eq!(got, (206, false, b"0123456789".to_vec()));
+        // A chunk longer than the range: refused before it is read.
+        let err = get_over("http", &no_tls(), None, &f.addr, 10).unwrap_err();
+        assert_eq!(io_kind(&err), ErrorKind::InvalidData, "{err:?}");
+        let got = get_over("http", &no_tls(), None, &f.addr, 10).unwrap();
+        assert_eq!(got, (206, false, b"0123456789".to_vec()));
+
+        // A server that stops mid-body: a timeout, not a hang.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let _hold = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut buf = Vec::new();
+            read_request_head(&mut conn, &mut buf).unwrap();
+            conn.write_all(b"HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n\r\n012")
+                .unwrap();
+            std::thread::sleep(Duration::from_secs(3));
+        });
+        let started = Instant::now();
+        let err = get_over("http", &no_tls(), None, &addr, 10).unwrap_err();
+        assert_eq!(io_kind(&err), ErrorKind::TimedOut, "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 }

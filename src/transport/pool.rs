@@ -19,8 +19,8 @@ use super::direct;
 pub(crate) const IDLE_CONNECTION_TIME: Duration = Duration::from_secs(15);
 
 /// A way to the server: a ureq agent (its own keep-alive connection) and,
-/// for parts sent straight from their slab over plain HTTP, the direct
-/// sender's kept-alive socket.
+/// for parts sent straight from their slab and ranges read straight into
+/// theirs (http or https), the direct sender's kept-alive socket.
 pub(crate) struct Conn {
     pub agent: Agent,
     /// `None` for the client's shared connection, used from any thread:

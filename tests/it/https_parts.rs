@@ -142,7 +142,7 @@ fn server_faults_over_https_are_retried_from_the_slab() {
 
 #[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
-fn a_tls_connection_cut_or_stalled_mid_body_is_retried_from_the_slab() {
+fn a_tls_connection_cut_stalled_or_flipped_mid_body_is_retried_from_the_slab() {
     let h = Harness::new();
     let Some(server) = h.local() else { return };
     let ca = TestCa::new("s3pump https relay CA");
@@ -150,6 +150,8 @@ fn a_tls_connection_cut_or_stalled_mid_body_is_retried_from_the_slab() {
     for (i, fault) in [
         RelayFault::CutAfter((PART + 2 * MIB) as u64),
         RelayFault::StallAfter((2 * PART + MIB) as u64),
+        // A flipped bit: the TLS record fails authentication at the front.
+        RelayFault::FlipAfter((3 * PART + MIB) as u64),
     ]
     .into_iter()
     .enumerate()

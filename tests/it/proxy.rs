@@ -51,21 +51,25 @@ fn plain_http_parts_go_in_absolute_form_and_the_rest_through_connect() {
     let proxy = TestProxy::start(ProxyMode::Open);
     let client = h.builder().proxy(proxy.url()).build().unwrap();
     round_trip(&client, &h.bucket, &h.key("plain"), 12 << 20);
-    // The three parts (≥ 1 MiB) went through the direct sender in absolute form.
-    let absolute: Vec<String> = proxy
-        .targets()
-        .into_iter()
-        .filter(|t| t.starts_with("PUT http://"))
-        .collect();
-    assert_eq!(absolute.len(), 3, "{:?}", proxy.targets());
-    assert_eq!(proxy.forwarded(), 3);
-    let prefix = format!("PUT http://{}/{}/", server.addr(), h.bucket);
-    assert!(
-        absolute
+    // The three parts (≥ 1 MiB) went through the direct sender in absolute
+    // form, and so did the download's ranged GETs (≥ 1 MiB each).
+    let targets = proxy.targets();
+    let absolute = |method: &str| -> Vec<String> {
+        let prefix = format!("{method} http://{}/{}/", server.addr(), h.bucket);
+        targets
             .iter()
-            .all(|t| t.starts_with(&prefix) && t.contains("partNumber="))
-    );
-    // Create, Complete and the GETs went through ureq's CONNECT tunnels.
+            .filter(|t| t.starts_with(&prefix))
+            .cloned()
+            .collect()
+    };
+    let puts = absolute("PUT");
+    assert_eq!(puts.len(), 3, "{targets:?}");
+    assert!(puts.iter().all(|t| t.contains("partNumber=")), "{puts:?}");
+    let gets = absolute("GET").len() as u64;
+    assert!(gets >= 2, "the ranged GETs in absolute form: {targets:?}");
+    assert_eq!(proxy.forwarded(), 3 + gets, "{targets:?}");
+    // Create, Complete, HeadObject and the whole GET went through ureq's
+    // CONNECT tunnels.
     assert!(proxy.tunnels() >= 1);
     assert_eq!(server.stats().upload_part_calls, 3);
 }

@@ -50,6 +50,8 @@ struct Shared {
     cfg: RelayConfig,
     shutdown: AtomicBool,
     armed: Mutex<Option<(RelayFault, u64)>>,
+    /// A fault counting server→client bytes ([`Relay::arm_down`]).
+    armed_down: Mutex<Option<(RelayFault, u64)>>,
     connections: AtomicUsize,
     bytes_up: AtomicU64,
     conns: Mutex<Vec<Weak<Conn>>>,
@@ -100,6 +102,7 @@ impl Relay {
             cfg,
             shutdown: AtomicBool::new(false),
             armed: Mutex::new(None),
+            armed_down: Mutex::new(None),
             connections: AtomicUsize::new(0),
             bytes_up: AtomicU64::new(0),
             conns: Mutex::new(Vec::new()),
@@ -134,9 +137,19 @@ impl Relay {
         *self.shared.armed.lock() = Some((fault, n));
     }
 
-    /// Whether an armed fault has not fired yet.
+    /// Arms a one-shot fault whose position counts server→client bytes
+    /// (a reply's, such as a download's body), from the moment of arming;
+    /// replaces one armed that way earlier and not fired yet.
+    pub fn arm_down(&self, fault: RelayFault) {
+        let n = match fault {
+            RelayFault::CutAfter(n) | RelayFault::StallAfter(n) | RelayFault::FlipAfter(n) => n,
+        };
+        *self.shared.armed_down.lock() = Some((fault, n));
+    }
+
+    /// Whether an armed fault (either direction) has not fired yet.
     pub fn fault_pending(&self) -> bool {
-        self.shared.armed.lock().is_some()
+        self.shared.armed.lock().is_some() || self.shared.armed_down.lock().is_some()
     }
 
     /// Connections accepted so far.
@@ -273,8 +286,12 @@ fn reader(conn: Arc<Conn>, shared: Arc<Shared>, up: bool, tx: SyncSender<Msg>) {
         }
         let mut chunk = buf[..n].to_vec();
         let mut action = Action::None;
-        if up {
-            let mut armed = shared.armed.lock();
+        {
+            let mut armed = if up {
+                shared.armed.lock()
+            } else {
+                shared.armed_down.lock()
+            };
             if let Some((fault, remaining)) = armed.as_mut() {
                 if *remaining < n as u64 {
                     let pos = *remaining as usize;
