@@ -19,6 +19,7 @@ use crate::s3::checksum::Crc;
 use crate::s3::multipart::UploadedPart;
 use crate::s3::object::validate_target;
 use crate::upload::part::Sent;
+use crate::upload::sendfile::FileSource;
 use crate::{Client, Error, PutObjectArgs, PutObjectOutput, Result};
 
 impl Client {
@@ -119,14 +120,19 @@ impl Client {
         })?;
         plan.inflight = plan.inflight.min(slabs.slabs());
         let upload = Upload::new(self, bucket, key, &args, &plan, &slabs);
+        // Over plain http, parts go from the file by sendfile (upload/sendfile.rs).
+        let zero_copy = FileSource::new(&upload, &file, path, size, resume.is_some());
         let mut out = match resume {
-            None if parts == 1 => {
-                let mut slab = slabs.first()?;
-                let len = size as usize;
-                file.read_exact_at(&mut slab.as_mut_slice()[..len], 0)
-                    .map_err(|e| io("reading", e))?;
-                upload.single(&slab, len)?
-            }
+            None if parts == 1 => match &zero_copy {
+                Some(zero_copy) => zero_copy.single(&upload, size as usize)?,
+                None => {
+                    let mut slab = slabs.first()?;
+                    let len = size as usize;
+                    file.read_exact_at(&mut slab.as_mut_slice()[..len], 0)
+                        .map_err(|e| io("reading", e))?;
+                    upload.single(&slab, len)?
+                }
+            },
             _ => {
                 let upload_id = match resume {
                     Some(id) => id.to_string(),
@@ -139,6 +145,7 @@ impl Client {
                     parts: parts as u32,
                     next: AtomicU32::new(1),
                     known,
+                    zero_copy,
                 };
                 upload.file_parts(&upload_id, &files)?
             }
@@ -158,6 +165,8 @@ struct FileParts<'a> {
     next: AtomicU32,
     /// Parts already on the server (when resuming).
     known: BTreeMap<u32, UploadedPart>,
+    /// Set when parts go from the file by sendfile, not through a buffer.
+    zero_copy: Option<FileSource<'a>>,
 }
 
 impl Upload<'_> {
@@ -210,6 +219,14 @@ impl Upload<'_> {
             let number = files.next.fetch_add(1, Ordering::SeqCst);
             if number > files.parts {
                 return;
+            }
+            if let Some(zero_copy) = &files.zero_copy {
+                let (len, result) = zero_copy.send_part(self, upload_id, number);
+                if result.is_err() {
+                    self.stopped.store(true, Ordering::SeqCst);
+                }
+                let _ = event_tx.send(Event::Done { number, len, result });
+                continue;
             }
             let mut slab = match self.slabs.acquire(stop) {
                 Ok(Some(slab)) => slab,
