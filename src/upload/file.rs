@@ -225,7 +225,11 @@ impl Upload<'_> {
                 if result.is_err() {
                     self.stopped.store(true, Ordering::SeqCst);
                 }
-                let _ = event_tx.send(Event::Done { number, len, result });
+                let _ = event_tx.send(Event::Done {
+                    number,
+                    len,
+                    result,
+                });
                 continue;
             }
             let mut slab = match self.slabs.acquire(stop) {
