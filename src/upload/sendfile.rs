@@ -108,7 +108,7 @@ impl<'a> FileSource<'a> {
                 now.size, self.start.size
             )
         } else {
-            "it changed during the upload (written to while it was sent)".to_string()
+            "it changed during the upload (written to since it started)".to_string()
         };
         Error::Io {
             context: format!("uploading {}", self.path.display()),
