@@ -30,6 +30,11 @@ impl Client {
     /// abort on failure are those of [`Client::put_object`]. The object's size
     /// is the file's size when the upload starts.
     ///
+    /// Over plain `http://` (no RDMA provider), parts of 1 MiB or more go
+    /// from the page cache to the socket with `sendfile(2)`, with no buffer;
+    /// a file written to or truncated during the upload is then an
+    /// [`Error::Io`] naming the file, and the upload is aborted.
+    ///
     /// ```no_run
     /// # let client = s3pump::Client::from_env()?;
     /// let out = client.upload_file("bucket", "disk.img", "/srv/disk.img", s3pump::PutObjectArgs::new())?;
