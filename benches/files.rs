@@ -19,12 +19,26 @@
 //! is compared with the source. `S3PUMP_BENCH_AGAINST=BINARY` (this bench
 //! built from another commit) runs that build's download child at the same
 //! time as each of this one's, and prints both and their CPU ratio.
+//!
+//! Section `sendfile` (`S3PUMP_BENCH=sendfile`, also run with `files`): `upload_file`
+//! of the same file over plain http with no relay, to the sink S3 server of
+//! tests/support/sink.rs in a separate process (it discards bodies), by the
+//! client in a child process of its own, so that getrusage counts the
+//! client's CPU only: the sendfile path against the pread/slab path (the
+//! child turns sendfile off with the hidden `s3pump::bench::set_sendfile`
+//! when it is given `S3PUMP_BENCH_SLAB=1`). 8 MiB parts, N = 8,
+//! `UNSIGNED-PAYLOAD` + CRC64NVME and signed SHA-256; the fastest of
+//! `S3PUMP_BENCH_REPS` (default 3) runs. The sink checks nothing, so each
+//! path also uploads the file once to the in-process s3s-fs server, whose
+//! multipart ETag is checked.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::io::Write;
-use std::process::Command;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use s3pump::{Client, Credentials, DownloadArgs, PayloadSigning, PutObjectArgs};
@@ -34,9 +48,15 @@ use support::{Relay, RelayConfig};
 
 const PART: u64 = 8 << 20;
 
+const ROLE: &str = "S3PUMP_BENCH_ROLE";
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    if std::env::var("S3PUMP_BENCH_ROLE").as_deref() == Ok("download") {
-        return role_download();
+    match std::env::var(ROLE).as_deref() {
+        Ok("download") => return role_download(),
+        Ok("sink") => role_sink(),
+        Ok("upload-client") => return role_upload_client(),
+        Ok(other) => return Err(format!("unknown {ROLE} {other:?}").into()),
+        Err(_) => {}
     }
     // Runs unless `S3PUMP_BENCH` names other sections only.
     let sections = std::env::var("S3PUMP_BENCH");
@@ -53,6 +73,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if wants("files-local") {
         local()?;
+    }
+    if wants("sendfile") {
+        sendfile(file_mib())?;
     }
     Ok(())
 }
@@ -362,4 +385,237 @@ fn cpu() -> (f64, f64) {
     assert_eq!(rc, 0, "getrusage");
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     (secs(ru.ru_utime), secs(ru.ru_stime))
+}
+
+/// What one child upload measured.
+#[derive(Clone, Copy)]
+struct Measured {
+    secs: f64,
+    user: f64,
+    sys: f64,
+    bytes: u64,
+}
+
+impl Measured {
+    fn cpu_per_gib(&self) -> f64 {
+        (self.user + self.sys) / (self.bytes as f64 / (1u64 << 30) as f64)
+    }
+    fn mbps(&self) -> f64 {
+        self.bytes as f64 / self.secs / 1e6
+    }
+}
+
+/// The sink S3 server (tests/support/sink.rs), in this child process.
+fn role_sink() -> ! {
+    // Exits when the parent closes our stdin (or dies).
+    std::thread::spawn(|| {
+        let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        std::process::exit(0);
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind sink");
+    println!("PORT {}", listener.local_addr().unwrap().port());
+    std::io::stdout().flush().unwrap();
+    support::run_sink_forever(listener);
+}
+
+/// One `upload_file` of `S3PUMP_BENCH_FILE` to `S3PUMP_BENCH_ENDPOINT`,
+/// measured; prints `RESULT secs user sys bytes`.
+fn role_upload_client() -> Result<(), Box<dyn std::error::Error>> {
+    let env = |name: &str| std::env::var(name).map_err(|_| format!("{name} is not set"));
+    if std::env::var("S3PUMP_BENCH_SLAB").is_ok() {
+        s3pump::bench::set_sendfile(false);
+    }
+    let signed = env("S3PUMP_BENCH_MODE")? == "signed";
+    let client = Client::builder()
+        .endpoint(env("S3PUMP_BENCH_ENDPOINT")?)
+        .region(REGION)
+        .credentials(Credentials::new("bench", "bench-secret", None))
+        .build()?;
+    let path = env("S3PUMP_BENCH_FILE")?;
+    let size = std::fs::metadata(&path)?.len();
+    let (u0, s0) = cpu();
+    let started = Instant::now();
+    let out = client.upload_file(
+        "bench",
+        "sendfile",
+        &path,
+        upload_args(signed).max_inflight_parts(8),
+    )?;
+    let secs = started.elapsed().as_secs_f64();
+    let (u1, s1) = cpu();
+    if out.bytes != size || out.parts as u64 != size.div_ceil(PART) {
+        return Err(format!("sent {} bytes in {} parts", out.bytes, out.parts).into());
+    }
+    println!("RESULT {secs} {} {} {}", u1 - u0, s1 - s0, out.bytes);
+    Ok(())
+}
+
+fn upload_args(signed: bool) -> PutObjectArgs {
+    let args = PutObjectArgs::new()
+        .part_size(PART)
+        .checksum(s3pump::ChecksumAlgorithm::Crc64Nvme);
+    if signed {
+        args.payload_signing(PayloadSigning::Signed)
+    } else {
+        args.payload_signing(PayloadSigning::Unsigned)
+    }
+}
+
+fn run_upload_child(endpoint: &str, file: &Path, slab: bool, signed: bool) -> Measured {
+    let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
+    cmd.env(ROLE, "upload-client")
+        .env("S3PUMP_BENCH_ENDPOINT", endpoint)
+        .env("S3PUMP_BENCH_FILE", file)
+        .env(
+            "S3PUMP_BENCH_MODE",
+            if signed { "signed" } else { "unsigned" },
+        )
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit());
+    if slab {
+        cmd.env("S3PUMP_BENCH_SLAB", "1");
+    }
+    let out = cmd.output().expect("run the client child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "client child failed: {stdout}");
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("the client child printed no RESULT: {stdout}"));
+    let v: Vec<f64> = line.split(' ').map(|x| x.parse().unwrap()).collect();
+    Measured {
+        secs: v[0],
+        user: v[1],
+        sys: v[2],
+        bytes: v[3] as u64,
+    }
+}
+
+/// The sink in a child process; killed (its stdin closed) on drop.
+struct Sink(Child, u16);
+
+impl Sink {
+    fn start() -> Sink {
+        let mut child = Command::new(std::env::current_exe().expect("current_exe"))
+            .env(ROLE, "sink")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn the sink");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("the sink's port");
+        let port = line
+            .trim()
+            .strip_prefix("PORT ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("the sink said {line:?}"));
+        Sink(child, port)
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        drop(self.0.stdin.take());
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// upload_file over plain http: sendfile against the pread/slab path.
+fn sendfile(mib: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let reps: usize = std::env::var("S3PUMP_BENCH_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let dir = tempfile::tempdir()?;
+    let src = dir.path().join("source.bin");
+    let body = data(mib << 20, 11);
+    std::fs::write(&src, &body)?;
+    let etag = multipart_etag(&body, PART as usize);
+    drop(body);
+
+    // Both paths make the right object (the sink checks nothing).
+    let server = TestServer::start();
+    server.create_bucket("bench");
+    let client = Client::builder()
+        .endpoint(server.endpoint())
+        .region(REGION)
+        .credentials(Credentials::new(ACCESS_KEY, SECRET_KEY, None))
+        .build()?;
+    for slab in [false, true] {
+        s3pump::bench::set_sendfile(!slab);
+        let out = client.upload_file(
+            "bench",
+            "checked",
+            &src,
+            upload_args(false).max_inflight_parts(8),
+        )?;
+        if out.etag != etag || (out.slabs == 0) == slab {
+            return Err(format!(
+                "slab={slab}: ETag {} ({} slabs), expected {etag}",
+                out.etag, out.slabs
+            )
+            .into());
+        }
+    }
+    s3pump::bench::set_sendfile(true);
+    drop(server);
+
+    let sink = Sink::start();
+    let endpoint = format!("http://127.0.0.1:{}", sink.1);
+    println!(
+        "\nsendfile: upload_file of {mib} MiB over http to the sink (another process), {} MiB parts, N = 8, best of {reps}",
+        PART >> 20
+    );
+    println!(
+        "{:<10} {:<9} {:>9} {:>9} {:>11} {:>9}",
+        "payload", "path", "seconds", "MB/s", "CPU s/GiB", "vs pread"
+    );
+    let mut rows = Vec::new();
+    for signed in [false, true] {
+        let payload = if signed { "signed" } else { "unsigned" };
+        let mut pread = None;
+        for slab in [true, false] {
+            let best = (0..reps)
+                .map(|_| run_upload_child(&endpoint, &src, slab, signed))
+                .min_by(|a, b| a.secs.total_cmp(&b.secs))
+                .expect("reps >= 1");
+            let path = if slab { "pread" } else { "sendfile" };
+            let base = *pread.get_or_insert(best.cpu_per_gib());
+            println!(
+                "{payload:<10} {path:<9} {:>9.3} {:>9.0} {:>11.3} {:>8.2}×   (user {:.2} s, sys {:.2} s)",
+                best.secs,
+                best.mbps(),
+                best.cpu_per_gib(),
+                best.cpu_per_gib() / base,
+                best.user,
+                best.sys
+            );
+            rows.push(format!(
+                "| {payload} + CRC64NVME | {path} | {:.3} | {:.0} | {:.3} | {:.2}× |",
+                best.secs,
+                best.mbps(),
+                best.cpu_per_gib(),
+                best.cpu_per_gib() / base
+            ));
+        }
+    }
+    if let Ok(path) = std::env::var("S3PUMP_BENCH_MARKDOWN") {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        writeln!(
+            f,
+            "| payload | path | seconds | MB/s | client CPU s/GiB | CPU vs pread |"
+        )?;
+        writeln!(f, "|---|---|---|---|---|---|")?;
+        for row in rows {
+            writeln!(f, "{row}")?;
+        }
+    }
+    Ok(())
 }

@@ -30,6 +30,11 @@ pub(crate) struct Request<'a> {
     pub headers: Vec<(String, String)>,
     pub body: &'a [u8],
     pub payload: PayloadSigning,
+    /// Where `body` also lies in a file (the file and the offset): the
+    /// direct sender then sends it from there with `sendfile(2)` when it
+    /// can ([`direct::takes_file`]); `body` (a mapping of that range) is
+    /// what is signed, and sent when it cannot.
+    pub file: Option<(&'a std::fs::File, u64)>,
 }
 
 impl<'a> Request<'a> {
@@ -48,6 +53,7 @@ impl<'a> Request<'a> {
             headers: Vec::new(),
             body: &[],
             payload: PayloadSigning::Signed,
+            file: None,
         }
     }
 
@@ -84,6 +90,7 @@ impl<'a> Request<'a> {
             headers: self.headers.clone(),
             body: &[],
             payload: self.payload,
+            file: None,
         };
         let rdma = if self.method == http::Method::PUT {
             rdma.body(&[], PayloadSigning::Unsigned)
@@ -121,6 +128,13 @@ pub(crate) type Response = http::Response<ureq::Body>;
 const MAX_XML_REPLY: u64 = 16 << 20;
 
 impl Client {
+    /// Whether a large request body that lies in a file
+    /// ([`Request::file`]) goes out with `sendfile(2)`: over plain HTTP,
+    /// directly or through a plain-HTTP proxy.
+    pub(crate) fn sends_from_files(&self) -> bool {
+        direct::takes_file(&self.inner.scheme, self.inner.proxy.as_ref())
+    }
+
     /// Sends `req` once. A non-2xx reply becomes [`Error::S3`].
     ///
     /// A bodiless 404 on an object (HeadObject has no body to say why) is
@@ -396,11 +410,22 @@ impl Client {
         for (name, value) in &headers {
             builder = builder.header(name.as_str(), value.as_str());
         }
+        let proxy = i.proxy.as_ref();
         let result = if req.method == http::Method::PUT || req.method == http::Method::POST {
-            let request = builder.body(req.body).map_err(|e| bad_request(req, e))?;
-            let proxy = i.proxy.as_ref();
             if direct::takes(&i.scheme, req.operation, req.body.len(), proxy) {
-                // A large part: straight from the slab (see direct.rs).
+                // A large body: straight from the slab, or from the file
+                // by sendfile (see direct.rs).
+                let body = match req.file {
+                    Some((file, offset)) if direct::takes_file(&i.scheme, proxy) => {
+                        direct::Body::File {
+                            file,
+                            offset,
+                            len: req.body.len(),
+                        }
+                    }
+                    _ => direct::Body::Memory(req.body),
+                };
+                let request = builder.body(body).map_err(|e| bad_request(req, e))?;
                 direct::send(
                     &request,
                     i.connect_timeout,
@@ -411,11 +436,11 @@ impl Client {
                 )
                 .map(|r| (r, false))
             } else {
+                let request = builder.body(req.body).map_err(|e| bad_request(req, e))?;
                 conn.agent.run(request).map(|r| (r, false))
             }
         } else {
             let request = builder.body(()).map_err(|e| bad_request(req, e))?;
-            let proxy = i.proxy.as_ref();
             match into {
                 Some(buf) if direct::takes_get(&i.scheme, buf.len(), proxy) => {
                     // A large range: straight into its slab (see direct.rs).

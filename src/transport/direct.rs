@@ -35,6 +35,7 @@
 //! replies against the private reply parser.
 
 use std::cell::RefCell;
+use std::fs::File;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
@@ -45,7 +46,7 @@ use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use ureq::http;
 
 use super::proxy::Proxy;
-use super::tls;
+use super::{sendfile, tls};
 
 /// Bodies at least this long are sent directly; smaller ones through ureq.
 pub(crate) const MIN_BODY: usize = 1 << 20;
@@ -67,13 +68,47 @@ const MAX_TRAILERS: usize = 64 << 10;
 const MAX_HEADERS: usize = 64;
 
 /// Whether a request goes out here rather than through ureq: an UploadPart
-/// of at least [`MIN_BODY`] bytes to an `http://` or `https://` endpoint,
-/// directly or through a proxy spoken to in plain HTTP.
+/// or a PutObject of at least [`MIN_BODY`] bytes to an `http://` or
+/// `https://` endpoint, directly or through a proxy spoken to in plain HTTP.
 pub(crate) fn takes(scheme: &str, operation: &str, body_len: usize, proxy: Option<&Proxy>) -> bool {
     matches!(scheme, "http" | "https")
-        && operation == "UploadPart"
+        && matches!(operation, "UploadPart" | "PutObject")
         && body_len >= MIN_BODY
         && proxy.is_none_or(|p| p.plain)
+}
+
+/// Whether a body taken here ([`takes`]) can be sent from a file with
+/// `sendfile(2)` ([`Body::File`]): over plain HTTP (directly or through a
+/// plain-HTTP proxy), on Linux.
+pub(crate) fn takes_file(scheme: &str, proxy: Option<&Proxy>) -> bool {
+    cfg!(any(target_os = "linux", target_os = "android"))
+        && scheme == "http"
+        && proxy.is_none_or(|p| p.plain)
+}
+
+/// The body of a request sent here.
+#[derive(Clone, Copy)]
+pub(crate) enum Body<'a> {
+    /// Bytes in memory (a slab), written straight from there.
+    Memory(&'a [u8]),
+    /// `len` bytes of `file` from `offset`, moved from the page cache to
+    /// the socket by the kernel (`sendfile(2)`), never copied into this
+    /// process. Plain HTTP only ([`takes_file`]). A file that ends before
+    /// `offset + len` is an `UnexpectedEof` error.
+    File {
+        file: &'a File,
+        offset: u64,
+        len: usize,
+    },
+}
+
+impl Body<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Body::Memory(b) => b.len(),
+            Body::File { len, .. } => *len,
+        }
+    }
 }
 
 /// The socket of a connection: plain, or TLS over it.
@@ -112,6 +147,17 @@ impl Stream {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// Sends `len` bytes of `file` from `offset` with `sendfile(2)`.
+    fn send_file(&mut self, file: &File, offset: u64, len: usize) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => sendfile::send(s, file, offset, len),
+            Stream::Tls(_) => Err(io::Error::new(
+                ErrorKind::Unsupported,
+                "a file body cannot be sent with sendfile over TLS",
+            )),
         }
     }
 
@@ -179,7 +225,7 @@ thread_local! {
 /// younger than [`MAX_IDLE`] and the server has not closed it; a request that
 /// fails is not resent here (the caller's retry policy decides).
 pub(crate) fn send(
-    request: &http::Request<&[u8]>,
+    request: &http::Request<Body<'_>>,
     connect_timeout: Duration,
     idle_timeout: Duration,
     proxy: Option<&Proxy>,
@@ -214,9 +260,13 @@ pub(crate) fn send(
     }
     .and_then(|mut conn| {
         log::trace!(
-            "direct sender: {} {scheme}://{authority}, {} bytes from memory, {} connection",
+            "direct sender: {} {scheme}://{authority}, {} bytes {}, {} connection",
             request.method(),
             request.body().len(),
+            match request.body() {
+                Body::Memory(_) => "from memory",
+                Body::File { .. } => "from the file by sendfile",
+            },
             if reused { "a kept-alive" } else { "a new" }
         );
         let (response, keep_alive) = exchange(&mut conn.stream, request, proxy, https)?;
@@ -356,11 +406,11 @@ fn tunnel(sock: &mut TcpStream, server: &str, proxy: &Proxy) -> io::Result<()> {
 /// absolute URL (in a tunnel, the path as usual).
 fn exchange(
     stream: &mut Stream,
-    request: &http::Request<&[u8]>,
+    request: &http::Request<Body<'_>>,
     proxy: Option<&Proxy>,
     https: bool,
 ) -> io::Result<(http::Response<ureq::Body>, bool)> {
-    let body: &[u8] = request.body();
+    let body = *request.body();
     let uri = request.uri().to_string();
     let absolute = proxy.is_some() && !https;
     let target = if absolute {
@@ -395,7 +445,10 @@ fn exchange(
         .as_bytes(),
     );
     stream.send(&head)?;
-    stream.send(body)?;
+    match body {
+        Body::Memory(data) => stream.send(data)?,
+        Body::File { file, offset, len } => stream.send_file(file, offset, len)?,
+    }
     read_reply(stream, request.method() == http::Method::HEAD)
 }
 
@@ -1016,11 +1069,11 @@ mod tests {
         }
     }
 
-    fn request<'b>(addr: &str, body: &'b [u8]) -> http::Request<&'b [u8]> {
+    fn request<'b>(addr: &str, body: &'b [u8]) -> http::Request<Body<'b>> {
         request_over("http", addr, body)
     }
 
-    fn request_over<'b>(scheme: &str, addr: &str, body: &'b [u8]) -> http::Request<&'b [u8]> {
+    fn request_over<'b>(scheme: &str, addr: &str, body: &'b [u8]) -> http::Request<Body<'b>> {
         http::Request::builder()
             .method("PUT")
             .uri(format!(
@@ -1028,7 +1081,7 @@ mod tests {
             ))
             .header("host", addr)
             .header("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
-            .body(body)
+            .body(Body::Memory(body))
             .unwrap()
     }
 

@@ -5,6 +5,7 @@
 pub(crate) mod direct;
 pub(crate) mod pool;
 pub(crate) mod proxy;
+mod sendfile;
 pub(crate) mod tls;
 
 use std::time::Duration;

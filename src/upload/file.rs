@@ -23,6 +23,7 @@ use crate::s3::checksum::Crc;
 use crate::s3::multipart::UploadedPart;
 use crate::s3::object::validate_target;
 use crate::upload::part::Sent;
+use crate::upload::sendfile::FileSource;
 use crate::{Client, Error, PutObjectArgs, PutObjectOutput, Result};
 
 impl Client {
@@ -32,6 +33,11 @@ impl Client {
     /// single reader caps the upload; buffers, checksums, retries and the
     /// abort on failure are those of [`Client::put_object`]. The object's size
     /// is the file's size when the upload starts.
+    ///
+    /// Over plain `http://` (no RDMA provider), parts of 1 MiB or more go
+    /// from the page cache to the socket with `sendfile(2)`, with no buffer;
+    /// a file written to or truncated during the upload is then an
+    /// [`Error::Io`] naming the file, and the upload is aborted.
     ///
     /// ```no_run
     /// # let client = s3pump::Client::from_env()?;
@@ -123,14 +129,19 @@ impl Client {
         })?;
         plan.inflight = plan.inflight.min(slabs.slabs());
         let upload = Upload::new(self, bucket, key, args, plan, slabs);
+        // Over plain http, parts go from the file by sendfile (upload/sendfile.rs).
+        let zero_copy = FileSource::new(&upload, &file, path, size, resume.is_some());
         let mut out = match resume {
-            None if parts == 1 => {
-                let mut slab = upload.slabs.first()?;
-                let len = size as usize;
-                file.read_exact_at(&mut slab.as_mut_slice()[..len], 0)
-                    .map_err(|e| io("reading", e))?;
-                upload.single(&slab, len)?
-            }
+            None if parts == 1 => match &zero_copy {
+                Some(zero_copy) => zero_copy.single(&upload, size as usize)?,
+                None => {
+                    let mut slab = upload.slabs.first()?;
+                    let len = size as usize;
+                    file.read_exact_at(&mut slab.as_mut_slice()[..len], 0)
+                        .map_err(|e| io("reading", e))?;
+                    upload.single(&slab, len)?
+                }
+            },
             _ => {
                 let upload_id = match resume {
                     Some(id) => id.to_string(),
@@ -142,6 +153,7 @@ impl Client {
                     size,
                     parts: parts as u32,
                     known,
+                    zero_copy,
                 });
                 upload.file_parts(&upload_id, &files)?
             }
@@ -159,6 +171,8 @@ struct FileParts {
     parts: u32,
     /// Parts already on the server (when resuming).
     known: BTreeMap<u32, UploadedPart>,
+    /// Set when parts go from the file by sendfile, not through a buffer.
+    zero_copy: Option<FileSource>,
 }
 
 impl Upload {
@@ -222,8 +236,13 @@ impl Upload {
             if self.stopped.load(Ordering::SeqCst) {
                 break;
             }
-            let Some(slab) = self.slabs.acquire(stop)? else {
-                break;
+            // By sendfile a part needs no buffer.
+            let slab = match &files.zero_copy {
+                Some(_) => None,
+                None => match self.slabs.acquire(stop)? {
+                    Some(slab) => Some(slab),
+                    None => break,
+                },
             };
             let task = self.file_part_task(upload_id, files, number, slab, events.clone());
             if !lane.run(self.client.engine(), stop, task)? {
@@ -233,42 +252,30 @@ impl Upload {
         Ok(())
     }
 
-    /// The task that reads part `number` of the file into `slab` and sends
-    /// it, unless the server already holds it intact.
+    /// The task that sends part `number` of the file: from the file by
+    /// sendfile, or read into `slab` first.
     fn file_part_task(
         self: &Arc<Self>,
         upload_id: &Arc<str>,
         files: &Arc<FileParts>,
         number: u32,
-        mut slab: Slab,
+        slab: Option<Slab>,
         events: Sender<Event<Sent>>,
     ) -> impl FnOnce() + Send + 'static {
         let (upload, upload_id, files) =
             (Arc::clone(self), Arc::clone(upload_id), Arc::clone(files));
         move || {
             let _guard = PanicGuard(&events, "worker");
-            let stopped = || upload.stopped.load(Ordering::SeqCst);
-            if stopped() {
+            if upload.stopped.load(Ordering::SeqCst) {
                 return;
             }
-            let (start, len) = upload.plan.range(number as u64);
-            let read = files
-                .file
-                .read_exact_at(&mut slab.as_mut_slice()[..len], start);
-            let buf = &slab.as_slice()[..len];
-            let result = match read {
-                Err(e) => Err(Error::Io {
-                    context: format!("reading {} at byte {start}", files.path.display()),
-                    source: e,
-                }),
-                Ok(()) => match files.known.get(&number).and_then(|p| upload.intact(p, buf)) {
-                    Some(sent) => Ok(sent),
-                    // A connection of the client's pool, for this part only.
-                    None => match upload.client.connections().acquire(&stopped) {
-                        Some(conn) => upload.send_part(&conn, &upload_id, number, &slab, len),
-                        None => Err(Error::Cancelled),
-                    },
-                },
+            let (len, result) = match (&files.zero_copy, slab) {
+                (Some(zero_copy), _) => zero_copy.send_part(&upload, &upload_id, number),
+                (None, Some(slab)) => upload.file_part(&upload_id, &files, number, slab),
+                (None, None) => (
+                    0,
+                    Err(Error::Internal("a file part without a buffer".into())),
+                ),
             };
             if result.is_err() {
                 // The first error ends the upload: take no further part.
@@ -276,13 +283,47 @@ impl Upload {
             }
             // All of the upload this task holds goes before the event: when
             // the caller's thread has seen every event, nothing of it is held.
-            drop((slab, upload, files));
+            drop((upload, files));
             let _ = events.send(Event::Done {
                 number,
                 len,
                 result,
             });
         }
+    }
+
+    /// Reads part `number` of the file into `slab` and sends it, unless the
+    /// server already holds it intact; also returns the part's length.
+    fn file_part(
+        &self,
+        upload_id: &str,
+        files: &FileParts,
+        number: u32,
+        mut slab: Slab,
+    ) -> (usize, Result<Sent>) {
+        let (start, len) = self.plan.range(number as u64);
+        let read = files
+            .file
+            .read_exact_at(&mut slab.as_mut_slice()[..len], start);
+        let buf = &slab.as_slice()[..len];
+        let result = match read {
+            Err(e) => Err(Error::Io {
+                context: format!("reading {} at byte {start}", files.path.display()),
+                source: e,
+            }),
+            Ok(()) => match files.known.get(&number).and_then(|p| self.intact(p, buf)) {
+                Some(sent) => Ok(sent),
+                // A connection of the client's pool, for this part only.
+                None => {
+                    let stopped = || self.stopped.load(Ordering::SeqCst);
+                    match self.client.connections().acquire(&stopped) {
+                        Some(conn) => self.send_part(&conn, upload_id, number, &slab, len),
+                        None => Err(Error::Cancelled),
+                    }
+                }
+            },
+        };
+        (len, result)
     }
 
     /// Whether the part the server holds is `data`: same size, and the same

@@ -8,6 +8,7 @@
 pub(crate) mod args;
 mod file;
 pub(crate) mod part;
+pub(crate) mod sendfile;
 mod stream;
 
 use std::collections::BTreeMap;

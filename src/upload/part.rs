@@ -2,6 +2,7 @@
 //! with retries. Runs on the pipeline's worker threads, so the per-byte work
 //! (checksum, payload hash) happens here.
 
+use std::fs::File;
 use std::sync::atomic::AtomicBool;
 
 use ureq::http::Method;
@@ -46,25 +47,8 @@ pub(crate) fn send_slab(
     stop: Option<&AtomicBool>,
 ) -> Result<Sent> {
     let crc = args.checksum.compute(data);
-    let (operation, part) = match target {
-        Target::Object => ("PutObject", None),
-        Target::Part { part_number, .. } => ("UploadPart", Some(*part_number)),
-    };
-    let mut req = match target {
-        Target::Object => {
-            Request::new(operation, Method::PUT, bucket, Some(key)).headers(args.object_headers())
-        }
-        Target::Part {
-            upload_id,
-            part_number,
-        } => Request::new(operation, Method::PUT, bucket, Some(key))
-            .query("partNumber", part_number.to_string())
-            .query("uploadId", *upload_id)
-            .headers(args.part_headers()),
-    };
-    if let (Some(c), Some(h)) = (crc, args.checksum.header()) {
-        req = req.header(h, c.to_base64());
-    }
+    let (operation, part) = operation(target);
+    let req = request(bucket, key, target, args, crc);
 
     if let Some(slot) = rdma.filter(|s| s.usable()) {
         let by_rdma = attempt(
@@ -85,6 +69,71 @@ pub(crate) fn send_slab(
     let req = req.body(data, args.payload_signing);
     let response = client.retrying_until(&req, part, true, stop, |_| client.send(conn, &req))?;
     sent(response, operation, crc)
+}
+
+/// Sends `len` bytes of `file` from `offset` as `target` over HTTP, the
+/// body by `sendfile(2)` when the transport can (else from `mapped`);
+/// `mapped` is a read-only mapping of those bytes, which the payload's
+/// SHA-256 (when signed) is computed from, and `crc` their checksum. Every
+/// attempt, retries included, first runs `check` (which says whether the
+/// file still holds what was mapped): its error ends the retries.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn send_from_file(
+    client: &Client,
+    conn: &Conn,
+    bucket: &str,
+    key: &str,
+    target: &Target<'_>,
+    (file, offset, mapped): (&File, u64, &[u8]),
+    crc: Option<Crc>,
+    args: &PutObjectArgs,
+    stop: Option<&AtomicBool>,
+    check: &dyn Fn() -> Result<()>,
+) -> Result<Sent> {
+    let (operation, part) = operation(target);
+    let mut req = request(bucket, key, target, args, crc).body(mapped, args.payload_signing);
+    req.file = Some((file, offset));
+    let response = client.retrying_until(&req, part, true, stop, |_| {
+        check()?;
+        client.send(conn, &req)
+    })?;
+    sent(response, operation, crc)
+}
+
+/// The operation's name, and the part number of a part.
+fn operation(target: &Target<'_>) -> (&'static str, Option<u32>) {
+    match target {
+        Target::Object => ("PutObject", None),
+        Target::Part { part_number, .. } => ("UploadPart", Some(*part_number)),
+    }
+}
+
+/// The request for `target`, without its body: the object's or the part's
+/// headers, and the checksum header when there is a `crc`.
+fn request<'r>(
+    bucket: &'r str,
+    key: &'r str,
+    target: &Target<'r>,
+    args: &PutObjectArgs,
+    crc: Option<Crc>,
+) -> Request<'r> {
+    let (operation, _) = operation(target);
+    let mut req = match target {
+        Target::Object => {
+            Request::new(operation, Method::PUT, bucket, Some(key)).headers(args.object_headers())
+        }
+        Target::Part {
+            upload_id,
+            part_number,
+        } => Request::new(operation, Method::PUT, bucket, Some(key))
+            .query("partNumber", part_number.to_string())
+            .query("uploadId", *upload_id)
+            .headers(args.part_headers()),
+    };
+    if let (Some(c), Some(h)) = (crc, args.checksum.header()) {
+        req = req.header(h, c.to_base64());
+    }
+    req
 }
 
 fn sent(response: Response, operation: &'static str, crc: Option<Crc>) -> Result<Sent> {

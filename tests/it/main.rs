@@ -22,6 +22,7 @@ mod rdma_ffi;
 mod region;
 mod s3_ops;
 mod secrets;
+mod sendfile;
 mod soak;
 mod support_selftest;
 mod tls;
