@@ -124,10 +124,17 @@ impl Client {
         };
         let parts = plan.parts;
         // Each part in flight holds one buffer: no producer, no extra slab.
-        let slabs = plan.reserve(self.slabs(), plan.inflight, args.rdma.clone(), &|| {
+        // By sendfile a part takes none: only the minimum is reserved, in
+        // case the file cannot be sent from after all (it then goes through
+        // those one or two buffers).
+        let by_sendfile = FileSource::applies(self, &args, size, resume.is_some());
+        let want = if by_sendfile { 1 } else { plan.inflight };
+        let slabs = plan.reserve(self.slabs(), want, args.rdma.clone(), &|| {
             args.cancelled()
         })?;
-        plan.inflight = plan.inflight.min(slabs.slabs());
+        if !by_sendfile {
+            plan.inflight = plan.inflight.min(slabs.slabs());
+        }
         let upload = Upload::new(self, bucket, key, args, plan, slabs);
         // Over plain http, parts go from the file by sendfile (upload/sendfile.rs).
         let zero_copy = FileSource::new(&upload, &file, path, size, resume.is_some());

@@ -42,7 +42,7 @@ use memmap2::{Mmap, MmapOptions};
 use super::Upload;
 use crate::transport::pool::Conn;
 use crate::upload::part::{Sent, Target, send_from_file};
-use crate::{Error, PutObjectOutput, Result};
+use crate::{Client, Error, PutObjectArgs, PutObjectOutput, Result};
 
 /// Off: every file part goes through a slab (see the module docs).
 static DISABLED: AtomicBool = AtomicBool::new(false);
@@ -93,12 +93,7 @@ impl FileSource {
         size: u64,
         resume: bool,
     ) -> Option<FileSource> {
-        let usable = !DISABLED.load(Ordering::SeqCst)
-            && upload.client.sends_from_files()
-            && upload.args.rdma.is_none()
-            && !resume
-            && size >= crate::transport::direct::MIN_BODY as u64;
-        if !usable {
+        if !FileSource::applies(&upload.client, &upload.args, size, resume) {
             return None;
         }
         // The stamp must describe the size the upload planned.
@@ -108,6 +103,16 @@ impl FileSource {
             path: path.to_path_buf(),
             start,
         })
+    }
+
+    /// Whether a file of `size` bytes goes out by `sendfile` on `client`
+    /// with `args` (see [`FileSource::new`]), before anything is opened.
+    pub(crate) fn applies(client: &Client, args: &PutObjectArgs, size: u64, resume: bool) -> bool {
+        !DISABLED.load(Ordering::SeqCst)
+            && client.sends_from_files()
+            && args.rdma.is_none()
+            && !resume
+            && size >= crate::transport::direct::MIN_BODY as u64
     }
 
     /// The error for a file that is no longer as it was when the upload
