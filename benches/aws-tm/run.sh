@@ -33,8 +33,9 @@
 #               (default 2); the tables show every run
 #   SCHEMES     "http https" (default), or one of them
 #   ROWS        which rows: "file tree1 tree2" (default all)
-#   PORT        first of the two loopback ports (default 18014: s3s-fs on
-#               PORT, stunnel on PORT+1)
+#   PORT        first of four loopback ports (default 18014: s3s-fs on
+#               PORT, stunnel on PORT+1; wire.py on PORT+2, stunnel in
+#               front of it on PORT+3)
 #   TREE_N      objects at once in the tree rows, for both (default 16,
 #               s3pump's default --concurrency)
 #   S3PUMP, AWSTM  prebuilt binaries to use instead of building
@@ -132,12 +133,25 @@ accept = 127.0.0.1:$TLS_PORT
 connect = 127.0.0.1:$PORT
 cert = $D/server.pem
 key = $D/server.key
+[wire]
+accept = 127.0.0.1:$((PORT + 3))
+connect = 127.0.0.1:$((PORT + 2))
+cert = $D/server.pem
+key = $D/server.key
 EOF
 "$STUNNEL" "$D/stunnel.conf" >"$D/stunnel.log" 2>&1 &
 PIDS+=($!)
-for _ in $(seq 50); do
-    if (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && (exec 3<>/dev/tcp/127.0.0.1/$TLS_PORT) 2>/dev/null; then break; fi
+# The logging relay (wire.py) for "what each client sends", on PORT+2
+# (http) and behind stunnel on PORT+3 (https).
+python3 "$ROOT/benches/aws-tm/wire.py" $((PORT + 2)) "$PORT" "$D/wire.log" &
+PIDS+=($!)
+up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for _ in $(seq 100); do
+    if up "$PORT" && up "$TLS_PORT" && up $((PORT + 2)) && up $((PORT + 3)); then break; fi
     sleep 0.1
+done
+for p in "$PORT" "$TLS_PORT" $((PORT + 2)) $((PORT + 3)); do
+    up "$p" || { echo "nothing listens on 127.0.0.1:$p (see $D/*.log; KEEP=1 keeps them)" >&2; exit 1; }
 done
 
 export AWS_ACCESS_KEY_ID=$AK AWS_SECRET_ACCESS_KEY=$SK AWS_REGION=us-east-1
@@ -199,6 +213,31 @@ pair() {
         done
     done
 }
+
+# --- what each client sends (through wire.py; not timed) --------------------------
+head -c $((20 << 20)) "$D/data/big" >"$D/data/small"
+head -c $((100 << 10)) "$D/data/big" >"$D/data/tiny"
+echo "what each client sends (a 20 MiB file in 8 MiB parts, a 100 KiB file, the 20 MiB back):"
+for scheme in http https; do
+    if [ $scheme = https ]; then wep=https://127.0.0.1:$((PORT + 3)); else wep=http://127.0.0.1:$((PORT + 2)); fi
+    for c in s3pump awstm; do
+        : >"$D/wire.log"
+        if [ $c = s3pump ]; then
+            AWS_ENDPOINT_URL=$wep AWS_CA_BUNDLE=$D/ca.pem "$S3PUMP" put "$D/data/small" s3://bench/w-small --no-progress >/dev/null
+            AWS_ENDPOINT_URL=$wep AWS_CA_BUNDLE=$D/ca.pem "$S3PUMP" put "$D/data/tiny" s3://bench/w-tiny --no-progress >/dev/null
+            AWS_ENDPOINT_URL=$wep AWS_CA_BUNDLE=$D/ca.pem "$S3PUMP" get s3://bench/w-small "$D/out/w" --no-progress >/dev/null
+        else
+            AWS_ENDPOINT_URL=$wep SSL_CERT_FILE=$D/ca.pem "$AWSTM" upload "$D/data/small" s3://bench/w-small >/dev/null
+            AWS_ENDPOINT_URL=$wep SSL_CERT_FILE=$D/ca.pem "$AWSTM" upload "$D/data/tiny" s3://bench/w-tiny >/dev/null
+            AWS_ENDPOINT_URL=$wep SSL_CERT_FILE=$D/ca.pem "$AWSTM" download s3://bench/w-small "$D/out/w" >/dev/null
+        fi
+        cmp "$D/data/small" "$D/out/w"
+        rm -f "$D/out/w"
+        sleep 0.2
+        echo "  $c over $scheme:"
+        sort "$D/wire.log" | uniq -c | sed 's/^/    /'
+    done
+done
 
 uname_cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 echo "machine: $uname_cpu ($(nproc) CPUs), $(uname -r); load average before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$D/header" >&2

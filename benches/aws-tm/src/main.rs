@@ -32,8 +32,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-use aws_sdk_s3_transfer_manager::io::InputStream;
 use aws_sdk_s3_transfer_manager::io::walk::FsWalker;
+use aws_sdk_s3_transfer_manager::io::InputStream;
 use aws_sdk_s3_transfer_manager::types::{ConcurrencyMode, PartSize};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
