@@ -19,7 +19,8 @@
 #       cargo install s3s-fs@0.14.1 --features binary --locked
 #   - stunnel4 (the TLS terminator in front of s3s-fs) and GNU time:
 #       apt-get install stunnel4 time
-#   - openssl (makes the CA and the server certificate), cmp, diff
+#   - openssl (makes the CA and the server certificate), python3 (the data,
+#     wire.py, the summary), cmp, diff
 #   - about 8 GB free under $BENCH_DIR
 # It builds (cargo build --release) the two clients:
 #   - s3pump with --features cli, into $CARGO_TARGET_DIR (else ./target)
@@ -30,7 +31,7 @@
 #   BENCH_DIR   scratch directory (default: a new one under /tmp; removed
 #               at the end unless KEEP=1)
 #   REPS        runs of each client per row, alternating which goes first
-#               (default 2); the tables show every run
+#               (default 3); the tables show every run
 #   SCHEMES     "http https" (default), or one of them
 #   ROWS        which rows: "file tree1 tree2" (default all)
 #   PORT        first of four loopback ports (default 18014: s3s-fs on
@@ -42,7 +43,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-REPS=${REPS:-2}
+REPS=${REPS:-3}
 SCHEMES=${SCHEMES:-http https}
 ROWS=${ROWS:-file tree1 tree2}
 PORT=${PORT:-18014}
@@ -55,7 +56,7 @@ missing=()
 command -v s3s-fs >/dev/null || missing+=("s3s-fs: cargo install s3s-fs@0.14.1 --features binary --locked")
 command -v stunnel4 >/dev/null || command -v stunnel >/dev/null || missing+=("stunnel4: apt-get install stunnel4")
 [ -x /usr/bin/time ] || missing+=("GNU time: apt-get install time")
-for c in openssl cmp diff; do command -v $c >/dev/null || missing+=("$c"); done
+for c in openssl python3 cmp diff; do command -v $c >/dev/null || missing+=("$c"); done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "run.sh needs:" >&2
     printf '  %s\n' "${missing[@]}" >&2
@@ -180,7 +181,7 @@ run() {
     fi
     read -r wall user sys rss <"$D/time"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$row" "$scheme" "$client" "$wall" "$user" "$sys" "$rss" >>"$RESULTS"
-    printf '%-28s %-5s %-8s wall %6.2f s  cpu %5.2f s (%s+%s)  rss %4d MiB\n' \
+    printf '%-28s %-5s %-26s wall %6.2f s  cpu %5.2f s (%s+%s)  rss %4d MiB\n' \
         "$row" "$scheme" "$client" "$wall" "$(awk "BEGIN{print $user + $sys}")" "$user" "$sys" $((rss / 1024)) >&2
 }
 
@@ -192,23 +193,27 @@ clear_bucket() {
 }
 
 # Both clients, REPS times, alternating which goes first.
-# pair ROW SCHEME 'S3PUMP ARGS' 'AWSTM ARGS' CHECK_CMD, with $TM_ENV (VAR=VALUE
-# words) set for aws-tm-bench.
+# pair ROW SCHEME 'S3PUMP ARGS' 'AWSTM ARGS' CHECK_CMD ['S3PUMP ARGS 2'], with
+# $TM_ENV (VAR=VALUE words) set for aws-tm-bench; with a sixth argument, a
+# third client "s3pump-2" runs s3pump with those arguments in the same rounds.
 pair() {
-    local row=$1 scheme=$2 sp=$3 tm=$4 check=$5
+    local row=$1 scheme=$2 sp=$3 tm=$4 check=$5 sp2=${6:-}
+    local clients="s3pump tm"
+    if [ -n "$sp2" ]; then clients="s3pump s3pump-2 tm"; fi
     for rep in $(seq "$REPS"); do
-        local order="s3pump tm"
-        if [ $((rep % 2)) = 0 ]; then order="tm s3pump"; fi
+        local order=$clients
+        if [ $((rep % 2)) = 0 ]; then order=$(echo "$clients" | tr ' ' '\n' | tac | tr '\n' ' '); fi
         for c in $order; do
             rm -rf "$D/out"
             mkdir -p "$D/out"
-            if [ "$c" = s3pump ]; then
-                # shellcheck disable=SC2086
-                run "$row" "$scheme" s3pump "$S3PUMP" $sp --no-progress
-            else
-                # shellcheck disable=SC2086
-                run "$row" "$scheme" awstm env $TM_ENV "$AWSTM" $tm
-            fi
+            case $c in
+            # shellcheck disable=SC2086
+            s3pump) run "$row" "$scheme" s3pump "$S3PUMP" $sp --no-progress ;;
+            # shellcheck disable=SC2086
+            s3pump-2) run "$row" "$scheme" "s3pump ${sp2%% *}" "$S3PUMP" $sp ${sp2} --no-progress ;;
+            # shellcheck disable=SC2086
+            tm) run "$row" "$scheme" awstm env $TM_ENV "$AWSTM" $tm ;;
+            esac
             eval "$check"
         done
     done
@@ -251,10 +256,15 @@ for scheme in $SCHEMES; do
         file)
             # 8 MiB parts, 8 in flight: s3pump's defaults, set for both.
             TM_ENV="TM_PART_SIZE=8388608 TM_CONCURRENCY=8"
+            # Over http s3pump signs the parts' SHA-256 by default where the
+            # transfer manager sends UNSIGNED-PAYLOAD: also run s3pump with
+            # --unsigned-payload there, the transfer manager's wire.
+            UNSIGNED=
+            if [ "$scheme" = http ]; then UNSIGNED=--unsigned-payload; fi
             clear_bucket
             pair "1 GiB file up" "$scheme" \
                 "put $D/data/big $B/big-sp --part-size 8MiB --max-inflight-parts 8" \
-                "upload $D/data/big $B/big-tm" true
+                "upload $D/data/big $B/big-tm" true "$UNSIGNED"
             # Both download the same object (s3pump's upload of it).
             pair "1 GiB file down" "$scheme" \
                 "get $B/big-sp $D/out/big --part-size 8MiB --max-inflight-parts 8" \
@@ -295,3 +305,27 @@ while IFS=$'\t' read -r row scheme client wall user sys rss; do
     printf '| %s | %s | %s | %.2f | %.2f (%.2f+%.2f) | %d |\n' "$row" "$scheme" "$client" \
         "$wall" "$(awk "BEGIN{print $user + $sys}")" "$user" "$sys" $((rss / 1024))
 done <"$RESULTS"
+
+# --- the summary: median and range per row, and s3pump against the transfer manager
+echo
+python3 - "$RESULTS" <<'EOF'
+import collections, statistics, sys
+runs = collections.OrderedDict()
+for line in open(sys.argv[1]):
+    row, scheme, client, wall, user, sys_, rss = line.rstrip("\n").split("\t")
+    runs.setdefault((row, scheme), collections.OrderedDict()).setdefault(client, []).append(
+        (float(wall), float(user) + float(sys_), int(rss) // 1024))
+print("| row | scheme | client | runs | wall s, median (range) | client CPU s, median (range) | peak RSS MiB | wall vs TM | CPU vs TM |")
+print("|:---|:---|:---|---:|---:|---:|---:|---:|---:|")
+med = statistics.median
+for (row, scheme), clients in runs.items():
+    tm = clients.get("awstm")
+    for client, xs in clients.items():
+        w, c, r = [x[0] for x in xs], [x[1] for x in xs], [x[2] for x in xs]
+        vs = ("", "")
+        if tm and client != "awstm":
+            vs = ("%.2f×" % (med(w) / med([x[0] for x in tm])), "%.2f×" % (med(c) / med([x[1] for x in tm])))
+        name = "AWS TM" if client == "awstm" else client
+        print("| %s | %s | %s | %d | %.2f (%.2f–%.2f) | %.2f (%.2f–%.2f) | %d | %s | %s |" % (
+            row, scheme, name, len(xs), med(w), min(w), max(w), med(c), min(c), max(c), max(r), vs[0], vs[1]))
+EOF
