@@ -13,7 +13,10 @@
 //! - `disk`: the in-process s3s-fs server without relay, 1 GiB, N = 1 and 8.
 //! - `tls-ceiling` (not run by default): the sink behind a TLS terminator in
 //!   this process, http against https, N = 1 and 8, `UNSIGNED-PAYLOAD` +
-//!   CRC64NVME.
+//!   CRC64NVME and signed SHA-256 + CRC64NVME; before each N, raw TCP and
+//!   raw TLS (N connections writing, resp. encrypting with rustls and ring,
+//!   part-sized slices of the same source buffer to a discarding process,
+//!   through a second TLS terminator in this process for TLS) as the limit.
 //! - `micro`: SigV4 signing per request, SHA-256, CRC64NVME, memcpy and TLS
 //!   record encryption (ring) rates.
 //!
@@ -22,14 +25,21 @@
 //! and `S3PUMP_BENCH_DISK_MIB` (default 1024) the sizes; `S3PUMP_BENCH_N`
 //! (e.g. `1,8`) keeps only those N; `S3PUMP_BENCH_PART_MIB` changes the part
 //! size (default 16 MiB, s3pump's default for a stream); `S3PUMP_BENCH_MODES` (`signed`,
-//! `unsigned`, `none`) the ceiling's payload modes; `S3PUMP_BENCH_REPS`
+//! `unsigned`, `none`) the payload modes of the ceiling (default all three)
+//! and of tls-ceiling (default `unsigned,signed`); `S3PUMP_BENCH_REPS`
 //! (default 2) repeats each ceiling measurement and keeps the fastest;
 //! `S3PUMP_BENCH_MARKDOWN=FILE` or `cargo bench -- --markdown FILE` also
 //! writes the tables as Markdown.
 //!
 //! The same binary plays the child roles when `S3PUMP_BENCH_ROLE` is set:
-//! `sink`, `raw-sink` (print `PORT n`, serve until stdin closes), `client`
-//! and `raw-client` (one measured upload, print one `RESULT` line).
+//! `sink`, `raw-sink` (print `PORT n`, serve until stdin closes), `client`,
+//! `raw-client` and `raw-tls-client` (one measured upload, print one
+//! `RESULT` line). The client roles read `S3PUMP_BENCH_ENDPOINT` or
+//! `S3PUMP_BENCH_ADDR`, `S3PUMP_BENCH_INFLIGHT`, `S3PUMP_BENCH_BYTES`,
+//! `S3PUMP_BENCH_MODE`, and `S3PUMP_BENCH_CA` (the CA's PEM file, for https
+//! and raw TLS); `raw-client` also `S3PUMP_BENCH_WRITE` (bytes per write,
+//! default the part size) and `S3PUMP_BENCH_BOUNCE` (copy each write
+//! through a buffer first, as ureq does).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -69,6 +79,7 @@ fn main() {
         Ok("raw-sink") => role_raw_sink(),
         Ok("client") => role_client(),
         Ok("raw-client") => role_raw_client(),
+        Ok("raw-tls-client") => role_raw_tls_client(),
         Ok(other) => panic!("unknown {ROLE} {other:?}"),
         Err(_) => run(),
     }
@@ -499,6 +510,73 @@ fn role_raw_client() {
     println!("{}", m.line());
 }
 
+/// Raw TLS: `S3PUMP_BENCH_BYTES` from memory over `S3PUMP_BENCH_INFLIGHT`
+/// TLS connections (rustls, ring, the CA of `S3PUMP_BENCH_CA`) to the TLS
+/// terminator at `S3PUMP_BENCH_ADDR` in front of a discarding process. As
+/// the direct sender does, each connection hands rustls 256 KiB of the
+/// source buffer at a time, which it encrypts into 16 KiB records, and
+/// writes them out (`write_tls`: one `writev`); no S3 protocol, no
+/// checksum. The handshakes are inside the measurement (N of them, a few
+/// ms each).
+fn role_raw_tls_client() {
+    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+    use rustls::{ClientConfig, ClientConnection, RootCertStore};
+    let addr: String = env_parse("S3PUMP_BENCH_ADDR");
+    let n: usize = env_parse("S3PUMP_BENCH_INFLIGHT");
+    let bytes: u64 = env_parse("S3PUMP_BENCH_BYTES");
+    let ca: String = env_parse("S3PUMP_BENCH_CA");
+    let mut roots = RootCertStore::empty();
+    for der in CertificateDer::pem_file_iter(&ca).expect("S3PUMP_BENCH_CA") {
+        roots
+            .add(der.expect("a CA certificate in S3PUMP_BENCH_CA"))
+            .expect("CA certificate");
+    }
+    let config = Arc::new(
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let src = source();
+    let m = measure(|| {
+        std::thread::scope(|s| {
+            for i in 0..n as u64 {
+                let share = bytes / n as u64 + u64::from(i < bytes % n as u64);
+                let (src, addr, config) = (&src, &addr, Arc::clone(&config));
+                s.spawn(move || {
+                    let mut sock = TcpStream::connect(addr).expect("connect to the TLS front");
+                    sock.set_nodelay(true).expect("nodelay");
+                    let name = ServerName::try_from("127.0.0.1").expect("server name");
+                    let mut conn = ClientConnection::new(config, name).expect("TLS client");
+                    while conn.is_handshaking() {
+                        conn.complete_io(&mut sock).expect("TLS handshake");
+                    }
+                    conn.set_buffer_limit(None);
+                    let mut pos = 0u64;
+                    while pos < share {
+                        let at = ((i * part_size() + pos) % src.len() as u64) as usize;
+                        let len = (share - pos).min(256 << 10).min((src.len() - at) as u64);
+                        conn.writer()
+                            .write_all(&src[at..at + len as usize])
+                            .expect("encrypt");
+                        while conn.wants_write() {
+                            conn.write_tls(&mut sock).expect("send");
+                        }
+                        pos += len;
+                    }
+                    conn.send_close_notify();
+                    while conn.wants_write() {
+                        conn.write_tls(&mut sock).expect("send close_notify");
+                    }
+                });
+            }
+        });
+        (bytes, 0)
+    });
+    println!("{}", m.line());
+}
+
 // ---------------------------------------------------------------------------
 // The parent: child processes
 
@@ -724,17 +802,24 @@ fn cpu_model() -> String {
 
 /// Client ceiling over https against http: the sink process, and a TLS
 /// terminator (tests/support/tls_front.rs, rustls with ring, in this
-/// process) in front of it for https; `UNSIGNED-PAYLOAD` + CRC64NVME
-/// (`S3PUMP_BENCH_MODES` to change), N = 1 and 8.
+/// process) in front of it for https; `UNSIGNED-PAYLOAD` + CRC64NVME and
+/// signed SHA-256 + CRC64NVME (`S3PUMP_BENCH_MODES` to change), N = 1 and
+/// 8. Before each N: raw TCP to a discarding process, and raw TLS to it
+/// through a second terminator, the limits of this machine.
 fn tls_ceiling(s: &Settings) -> Table {
     let bytes = s.ceiling_bytes;
     let gib = bytes as f64 / GIB as f64;
     println!("\n== tls-ceiling: {gib} GiB from memory, http and https to the sink");
     let sink = ChildServer::start("sink");
+    let raw = ChildServer::start("raw-sink");
     let ca = support::tls_front::TestCa::new("s3pump bench CA");
     let cert = ca.issue(&["127.0.0.1"], support::tls_front::Validity::Current);
     let front = support::tls_front::TlsFront::start(
         std::net::SocketAddr::from(([127, 0, 0, 1], sink.port)),
+        &cert,
+    );
+    let raw_front = support::tls_front::TlsFront::start(
+        std::net::SocketAddr::from(([127, 0, 0, 1], raw.port)),
         &cert,
     );
     let ca_file = std::env::temp_dir().join(format!("s3pump-bench-ca-{}.pem", std::process::id()));
@@ -749,6 +834,7 @@ fn tls_ceiling(s: &Settings) -> Table {
             "scheme",
             "payload",
             "MB/s",
+            "of raw",
             "CPU s/GiB",
             "user+sys s",
             "peak RSS MiB",
@@ -757,13 +843,48 @@ fn tls_ceiling(s: &Settings) -> Table {
     let modes: Vec<Mode> = if std::env::var("S3PUMP_BENCH_MODES").is_ok() {
         s.modes.clone()
     } else {
-        vec![Mode::Unsigned]
+        vec![Mode::Unsigned, Mode::Signed]
+    };
+    let row = |n: usize, scheme: &str, payload: &str, m: &Measured, raw: &Measured| {
+        vec![
+            n.to_string(),
+            scheme.to_string(),
+            payload.to_string(),
+            format!("{:.0}", m.mbps()),
+            format!("{:.0}%", 100.0 * m.mbps() / raw.mbps()),
+            format!("{:.3}", m.cpu_per_gib()),
+            format!("{:.2}+{:.2}", m.user, m.sys),
+            mib(m.hwm_kib),
+        ]
     };
     for n in s.ns(&[1, 8]) {
+        let raw_tcp = best(s.reps, || {
+            run_child(
+                "raw-client",
+                &[
+                    ("S3PUMP_BENCH_ADDR", format!("127.0.0.1:{}", raw.port)),
+                    ("S3PUMP_BENCH_INFLIGHT", n.to_string()),
+                    ("S3PUMP_BENCH_BYTES", bytes.to_string()),
+                ],
+            )
+        });
+        t.row(row(n, "tcp", "raw TCP (the limit)", &raw_tcp, &raw_tcp));
+        let raw_tls = best(s.reps, || {
+            run_child(
+                "raw-tls-client",
+                &[
+                    ("S3PUMP_BENCH_ADDR", raw_front.addr().to_string()),
+                    ("S3PUMP_BENCH_INFLIGHT", n.to_string()),
+                    ("S3PUMP_BENCH_BYTES", bytes.to_string()),
+                    ("S3PUMP_BENCH_CA", ca_file.display().to_string()),
+                ],
+            )
+        });
+        t.row(row(n, "tls", "raw TLS (the limit)", &raw_tls, &raw_tls));
         for &mode in &modes {
-            for (scheme, endpoint) in [
-                ("http", format!("http://127.0.0.1:{}", sink.port)),
-                ("https", front.endpoint("127.0.0.1")),
+            for (scheme, endpoint, limit) in [
+                ("http", format!("http://127.0.0.1:{}", sink.port), &raw_tcp),
+                ("https", front.endpoint("127.0.0.1"), &raw_tls),
             ] {
                 let m = best(s.reps, || {
                     run_child(
@@ -777,24 +898,20 @@ fn tls_ceiling(s: &Settings) -> Table {
                         ],
                     )
                 });
-                t.row(vec![
-                    n.to_string(),
-                    scheme.into(),
-                    mode.label().into(),
-                    format!("{:.0}", m.mbps()),
-                    format!("{:.3}", m.cpu_per_gib()),
-                    format!("{:.2}+{:.2}", m.user, m.sys),
-                    mib(m.hwm_kib),
-                ]);
+                t.row(row(n, scheme, mode.label(), &m, limit));
             }
         }
     }
     let _ = std::fs::remove_file(&ca_file);
-    t.notes.push(
+    t.notes.push(format!(
         "CPU = getrusage(RUSAGE_SELF) of the client process only (the TLS terminator's decryption is not counted). \
-         The https parts go through the direct sender (rustls, ring, AES-256-GCM)."
-            .into(),
-    );
+         The https parts go through the direct sender (rustls, ring, AES-256-GCM). \
+         Raw TCP: N connections writing {} MiB slices of the same source buffer to a discarding process; \
+         raw TLS: the same through rustls (ring), 256 KiB at a time into 16 KiB records, to that process through \
+         a second TLS terminator in the bench process, handshakes included. \"of raw\": http rows against raw TCP, \
+         https rows against raw TLS, of the same N.",
+        part_size() / MIB
+    ));
     t
 }
 
