@@ -8,7 +8,8 @@
 //!   `put_object` per object from one thread in a loop, and from 16 threads
 //!   sharing one client; then the same objects as files of a directory tree
 //!   with `upload_dir`, and back with `download_prefix` (16 objects at
-//!   once, the default): objects/s, MB/s, client CPU s per GiB. Every
+//!   once, the default), beside the floor of a download, writing the same
+//!   files with `std::fs::write`: objects/s, MB/s, client CPU s per GiB. Every
 //!   uploaded object's ETag is checked (from the reply, or by listing the
 //!   tree's prefix), every downloaded file's bytes.
 //! - `budget`: 32 concurrent `put_object` of 64 MiB streams on one client
@@ -251,18 +252,32 @@ fn tree_rows(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let src = dir.path().join("src");
+    // Writing the tree here is the floor of any download of it: the same
+    // files made in a fresh directory (inode allocation, page cache).
+    let cpu = cpu_seconds();
+    let started = Instant::now();
     for i in 0..count {
         let sub = src.join(format!("d{}", i % 10));
         std::fs::create_dir_all(&sub)?;
         std::fs::write(sub.join(format!("f{i}")), &bodies[i % 8])?;
     }
+    let (secs, cpu) = (started.elapsed().as_secs_f64(), cpu_seconds() - cpu);
+    let name = |what: &str| format!("{count} × {} MiB, {what}", size / MIB);
+    row(
+        md,
+        &name("std::fs::write (floor)"),
+        1,
+        count,
+        size,
+        secs,
+        cpu,
+    );
     let prefix = format!("tree-{size}/");
     let tree_args = || {
         TreeArgs::new()
             .put_args(args())
             .download_args(DownloadArgs::new().part_size(8 << 20))
     };
-    let name = |what: &str| format!("{count} × {} MiB, {what}", size / MIB);
 
     let cpu = cpu_seconds();
     let started = Instant::now();

@@ -9,7 +9,10 @@
 //! transfer never waits for memory while it holds slabs, so no combination
 //! of transfers can deadlock (DESIGN.md §9). Bytes mapped, busy and idle
 //! together, never exceed the limit: an idle slab of another size is
-//! unmapped to make room.
+//! unmapped to make room. Sizes are rounded up to a few classes
+//! ([`size_class`]: powers of two under 1 MiB, whole MiB above), so that
+//! transfers of objects of nearby sizes (a tree of small files) share idle
+//! slabs instead of each mapping and faulting in its own.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -22,6 +25,17 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::rdma::{RdmaProvider, RdmaRegistration};
 use crate::{Error, Result};
+
+/// The length mapped for buffers of `len` bytes: the next power of two
+/// under 1 MiB (at least a page), else the next whole MiB.
+fn size_class(len: usize) -> usize {
+    const MIB: usize = 1 << 20;
+    if len <= MIB {
+        len.max(4096).next_power_of_two()
+    } else {
+        len.div_ceil(MIB).saturating_mul(MIB)
+    }
+}
 
 /// How long an idle slab stays mapped for the next transfer.
 pub(crate) const SLAB_IDLE_TIME: Duration = Duration::from_secs(30);
@@ -115,7 +129,8 @@ impl SlabPool {
         self.state.lock().stats
     }
 
-    /// Reserves slabs of `len` bytes for one transfer: `want` of them, or as
+    /// Reserves slabs of `len` bytes (rounded up to its [`size_class`]) for
+    /// one transfer: `want` of them, or as
     /// many as fit but at least `min`, waiting (first come, first served)
     /// until `min` fit, or `stop` says the transfer was cancelled
     /// (`Ok(None)`). An error when `min` of them exceed the whole limit:
@@ -129,7 +144,7 @@ impl SlabPool {
         rdma: Option<Arc<dyn RdmaProvider>>,
         stop: &dyn Fn() -> bool,
     ) -> Result<Option<Reservation>> {
-        let len = len.max(1);
+        let len = size_class(len);
         let bytes = len as u64;
         if bytes.saturating_mul(min as u64) > self.limit {
             return Err(Error::invalid(format!(
@@ -483,5 +498,22 @@ mod tests {
         let _hold = pool.reserve(1 << 20, 4, 4, None, &never).unwrap().unwrap();
         let r = pool.reserve(1 << 20, 1, 1, None, &|| true).unwrap();
         assert!(r.is_none());
+    }
+
+    #[test]
+    fn nearby_sizes_share_a_class() {
+        assert_eq!(size_class(1), 4096);
+        assert_eq!(size_class(300 << 10), 512 << 10);
+        assert_eq!(size_class((300 << 10) + 1), 512 << 10);
+        assert_eq!(size_class(1 << 20), 1 << 20);
+        assert_eq!(size_class((1 << 20) + 1), 2 << 20);
+        assert_eq!(size_class(8 << 20), 8 << 20);
+        // A slab of another transfer's nearby size is taken again, not mapped anew.
+        let pool = SlabPool::new(64 << 20);
+        for len in [300 << 10, (300 << 10) + 1, 400 << 10] {
+            let r = pool.reserve(len, 1, 1, None, &|| false).unwrap().unwrap();
+            drop(r.first().unwrap());
+        }
+        assert_eq!(pool.stats().slabs_created, 1);
     }
 }

@@ -129,9 +129,7 @@ impl Client {
         // those one or two buffers).
         let by_sendfile = FileSource::applies(self, &args, size, resume.is_some());
         let want = if by_sendfile { 1 } else { plan.inflight };
-        let slabs = plan.reserve(self.slabs(), want, args.rdma.clone(), &|| {
-            args.cancelled()
-        })?;
+        let slabs = plan.reserve(self.slabs(), want, args.rdma.clone(), &|| args.cancelled())?;
         if !by_sendfile {
             plan.inflight = plan.inflight.min(slabs.slabs());
         }
