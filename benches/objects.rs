@@ -18,6 +18,10 @@
 //!   before the transfers beside it), the pool's peak of mapped slab bytes
 //!   and the peak of part worker threads.
 //!
+//! `S3PUMP_BENCH_SINK=1` runs `many` against the sink S3 server of
+//! tests/support/sink.rs instead (nothing stored, ETags not checked, no
+//! tree download), so that the client and not s3s-fs is the limit.
+//!
 //! `S3PUMP_BENCH=many,budget` picks sections (`objects` runs both);
 //! `S3PUMP_BENCH_MARKDOWN=PATH` appends the tables as Markdown.
 
@@ -79,8 +83,27 @@ fn machine() -> String {
     )
 }
 
+/// `S3PUMP_BENCH_SINK=1`: the server is the sink S3 server of
+/// tests/support/sink.rs (stores nothing, checks nothing, fake ETags), so
+/// that the client, not s3s-fs, is the limit; uploads only, ETags unchecked.
+fn sink_mode() -> bool {
+    std::env::var_os("S3PUMP_BENCH_SINK").is_some()
+}
+
 /// The server child: prints `PORT n`, serves until its stdin closes.
 fn role_server() -> Result<(), Box<dyn std::error::Error>> {
+    if sink_mode() {
+        // Exits when the parent closes our stdin.
+        std::thread::spawn(|| {
+            let mut line = String::new();
+            while std::io::stdin().read_line(&mut line).is_ok_and(|n| n > 0) {}
+            std::process::exit(0);
+        });
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        println!("PORT {}", listener.local_addr()?.port());
+        std::io::stdout().flush()?;
+        support::run_sink_forever(listener);
+    }
     let server = TestServer::start();
     server.create_bucket("bench");
     println!("PORT {}", server.addr().port());
@@ -155,7 +178,14 @@ fn args() -> PutObjectArgs {
 fn many(md: &mut String) -> Result<(), Box<dyn std::error::Error>> {
     let server = ChildServer::start()?;
     let client = server.client();
-    println!("many objects: one client, s3s-fs in a child process, unsigned, CRC64NVME");
+    println!(
+        "many objects: one client, {} in a child process, unsigned, CRC64NVME",
+        if sink_mode() {
+            "the sink S3 server"
+        } else {
+            "s3s-fs"
+        }
+    );
     println!(
         "{:<32} {:>8} {:>10} {:>9} {:>12}",
         "workload", "threads", "objects/s", "MB/s", "CPU s/GiB"
@@ -196,7 +226,7 @@ fn many(md: &mut String) -> Result<(), Box<dyn std::error::Error>> {
                                 let out = client
                                     .put_object("bench", &key, &bodies[i % 8][..], args())
                                     .map_err(|e| e.to_string())?;
-                                if out.etag != etags[i % 8] {
+                                if !sink_mode() && out.etag != etags[i % 8] {
                                     return Err(format!("{key}: ETag {}", out.etag));
                                 }
                             }
@@ -286,6 +316,10 @@ fn tree_rows(
     let cpu = cpu_seconds() - cpu;
     if !up.is_complete() || up.objects != count as u64 {
         return Err(format!("upload_dir: {up:?}").into());
+    }
+    if sink_mode() {
+        row(md, &name("upload_dir"), 16, count, size, secs, cpu);
+        return Ok(());
     }
     for object in client.list_objects("bench", &prefix) {
         let object = object?;
