@@ -346,13 +346,19 @@ impl ClientBuilder {
     }
 
     /// The most part connections (parts and ranges on the wire) of all
-    /// transfers on this client and its clones at once. A part waits for a
-    /// free connection (woken as one comes back), so concurrent transfers
-    /// share them; each transfer is still capped by its own
+    /// transfers on this client and its clones at once, so concurrent
+    /// transfers share them; each transfer is still capped by its own
     /// `max_inflight_parts`. A connection kept alive by one transfer carries
     /// the next one's parts (no new TCP or TLS handshake); idle ones are
     /// closed after 15 s. Single requests (HeadObject, a one-part PutObject,
     /// Create/Complete…) do not count.
+    ///
+    /// The parts run on the client's worker threads, at most this many of
+    /// them too (one per part on the wire), started as parts need them and
+    /// ended after 15 s without work: a transfer starts no threads of its
+    /// own besides a stream's producer (or a file's or a download's
+    /// feeder). Of the parts waiting, a free worker takes one of the
+    /// transfer with the fewest running.
     ///
     /// Defaults to 64: eight transfers at the default 8 parts in flight each.
     pub fn max_connections(mut self, n: usize) -> Self {
