@@ -92,9 +92,9 @@ impl DownloadArgs {
     }
 
     /// How many ranges are fetched at the same time, 1 to 100; each has its
-    /// own worker thread, and a connection leased from the client's pool
-    /// ([`ClientBuilder::max_connections`](crate::ClientBuilder::max_connections))
-    /// for each range. `1` is a strictly sequential download.
+    /// a worker thread and a connection of the client's, shared by all its
+    /// transfers ([`ClientBuilder::max_connections`](crate::ClientBuilder::max_connections)),
+    /// while it is on the wire. `1` is a strictly sequential download.
     ///
     /// Memory used is `(max_inflight_parts + 1) × part_size` (less for a
     /// small object), bounded by [`memory_limit`](Self::memory_limit).

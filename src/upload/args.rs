@@ -150,9 +150,9 @@ impl PutObjectArgs {
     }
 
     /// How many parts are uploaded at the same time, 1 to 100; each has its
-    /// own worker thread, and a connection leased from the client's pool
-    /// ([`ClientBuilder::max_connections`](crate::ClientBuilder::max_connections))
-    /// for each part. `1` is a strictly sequential upload.
+    /// a worker thread and a connection of the client's, shared by all its
+    /// transfers ([`ClientBuilder::max_connections`](crate::ClientBuilder::max_connections)),
+    /// while it is on the wire. `1` is a strictly sequential upload.
     ///
     /// Memory used is `(max_inflight_parts + 1) × part_size`, bounded by
     /// [`memory_limit`](Self::memory_limit).

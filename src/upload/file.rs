@@ -29,7 +29,7 @@ use crate::{Client, Error, PutObjectArgs, PutObjectOutput, Result};
 impl Client {
     /// Uploads the file at `path` with up to
     /// [`max_inflight_parts`](PutObjectArgs::max_inflight_parts) parts in
-    /// flight. Each worker reads its own parts with positional reads, so no
+    /// flight. Each part is read on its worker with a positional read, so no
     /// single reader caps the upload; buffers, checksums, retries and the
     /// abort on failure are those of [`Client::put_object`]. The object's size
     /// is the file's size when the upload starts.

@@ -27,8 +27,8 @@ impl Client {
     /// flight.
     ///
     /// The reader is read on one producer thread, strictly in order, into
-    /// page-aligned buffers; worker threads checksum and send the parts
-    /// straight from those buffers. An object that fits in one part is sent
+    /// page-aligned buffers; the client's worker threads checksum and send
+    /// the parts straight from those buffers. An object that fits in one part is sent
     /// with a single PutObject. On any failure the first error is returned
     /// (as [`Error::Upload`] with the upload id once a multipart upload
     /// exists) and the multipart upload is aborted, so nothing is left
