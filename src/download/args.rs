@@ -91,7 +91,7 @@ impl DownloadArgs {
         self
     }
 
-    /// How many ranges are fetched at the same time, 1 to 100; each has its
+    /// How many ranges are fetched at the same time, 1 to 100; each takes
     /// a worker thread and a connection of the client's, shared by all its
     /// transfers ([`ClientBuilder::max_connections`](crate::ClientBuilder::max_connections)),
     /// while it is on the wire. `1` is a strictly sequential download.
