@@ -232,12 +232,59 @@ pub(crate) fn send(
     tls: &Arc<ClientConfig>,
     slot: Option<&parking_lot::Mutex<Option<Conn>>>,
 ) -> Result<http::Response<ureq::Body>, ureq::Error> {
-    let https = request.uri().scheme_str() == Some("https");
-    let authority = request.uri().authority().map_or("", |a| a.as_str());
-    let scheme = if https { "https" } else { "http" };
+    let timeouts = (connect_timeout, idle_timeout);
+    on_connection(
+        request.uri(),
+        proxy,
+        timeouts,
+        tls,
+        slot,
+        |stream, reused| {
+            log::trace!(
+                "direct sender: {} {}, {} bytes {}, {} connection",
+                request.method(),
+                origin(request.uri()),
+                request.body().len(),
+                match request.body() {
+                    Body::Memory(_) => "from memory",
+                    Body::File { .. } => "from the file by sendfile",
+                },
+                if reused { "a kept-alive" } else { "a new" }
+            );
+            exchange(stream, request, proxy)
+        },
+    )
+}
+
+/// `scheme://authority` of `uri`, for logs and connection keys.
+fn origin(uri: &http::Uri) -> String {
+    let scheme = if uri.scheme_str() == Some("https") {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{}", uri.authority().map_or("", |a| a.as_str()))
+}
+
+/// Runs `exchange` on a connection to `uri`'s server (through `proxy`): the
+/// kept-alive one of `slot` (else of this thread) when it is to the same
+/// place, younger than [`MAX_IDLE`] and still open, else a new one; told
+/// whether it was reused. The connection is kept for the next request
+/// when `exchange` says it can be. Errors as ureq reports them (a socket
+/// timeout surfaces as EAGAIN).
+fn on_connection<T>(
+    uri: &http::Uri,
+    proxy: Option<&Proxy>,
+    timeouts: (Duration, Duration),
+    tls: &Arc<ClientConfig>,
+    slot: Option<&parking_lot::Mutex<Option<Conn>>>,
+    exchange: impl FnOnce(&mut Stream, bool) -> io::Result<(T, bool)>,
+) -> Result<T, ureq::Error> {
+    let https = uri.scheme_str() == Some("https");
+    let authority = uri.authority().map_or("", |a| a.as_str());
     let key = match proxy {
-        Some(p) => format!("{scheme}://{authority} via {}", p.authority),
-        None => format!("{scheme}://{authority}"),
+        Some(p) => format!("{} via {}", origin(uri), p.authority),
+        None => origin(uri),
     };
     let taken = match slot {
         Some(slot) => slot.lock().take(),
@@ -249,27 +296,10 @@ pub(crate) fn send(
     let reused = cached.is_some();
     let result = match cached {
         Some(c) => Ok(c),
-        None => connect(
-            authority,
-            https,
-            proxy,
-            key,
-            (connect_timeout, idle_timeout),
-            tls,
-        ),
+        None => connect(authority, https, proxy, key, timeouts, tls),
     }
     .and_then(|mut conn| {
-        log::trace!(
-            "direct sender: {} {scheme}://{authority}, {} bytes {}, {} connection",
-            request.method(),
-            request.body().len(),
-            match request.body() {
-                Body::Memory(_) => "from memory",
-                Body::File { .. } => "from the file by sendfile",
-            },
-            if reused { "a kept-alive" } else { "a new" }
-        );
-        let (response, keep_alive) = exchange(&mut conn.stream, request, proxy, https)?;
+        let (out, keep_alive) = exchange(&mut conn.stream, reused)?;
         if keep_alive {
             conn.idle_since = Instant::now();
             match slot {
@@ -277,11 +307,10 @@ pub(crate) fn send(
                 None => CONN.with(|c| *c.borrow_mut() = Some(conn)),
             }
         }
-        Ok(response)
+        Ok(out)
     });
     result.map_err(|e| {
         ureq::Error::Io(match e.kind() {
-            // A socket timeout surfaces as EAGAIN.
             ErrorKind::WouldBlock => {
                 io::Error::new(ErrorKind::TimedOut, "no byte moved within the idle timeout")
             }
@@ -402,17 +431,32 @@ fn tunnel(sock: &mut TcpStream, server: &str, proxy: &Proxy) -> io::Result<()> {
 }
 
 /// Writes the request, reads the reply; also says whether the connection
-/// can be kept. Through a proxy over plain HTTP, the request target is the
-/// absolute URL (in a tunnel, the path as usual).
+/// can be kept.
 fn exchange(
     stream: &mut Stream,
     request: &http::Request<Body<'_>>,
     proxy: Option<&Proxy>,
-    https: bool,
 ) -> io::Result<(http::Response<ureq::Body>, bool)> {
     let body = *request.body();
+    stream.send(&request_head(request, proxy, Some(body.len())))?;
+    match body {
+        Body::Memory(data) => stream.send(data)?,
+        Body::File { file, offset, len } => stream.send_file(file, offset, len)?,
+    }
+    read_reply(stream, request.method() == http::Method::HEAD)
+}
+
+/// The HTTP/1.1 head of `request`, with a `content-length` when it has a
+/// body. Through a proxy over plain HTTP, the request target is the
+/// absolute URL, with the proxy's `Proxy-Authorization` (in a tunnel, the
+/// path as usual).
+fn request_head<B>(
+    request: &http::Request<B>,
+    proxy: Option<&Proxy>,
+    content_length: Option<usize>,
+) -> Vec<u8> {
     let uri = request.uri().to_string();
-    let absolute = proxy.is_some() && !https;
+    let absolute = proxy.is_some() && request.uri().scheme_str() != Some("https");
     let target = if absolute {
         uri.as_str()
     } else {
@@ -437,19 +481,13 @@ fn exchange(
         head.extend_from_slice(b"\r\n");
     }
     head.extend_from_slice(
-        format!(
-            "user-agent: s3pump/{}\r\ncontent-length: {}\r\n\r\n",
-            env!("CARGO_PKG_VERSION"),
-            body.len()
-        )
-        .as_bytes(),
+        concat!("user-agent: s3pump/", env!("CARGO_PKG_VERSION"), "\r\n").as_bytes(),
     );
-    stream.send(&head)?;
-    match body {
-        Body::Memory(data) => stream.send(data)?,
-        Body::File { file, offset, len } => stream.send_file(file, offset, len)?,
+    if let Some(len) = content_length {
+        head.extend_from_slice(format!("content-length: {len}\r\n").as_bytes());
     }
-    read_reply(stream, request.method() == http::Method::HEAD)
+    head.extend_from_slice(b"\r\n");
+    head
 }
 
 /// A parsed reply head.
@@ -465,6 +503,30 @@ impl Head {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+
+    /// Whether the server lets the connection carry another request.
+    fn keep_alive(&self) -> bool {
+        !self.http_1_0
+            && !self
+                .get("connection")
+                .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+    }
+
+    fn chunked(&self) -> bool {
+        self.get("transfer-encoding")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+    }
+}
+
+/// The head of the final reply (past any 1xx), into `buf` with whatever
+/// was read past it.
+fn read_final_head(stream: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<Head> {
+    loop {
+        let head = read_head(stream, buf)?;
+        if !(100..200).contains(&head.status) {
+            return Ok(head);
+        }
     }
 }
 
@@ -507,12 +569,7 @@ fn read_reply(
     head_request: bool,
 ) -> io::Result<(http::Response<ureq::Body>, bool)> {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let head = loop {
-        let head = read_head(stream, &mut buf)?;
-        if !(100..200).contains(&head.status) {
-            break head;
-        }
-    };
+    let head = read_final_head(stream, &mut buf)?;
     reply_in_memory(stream, head, buf, head_request, MAX_BODY)
 }
 
@@ -526,17 +583,11 @@ fn reply_in_memory(
     head_request: bool,
     limit: u64,
 ) -> io::Result<(http::Response<ureq::Body>, bool)> {
-    let mut keep_alive = !head.http_1_0
-        && !head
-            .get("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-    let chunked = head
-        .get("transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let mut keep_alive = head.keep_alive();
     let body = if head_request || head.status == 204 || head.status == 304 {
         keep_alive &= buf.is_empty();
         Vec::new()
-    } else if chunked {
+    } else if head.chunked() {
         let (body, clean) = read_chunked(stream, buf, limit)?;
         keep_alive &= clean;
         body
@@ -558,14 +609,7 @@ fn reply_in_memory(
         stream.by_ref().take(limit).read_to_end(&mut body)?;
         body
     };
-    let mut builder = http::Response::builder().status(head.status);
-    for (name, value) in &head.headers {
-        builder = builder.header(name.as_str(), value.as_slice());
-    }
-    let response = builder
-        .body(ureq::Body::builder().data(body))
-        .map_err(|e| invalid(&format!("bad reply: {e}")))?;
-    Ok((response, keep_alive))
+    Ok((response(&head, body)?, keep_alive))
 }
 
 fn invalid(message: &str) -> io::Error {
@@ -699,60 +743,23 @@ pub(crate) fn get_into(
     slot: Option<&parking_lot::Mutex<Option<Conn>>>,
     buf: &mut [u8],
 ) -> Result<(http::Response<ureq::Body>, bool), ureq::Error> {
-    let https = request.uri().scheme_str() == Some("https");
-    let authority = request.uri().authority().map_or("", |a| a.as_str());
-    let scheme = if https { "https" } else { "http" };
-    let key = match proxy {
-        Some(p) => format!("{scheme}://{authority} via {}", p.authority),
-        None => format!("{scheme}://{authority}"),
-    };
-    let (mut conn, reused) = match reusable(&key, slot) {
-        Some(c) => (c, true),
-        None => {
-            let timeouts = (connect_timeout, idle_timeout);
-            match connect(authority, https, proxy, key, timeouts, tls) {
-                Ok(c) => (c, false),
-                Err(e) => return Err(io_error(e)),
-            }
-        }
-    };
-    log::trace!(
-        "direct sender: ranged GET {scheme}://{authority}, {} bytes into memory, {} connection",
-        buf.len(),
-        if reused { "a kept-alive" } else { "a new" }
-    );
-    let (reply, keep_alive) =
-        get_exchange(&mut conn.stream, request, proxy, https, buf).map_err(io_error)?;
-    if keep_alive {
-        conn.idle_since = Instant::now();
-        match slot {
-            Some(slot) => *slot.lock() = Some(conn),
-            None => CONN.with(|c| *c.borrow_mut() = Some(conn)),
-        }
-    }
-    Ok(reply)
-}
-
-/// The kept-alive connection of `slot` (else this thread's) when it is to
-/// `key`, young enough and still open; taken out of its place.
-fn reusable(key: &str, slot: Option<&parking_lot::Mutex<Option<Conn>>>) -> Option<Conn> {
-    let taken = match slot {
-        Some(slot) => slot.lock().take(),
-        None => CONN.with(|c| c.borrow_mut().take()),
-    };
-    taken
-        .filter(|c| c.key == key && c.idle_since.elapsed() < MAX_IDLE)
-        .and_then(|mut c| c.stream.is_open().then_some(c))
-}
-
-/// An I/O error as ureq reports it (a socket timeout surfaces as EAGAIN).
-fn io_error(e: io::Error) -> ureq::Error {
-    ureq::Error::Io(match e.kind() {
-        ErrorKind::WouldBlock => {
-            io::Error::new(ErrorKind::TimedOut, "no byte moved within the idle timeout")
-        }
-        _ => e,
-    })
+    let timeouts = (connect_timeout, idle_timeout);
+    on_connection(
+        request.uri(),
+        proxy,
+        timeouts,
+        tls,
+        slot,
+        |stream, reused| {
+            log::trace!(
+                "direct sender: ranged GET {}, {} bytes into memory, {} connection",
+                origin(request.uri()),
+                buf.len(),
+                if reused { "a kept-alive" } else { "a new" }
+            );
+            get_exchange(stream, request, proxy, buf)
+        },
+    )
 }
 
 /// Writes the GET's head and reads the reply (see [`get_into`]); also says
@@ -761,52 +768,13 @@ fn get_exchange(
     stream: &mut Stream,
     request: &http::Request<()>,
     proxy: Option<&Proxy>,
-    https: bool,
     buf: &mut [u8],
 ) -> io::Result<((http::Response<ureq::Body>, bool), bool)> {
-    let uri = request.uri().to_string();
-    let absolute = proxy.is_some() && !https;
-    let target = if absolute {
-        uri.as_str()
-    } else {
-        request.uri().path_and_query().map_or("/", |p| p.as_str())
-    };
-    let mut head = Vec::with_capacity(1024);
-    for part in [request.method().as_str(), " ", target, " HTTP/1.1\r\n"] {
-        head.extend_from_slice(part.as_bytes());
-    }
-    if let Some(auth) = proxy
-        .and_then(|p| p.authorization.as_deref())
-        .filter(|_| absolute)
-    {
-        head.extend_from_slice(b"proxy-authorization: ");
-        head.extend_from_slice(auth.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
-    for (name, value) in request.headers() {
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
-    head.extend_from_slice(concat!("user-agent: s3pump/", env!("CARGO_PKG_VERSION")).as_bytes());
-    head.extend_from_slice(b"\r\n\r\n");
-    stream.send(&head)?;
-
+    stream.send(&request_head(request, proxy, None))?;
     let mut pending: Vec<u8> = Vec::with_capacity(8192);
-    let reply = loop {
-        let reply = read_head(stream, &mut pending)?;
-        if !(100..200).contains(&reply.status) {
-            break reply;
-        }
-    };
-    let keep_alive = !reply.http_1_0
-        && !reply
-            .get("connection")
-            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
-    let chunked = reply
-        .get("transfer-encoding")
-        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let reply = read_final_head(stream, &mut pending)?;
+    let keep_alive = reply.keep_alive();
+    let chunked = reply.chunked();
     let length = reply.get("content-length").map(|v| v.trim().parse::<u64>());
     let success = (200..300).contains(&reply.status);
     match length {
