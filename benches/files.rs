@@ -159,17 +159,7 @@ fn relayed() -> Result<(), Box<dyn std::error::Error>> {
             ));
         }
     }
-    if let Ok(path) = std::env::var("S3PUMP_BENCH_MARKDOWN") {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        writeln!(f, "| op | N | seconds | MB/s | speed-up over N = 1 |")?;
-        writeln!(f, "|---|---|---|---|---|")?;
-        for row in rows {
-            writeln!(f, "{row}")?;
-        }
-    }
+    append_markdown("| op | N | seconds | MB/s | speed-up over N = 1 |", &rows)?;
     Ok(())
 }
 
@@ -293,20 +283,10 @@ fn local() -> Result<(), Box<dyn std::error::Error>> {
             row.0, row.1, row.2, row.3, row.4
         ));
     }
-    if let Ok(path) = std::env::var("S3PUMP_BENCH_MARKDOWN") {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        writeln!(
-            f,
-            "| scheme | N | seconds | MB/s | CPU s/GiB | peak RSS MiB |"
-        )?;
-        writeln!(f, "|---|---|---|---|---|---|")?;
-        for row in rows {
-            writeln!(f, "{row}")?;
-        }
-    }
+    append_markdown(
+        "| scheme | N | seconds | MB/s | CPU s/GiB | peak RSS MiB |",
+        &rows,
+    )?;
     Ok(())
 }
 
@@ -603,19 +583,28 @@ fn sendfile(mib: usize) -> Result<(), Box<dyn std::error::Error>> {
             ));
         }
     }
-    if let Ok(path) = std::env::var("S3PUMP_BENCH_MARKDOWN") {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        writeln!(
-            f,
-            "| payload | path | seconds | MB/s | client CPU s/GiB | CPU vs pread |"
-        )?;
-        writeln!(f, "|---|---|---|---|---|---|")?;
-        for row in rows {
-            writeln!(f, "{row}")?;
-        }
+    append_markdown(
+        "| payload | path | seconds | MB/s | client CPU s/GiB | CPU vs pread |",
+        &rows,
+    )?;
+    Ok(())
+}
+
+/// With `S3PUMP_BENCH_MARKDOWN=PATH`, appends a table (`header`, its rule
+/// line, `rows`) to that file.
+fn append_markdown(header: &str, rows: &[String]) -> std::io::Result<()> {
+    let Ok(path) = std::env::var("S3PUMP_BENCH_MARKDOWN") else {
+        return Ok(());
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let columns = header.matches('|').count().saturating_sub(1);
+    writeln!(f, "{header}")?;
+    writeln!(f, "|{}", "---|".repeat(columns))?;
+    for row in rows {
+        writeln!(f, "{row}")?;
     }
     Ok(())
 }
