@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use s3pump::{Client, DownloadArgs, Error, RetryPolicy};
-use support::harness::{Harness, data};
+use s3pump::{Client, DownloadArgs, Error};
+use support::harness::{Harness, data, fast_retries};
 use support::server::REGION;
 use support::tls_front::{TestCa, TlsFront, Validity};
 use support::{Fault, FaultKind, Op, Relay, RelayConfig, RelayFault};
@@ -28,13 +28,6 @@ fn args(n: usize) -> DownloadArgs {
     DownloadArgs::new()
         .part_size(PART as u64)
         .max_inflight_parts(n)
-}
-
-fn retries() -> RetryPolicy {
-    RetryPolicy::default()
-        .max_attempts(4)
-        .base_backoff(Duration::from_millis(10))
-        .max_backoff(Duration::from_millis(50))
 }
 
 /// The direct sender's TRACE lines of ranged GETs to `port`.
@@ -279,7 +272,7 @@ fn hostile_replies_to_a_direct_ranged_get_are_retried_or_fail_cleanly() {
                 .anonymous()
                 .add_root_certificates_pem(ca.pem().as_bytes())
                 .idle_timeout(Duration::from_secs(2))
-                .retry_policy(retries())
+                .retry_policy(fast_retries())
                 .build()
                 .unwrap();
             let path = dir.path().join("out");
@@ -357,7 +350,7 @@ fn download_faults_over_tls_end_with_the_identical_file() {
             .endpoint(endpoint)
             .add_root_certificates_pem(ca.pem().as_bytes())
             .idle_timeout(idle)
-            .retry_policy(retries())
+            .retry_policy(fast_retries())
             .build()
             .unwrap()
     };

@@ -7,8 +7,8 @@ use crate::support;
 
 use std::time::Duration;
 
-use s3pump::{Client, Error, PutObjectArgs, RetryPolicy};
-use support::harness::{Harness, data, multipart_etag};
+use s3pump::{Client, Error, PutObjectArgs};
+use support::harness::{Harness, data, fast_retries, multipart_etag};
 use support::server::{Fault, FaultKind, Op, TestServer};
 use support::{Relay, RelayConfig, RelayFault};
 
@@ -25,12 +25,7 @@ fn client(h: &Harness, endpoint: &str) -> Client {
         .endpoint(endpoint)
         .idle_timeout(IDLE_TIMEOUT)
         .connect_timeout(Duration::from_secs(2))
-        .retry_policy(
-            RetryPolicy::default()
-                .max_attempts(4)
-                .base_backoff(Duration::from_millis(10))
-                .max_backoff(Duration::from_millis(50)),
-        )
+        .retry_policy(fast_retries())
         .build()
         .unwrap()
 }

@@ -8,8 +8,8 @@ use crate::support;
 
 use std::time::Duration;
 
-use s3pump::{Client, PutObjectArgs, RetryPolicy};
-use support::harness::{Harness, data, multipart_etag};
+use s3pump::{Client, PutObjectArgs};
+use support::harness::{Harness, data, fast_retries, multipart_etag};
 use support::proxy::{ProxyMode, TestProxy};
 use support::tls_front::{TestCa, TlsFront, Validity};
 use support::{Fault, FaultKind, Op, Relay, RelayConfig, RelayFault};
@@ -30,12 +30,7 @@ fn client(h: &Harness, ca: &TestCa, endpoint: &str, idle: Duration) -> Client {
         .endpoint(endpoint)
         .add_root_certificates_pem(ca.pem().as_bytes())
         .idle_timeout(idle)
-        .retry_policy(
-            RetryPolicy::default()
-                .max_attempts(4)
-                .base_backoff(Duration::from_millis(10))
-                .max_backoff(Duration::from_millis(50)),
-        )
+        .retry_policy(fast_retries())
         .build()
         .expect("client")
 }

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use s3pump::{ChecksumAlgorithm, Client, Error, PayloadSigning, PutObjectArgs, RetryPolicy};
-use support::harness::{Harness, data, md5_hex, multipart_etag};
+use s3pump::{ChecksumAlgorithm, Client, Error, PayloadSigning, PutObjectArgs};
+use support::harness::{Harness, data, fast_retries, md5_hex, multipart_etag};
 use support::tls_front::{TestCa, TlsFront, Validity};
 use support::{Fault, FaultKind, Op, Relay, RelayConfig, RelayFault};
 
@@ -24,12 +24,7 @@ const PART: usize = 5 * MIB;
 fn client_for(h: &Harness, endpoint: &str) -> Client {
     h.builder()
         .endpoint(endpoint)
-        .retry_policy(
-            RetryPolicy::default()
-                .max_attempts(4)
-                .base_backoff(Duration::from_millis(10))
-                .max_backoff(Duration::from_millis(50)),
-        )
+        .retry_policy(fast_retries())
         .build()
         .expect("client")
 }

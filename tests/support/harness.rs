@@ -129,6 +129,15 @@ pub fn data(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
+/// The retry policy of the fault tests: 4 attempts, 10-50 ms backoff, so a
+/// retried fault costs milliseconds.
+pub fn fast_retries() -> s3pump::RetryPolicy {
+    s3pump::RetryPolicy::default()
+        .max_attempts(4)
+        .base_backoff(std::time::Duration::from_millis(10))
+        .max_backoff(std::time::Duration::from_millis(50))
+}
+
 /// Hex MD5.
 pub fn md5_hex(data: &[u8]) -> String {
     use md5::{Digest, Md5};
