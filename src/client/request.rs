@@ -14,6 +14,7 @@ use crate::auth::credentials::Credentials;
 use crate::auth::sigv4::{self, SigningRequest};
 use crate::rdma::attempt::RDMA_TOKEN_HEADER;
 use crate::s3::xml;
+use crate::transport::direct::RangeInto;
 use crate::transport::pool::Conn;
 use crate::transport::{direct, tls};
 use crate::{Error, PayloadSigning, Result};
@@ -208,18 +209,19 @@ impl Client {
     }
 
     /// [`Client::send`] of a ranged GET whose body is read straight into
-    /// `buf` (the range's length) when the direct sender takes it
-    /// (`transport/direct.rs`): then the reply comes back with an empty
-    /// body and `true`. Otherwise (another scheme, a proxy it does not
-    /// speak to, a reply it does not read into `buf`) the reply comes back
+    /// `into.buf` (the range's length), and written through to `into.file`,
+    /// when the direct sender takes it (`transport/direct.rs`): then the
+    /// reply comes back with an empty body and `true`. Otherwise (another
+    /// scheme, a proxy it does not speak to, a reply it does not read into
+    /// the buffer) the reply comes back
     /// as from [`Client::send`], with its body, and `false`.
     pub(crate) fn send_into(
         &self,
         conn: &Conn,
         req: &Request<'_>,
-        buf: &mut [u8],
+        into: &mut RangeInto<'_>,
     ) -> Result<(Response, bool)> {
-        let (response, filled) = self.send_raw_into(conn, req, Some(buf))?;
+        let (response, filled) = self.send_raw_into(conn, req, Some(into))?;
         let response =
             check_status(req, response).map_err(|e| self.explain_not_found(conn, req, e))?;
         Ok((response, filled))
@@ -231,7 +233,7 @@ impl Client {
         &self,
         conn: &Conn,
         req: &Request<'_>,
-        mut into: Option<&mut [u8]>,
+        mut into: Option<&mut RangeInto<'_>>,
     ) -> Result<(Response, bool)> {
         let mut redirected = false;
         let mut refreshed = false;
@@ -363,7 +365,7 @@ impl Client {
         req: &Request<'_>,
         region: &str,
         creds: Option<&Credentials>,
-        into: Option<&mut [u8]>,
+        into: Option<&mut RangeInto<'_>>,
     ) -> Result<(Response, bool)> {
         let i = &self.inner;
         let (authority, mut path) = self.address(req.bucket, region);
@@ -442,7 +444,7 @@ impl Client {
         } else {
             let request = builder.body(()).map_err(|e| bad_request(req, e))?;
             match into {
-                Some(buf) if direct::takes_get(&i.scheme, buf.len(), proxy) => {
+                Some(into) if direct::takes_get(&i.scheme, into.buf.len(), proxy) => {
                     // A large range: straight into its slab (see direct.rs).
                     direct::get_into(
                         &request,
@@ -451,7 +453,7 @@ impl Client {
                         proxy,
                         &i.direct_tls,
                         conn.direct.as_ref(),
-                        buf,
+                        into,
                     )
                 }
                 _ => conn.agent.run(request).map(|r| (r, false)),

@@ -2,7 +2,9 @@
 //! over HTTP into its slab, and the checks that the reply is the range
 //! asked for, of the object the download started with.
 
+use std::fs::File;
 use std::io::{ErrorKind, Read};
+use std::os::unix::fs::FileExt;
 
 use ureq::http::Method;
 
@@ -12,6 +14,7 @@ use crate::pipeline::slab::Slab;
 use crate::rdma::RdmaOp;
 use crate::rdma::attempt::{ByRdma, RDMA_LENGTH_HEADER, RDMA_REPLY_HEADER, attempt};
 use crate::s3::checksum::Crc;
+use crate::transport::direct::RangeInto;
 use crate::transport::pool::Conn;
 use crate::{Error, Result};
 
@@ -31,11 +34,23 @@ impl Download {
         req
     }
 
-    /// Fetches range `number` into `slab`: by RDMA when the slab is
-    /// registered and the server takes it, else over HTTP, retried on its
-    /// own from scratch into the same slab. Returns the range's CRC when the
-    /// object's checksum is being verified.
-    pub(super) fn fetch(&self, conn: &Conn, number: u64, slab: &mut Slab) -> Result<Option<Crc>> {
+    /// Fetches range `number` into `slab`, and into `file` at its offset
+    /// when given: by RDMA when the slab is registered and the server takes
+    /// it, else over HTTP, retried on its own from scratch into the same
+    /// slab. Returns the range's CRC when the object's checksum is being
+    /// verified.
+    ///
+    /// Into a file, a body the direct sender reads is written through as it
+    /// arrives (`transport::direct::RangeInto`); any other (by RDMA, through
+    /// ureq) is written once it is whole. A failed write to the file is
+    /// final, not retried.
+    pub(super) fn fetch(
+        &self,
+        conn: &Conn,
+        number: u64,
+        slab: &mut Slab,
+        file: Option<&File>,
+    ) -> Result<Option<Crc>> {
         let (start, len) = self.plan.range(number);
         let part = u32::try_from(number).unwrap_or(u32::MAX);
         let req = self.request(number);
@@ -55,25 +70,65 @@ impl Download {
                 },
             )?;
             match by_rdma {
-                ByRdma::Done(()) => return Ok(self.checksum(&slab.as_slice()[..len])),
+                ByRdma::Done(()) => {
+                    let data = &slab.as_slice()[..len];
+                    self.write_whole(file, data, start)?;
+                    return Ok(self.checksum(data));
+                }
                 // A 2xx reply without the RDMA header carries the range in its body.
                 ByRdma::Http(r) => reply = r.filter(|r| r.status().is_success()),
             }
         }
-        let buf = &mut slab.as_mut_slice()[..len];
-        self.client
-            .retrying_until(&req, Some(part), true, Some(&self.stopped), |_| {
-                let (response, filled) = match reply.take() {
-                    Some(r) => (r, false),
-                    // Over http(s), the body straight into `buf` (filled).
-                    None => self
-                        .client
-                        .send_into(conn, &req, buf)
-                        .map_err(|e| self.changed(e))?,
-                };
-                self.read_range(response, filled, start, buf)
-            })?;
-        Ok(self.checksum(buf))
+        let mut into = RangeInto {
+            buf: &mut slab.as_mut_slice()[..len],
+            file: file.map(|f| (f, start)),
+            file_error: None,
+        };
+        let filled =
+            self.client
+                .retrying_until(&req, Some(part), true, Some(&self.stopped), |_| {
+                    let (response, filled) = match reply.take() {
+                        Some(r) => (r, false),
+                        // Over http(s), the body straight into the buffer (and
+                        // through to the file): filled.
+                        None => {
+                            self.client
+                                .send_into(conn, &req, &mut into)
+                                .map_err(|e| match into.file_error.take() {
+                                    Some(source) => self.write_error(start, len, source),
+                                    None => self.changed(e),
+                                })?
+                        }
+                    };
+                    self.read_range(response, filled, start, into.buf)?;
+                    Ok(filled)
+                })?;
+        if !filled {
+            self.write_whole(file, into.buf, start)?;
+        }
+        Ok(self.checksum(into.buf))
+    }
+
+    /// Writes a whole range to the file at its offset, when there is one.
+    fn write_whole(&self, file: Option<&File>, data: &[u8], start: u64) -> Result<()> {
+        match file {
+            Some(f) => f
+                .write_all_at(data, start)
+                .map_err(|e| self.write_error(start, data.len(), e)),
+            None => Ok(()),
+        }
+    }
+
+    fn write_error(&self, start: u64, len: usize, source: std::io::Error) -> Error {
+        Error::Io {
+            context: format!(
+                "{}/{}: writing bytes {start}..{} to the file",
+                self.bucket,
+                self.key,
+                start + len as u64
+            ),
+            source,
+        }
     }
 
     fn checksum(&self, data: &[u8]) -> Option<Crc> {

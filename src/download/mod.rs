@@ -22,7 +22,7 @@ use crossbeam_channel::{Receiver, Sender};
 use ureq::http::HeaderMap;
 
 pub use args::{DownloadArgs, DownloadOutput};
-use sink::{InOrder, Sink, TempFile, write_at};
+use sink::{InOrder, Sink, TempFile};
 
 use crate::client::header;
 use crate::pipeline::engine::Lane;
@@ -369,7 +369,7 @@ impl Download {
     }
 
     /// The task that fetches range `number` into `slab` and, into a file,
-    /// writes it at its offset.
+    /// at its offset in the file.
     fn range_task(
         self: &Arc<Self>,
         number: u64,
@@ -384,25 +384,12 @@ impl Download {
             if stopped() {
                 return;
             }
-            let (start, len) = download.plan.range(number);
+            let len = download.plan.range(number).1;
             // A connection of the client's pool, for this range only.
-            let mut result = match download.client.connections().acquire(&stopped) {
-                Some(conn) => download.fetch(&conn, number, &mut slab),
+            let result = match download.client.connections().acquire(&stopped) {
+                Some(conn) => download.fetch(&conn, number, &mut slab, file.as_deref()),
                 None => Err(Error::Cancelled),
             };
-            if let (Ok(_), Some(file)) = (&result, &file)
-                && let Err(e) = write_at(file, &slab.as_slice()[..len], start)
-            {
-                result = Err(Error::Io {
-                    context: format!(
-                        "{}/{}: writing bytes {start}..{} to the file",
-                        download.bucket,
-                        download.key,
-                        start + len as u64
-                    ),
-                    source: e,
-                });
-            }
             if result.is_err() {
                 download.stopped.store(true, Ordering::SeqCst);
             }

@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -20,11 +19,6 @@ pub(crate) enum Sink<'a, W: ?Sized> {
     File(File),
     /// The caller's thread writes the ranges in order.
     Writer(&'a mut W),
-}
-
-/// Writes `buf` at `offset` of `file`.
-pub(crate) fn write_at(file: &File, buf: &[u8], offset: u64) -> std::io::Result<()> {
-    file.write_all_at(buf, offset)
 }
 
 /// A `Write` fed in order: range `n` is written once ranges `1..n` are.

@@ -38,6 +38,7 @@ use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -721,17 +722,19 @@ pub(crate) fn takes_get(scheme: &str, len: usize, proxy: Option<&Proxy>) -> bool
     matches!(scheme, "http" | "https") && len >= MIN_BODY && proxy.is_none_or(|p| p.plain)
 }
 
-/// Sends the GET `request` (a range of `buf.len()` bytes) on a kept-alive
-/// connection, as [`send`] sends a request with a body (same timeouts,
-/// keep-alive rules, proxies and errors), and reads the reply.
+/// Sends the GET `request` (a range of `into.buf.len()` bytes) on a
+/// kept-alive connection, as [`send`] sends a request with a body (same
+/// timeouts, keep-alive rules, proxies and errors), and reads the reply.
 ///
-/// A 2xx reply with a `Content-Length` of `buf.len()` (not chunked) has its
-/// body read straight from the socket (over TLS, from rustls's plaintext)
-/// into `buf`; it comes back with an empty body and `true`. A body that
-/// ends early is an `UnexpectedEof` I/O error naming how much came. Any
+/// A 2xx reply with a `Content-Length` of the range's length (not chunked)
+/// has its body read straight from the socket (over TLS, from rustls's
+/// plaintext) into `into.buf`, and written through to `into.file` when
+/// there is one; it comes back with an empty body and `true`. A body that
+/// ends early is an `UnexpectedEof` I/O error naming how much came; a
+/// failed write to the file an I/O error with `into.file_error` set. Any
 /// other reply comes back as [`send`] hands it over, with `false`: an
 /// error reply (or a 2xx one chunked or delimited by the close, at most
-/// `buf.len() + 1` bytes of it) read into memory, a 2xx one of another
+/// the range's length + 1 bytes of it) read into memory, a 2xx one of another
 /// length with its body unread (the connection is then closed), for the
 /// caller's checks to name.
 pub(crate) fn get_into(
@@ -741,7 +744,7 @@ pub(crate) fn get_into(
     proxy: Option<&Proxy>,
     tls: &Arc<ClientConfig>,
     slot: Option<&parking_lot::Mutex<Option<Conn>>>,
-    buf: &mut [u8],
+    into: &mut RangeInto<'_>,
 ) -> Result<(http::Response<ureq::Body>, bool), ureq::Error> {
     let timeouts = (connect_timeout, idle_timeout);
     on_connection(
@@ -752,12 +755,17 @@ pub(crate) fn get_into(
         slot,
         |stream, reused| {
             log::trace!(
-                "direct sender: ranged GET {}, {} bytes into memory, {} connection",
+                "direct sender: ranged GET {}, {} bytes into memory{}, {} connection",
                 origin(request.uri()),
-                buf.len(),
+                into.buf.len(),
+                if into.file.is_some() {
+                    " and the file"
+                } else {
+                    ""
+                },
                 if reused { "a kept-alive" } else { "a new" }
             );
-            get_exchange(stream, request, proxy, buf)
+            get_exchange(stream, request, proxy, into)
         },
     )
 }
@@ -768,7 +776,7 @@ fn get_exchange(
     stream: &mut Stream,
     request: &http::Request<()>,
     proxy: Option<&Proxy>,
-    buf: &mut [u8],
+    into: &mut RangeInto<'_>,
 ) -> io::Result<((http::Response<ureq::Body>, bool), bool)> {
     stream.send(&request_head(request, proxy, None))?;
     let mut pending: Vec<u8> = Vec::with_capacity(8192);
@@ -778,10 +786,10 @@ fn get_exchange(
     let length = reply.get("content-length").map(|v| v.trim().parse::<u64>());
     let success = (200..300).contains(&reply.status);
     match length {
-        Some(Ok(len)) if success && !chunked && len == buf.len() as u64 => {
-            let have = pending.len().min(buf.len());
-            buf[..have].copy_from_slice(&pending[..have]);
-            read_body_into(stream, &mut buf[have..], have)?;
+        Some(Ok(len)) if success && !chunked && len == into.buf.len() as u64 => {
+            let have = pending.len().min(into.buf.len());
+            into.buf[..have].copy_from_slice(&pending[..have]);
+            read_body_into(stream, into, have)?;
             let response = response(&reply, Vec::new())?;
             // Bytes past the body: the connection is out of step.
             Ok(((response, true), keep_alive && pending.len() == have))
@@ -790,7 +798,7 @@ fn get_exchange(
         Some(Ok(_)) if success && !chunked => Ok(((response(&reply, Vec::new())?, false), false)),
         _ => {
             let limit = if success {
-                buf.len() as u64 + 1
+                into.buf.len() as u64 + 1
             } else {
                 MAX_BODY
             };
@@ -800,16 +808,53 @@ fn get_exchange(
     }
 }
 
-/// Fills `buf` from `stream`; `done` bytes of the body came before it.
-fn read_body_into(stream: &mut Stream, buf: &mut [u8], done: usize) -> io::Result<()> {
-    let len = done + buf.len();
-    let mut n = 0;
-    while n < buf.len() {
-        match stream.read(&mut buf[n..]) {
+/// Where a ranged GET's body goes ([`get_into`]): the range's buffer and,
+/// for a download into a file, the file at the range's offset.
+///
+/// Into a file, the body is written through as it arrives, every
+/// [`WRITE_THROUGH`] bytes, while those bytes are still in the CPU's cache:
+/// copying a whole 8 MiB range into the page cache after it arrived reads
+/// it back from memory, and cost twice the CPU of the receive itself
+/// (docs/PERFORMANCE.md, "download_to_file: written through").
+pub(crate) struct RangeInto<'a> {
+    /// The range's buffer: the body is read into it.
+    pub(crate) buf: &'a mut [u8],
+    /// The file and the offset in it of the range's first byte.
+    pub(crate) file: Option<(&'a File, u64)>,
+    /// Set when a write to the file failed: the exchange then ends with an
+    /// I/O error, and this is the file's error, not the connection's.
+    pub(crate) file_error: Option<io::Error>,
+}
+
+/// How many bytes of a range are written through to its file at once.
+const WRITE_THROUGH: usize = 256 << 10;
+
+/// Fills `into.buf` from `stream` after its first `have` bytes (which came
+/// with the head), writing them through to the file when there is one.
+fn read_body_into(stream: &mut Stream, into: &mut RangeInto<'_>, have: usize) -> io::Result<()> {
+    let len = into.buf.len();
+    let (mut n, mut written) = (have, 0);
+    loop {
+        if let Some((file, offset)) = into.file
+            && n > written
+            && (n - written >= WRITE_THROUGH || n == len)
+        {
+            if let Err(e) = file.write_all_at(&into.buf[written..n], offset + written as u64) {
+                into.file_error = Some(e);
+                return Err(io::Error::other(format!(
+                    "writing bytes {written}..{n} of the reply body to the file failed"
+                )));
+            }
+            written = n;
+        }
+        if n == len {
+            return Ok(());
+        }
+        match stream.read(&mut into.buf[n..]) {
             Ok(0) => {
                 return Err(io::Error::new(
                     ErrorKind::UnexpectedEof,
-                    format!("the reply body ended after {} of {len} bytes", done + n),
+                    format!("the reply body ended after {n} of {len} bytes"),
                 ));
             }
             Ok(k) => n += k,
@@ -821,15 +866,11 @@ fn read_body_into(stream: &mut Stream, buf: &mut [u8], done: usize) -> io::Resul
                 };
                 return Err(io::Error::new(
                     kind,
-                    format!(
-                        "reading the reply body after {} of {len} bytes: {e}",
-                        done + n
-                    ),
+                    format!("reading the reply body after {n} of {len} bytes: {e}"),
                 ));
             }
         }
     }
-    Ok(())
 }
 
 /// The reply `head` with `body`, as ureq would hand it over.
@@ -1303,6 +1344,11 @@ mod tests {
             .body(())
             .unwrap();
         let mut buf = vec![0u8; len];
+        let mut into = RangeInto {
+            buf: &mut buf,
+            file: None,
+            file_error: None,
+        };
         let (mut response, filled) = get_into(
             &request,
             Duration::from_secs(5),
@@ -1310,7 +1356,7 @@ mod tests {
             None,
             tls,
             slot,
-            &mut buf,
+            &mut into,
         )?;
         let status = response.status().as_u16();
         let body = if filled {
@@ -1363,6 +1409,90 @@ mod tests {
             assert!(got.2 == body.as_bytes());
         }
         assert_eq!(f.connections.load(Ordering::SeqCst), 1, "kept alive");
+    }
+
+    /// A ranged GET of `body.len()` bytes into a buffer and through to
+    /// `file` at `offset`: the result, whether the body was read into the
+    /// buffer, and the file's error when one was set.
+    fn get_through(
+        scheme: &str,
+        tls: &Arc<ClientConfig>,
+        addr: &str,
+        len: usize,
+        file: &File,
+        offset: u64,
+    ) -> (Result<bool, ureq::Error>, Vec<u8>, Option<io::Error>) {
+        let request = http::Request::builder()
+            .method("GET")
+            .uri(format!("{scheme}://{addr}/bucket/key"))
+            .header("host", addr)
+            .body(())
+            .unwrap();
+        let mut buf = vec![0u8; len];
+        let mut into = RangeInto {
+            buf: &mut buf,
+            file: Some((file, offset)),
+            file_error: None,
+        };
+        let timeouts = (Duration::from_secs(5), Duration::from_millis(500));
+        let got = get_into(&request, timeouts.0, timeouts.1, None, tls, None, &mut into);
+        let file_error = into.file_error.take();
+        (got.map(|(_, filled)| filled), buf, file_error)
+    }
+
+    #[test]
+    fn a_ranged_get_into_a_file_writes_the_body_through_at_its_offset() {
+        // Several write-through batches and a short last one, in bytes
+        // that differ from one batch to the next.
+        let len = 3 * WRITE_THROUGH + 12_345;
+        let mut x = 12345u32;
+        let body: String = (0..len)
+            .map(|_| {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                (b'a' + (x >> 16) as u8 % 26) as char
+            })
+            .collect();
+        let reply: &'static str = Box::leak(
+            format!("HTTP/1.1 206 Partial Content\r\nContent-Length: {len}\r\n\r\n{body}")
+                .into_boxed_str(),
+        );
+        let (server, ca) = test_tls();
+        for (scheme, f, tls) in [
+            ("http", fake(vec![reply]), no_tls()),
+            (
+                "https",
+                fake_with(vec![reply], Some(server)),
+                client_tls(&ca),
+            ),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("range");
+            let file = File::create(&path).unwrap();
+            let (got, buf, file_error) = get_through(scheme, &tls, &f.addr, len, &file, 1000);
+            assert!(got.unwrap(), "{scheme}: read into the buffer");
+            assert!(file_error.is_none());
+            assert!(buf == body.as_bytes(), "{scheme}: the buffer");
+            let written = std::fs::read(&path).unwrap();
+            assert_eq!(written.len(), 1000 + len, "{scheme}");
+            assert!(written[..1000].iter().all(|&b| b == 0), "{scheme}");
+            assert!(&written[1000..] == body.as_bytes(), "{scheme}: the file");
+        }
+    }
+
+    #[test]
+    fn a_failed_write_to_the_file_ends_the_get_as_the_files_error() {
+        let f = fake(vec![
+            "HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n\r\n0123456789",
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("range");
+        std::fs::write(&path, b"").unwrap();
+        // Opened for reading only: every write fails.
+        let file = File::open(&path).unwrap();
+        let (got, _, file_error) = get_through("http", &no_tls(), &f.addr, 10, &file, 0);
+        assert!(got.is_err());
+        assert!(file_error.is_some(), "the file's error is kept");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
     }
 
     #[test]
