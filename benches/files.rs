@@ -18,7 +18,9 @@
 //! (default 3), the shortest time and the least CPU; every downloaded file
 //! is compared with the source. `S3PUMP_BENCH_AGAINST=BINARY` (this bench
 //! built from another commit) runs that build's download child at the same
-//! time as each of this one's, and prints both and their CPU ratio.
+//! time as each of this one's, and prints both and their CPU ratio; with
+//! `S3PUMP_BENCH_ALTERNATE=1` the two run one after the other (which goes
+//! first alternates), for a quiet machine.
 //!
 //! Section `sendfile` (`S3PUMP_BENCH=sendfile`, also run with `files`): `upload_file`
 //! of the same file over plain http with no relay, to the sink S3 server of
@@ -218,6 +220,7 @@ fn local() -> Result<(), Box<dyn std::error::Error>> {
     ] {
         let dest = dir.path().join(format!("copy-{scheme}.bin"));
         let against = std::env::var_os("S3PUMP_BENCH_AGAINST").map(std::path::PathBuf::from);
+        let alternate = std::env::var_os("S3PUMP_BENCH_ALTERNATE").is_some();
         let mut runs: Vec<(f64, f64, u64)> = Vec::new();
         let mut against_runs: Vec<(f64, f64, u64)> = Vec::new();
         for _ in 0..reps {
@@ -232,18 +235,35 @@ fn local() -> Result<(), Box<dyn std::error::Error>> {
                     .stderr(std::process::Stdio::piped())
                     .spawn()
             };
-            let this = spawn(&std::env::current_exe()?, &dest)?;
             // With `S3PUMP_BENCH_AGAINST=BINARY` (this bench built from
             // another commit), that build's child runs at the same time:
-            // both see the same load, so their ratio is fair.
+            // both see the same load, so their ratio is fair on a loaded
+            // machine. With `S3PUMP_BENCH_ALTERNATE=1` the two run one
+            // after the other instead (which goes first alternates): on a
+            // quiet machine, each then has the cores and caches to itself.
             let other_dest = dir.path().join(format!("against-{scheme}.bin"));
-            let other = match &against {
-                Some(exe) => Some(spawn(exe, &other_dest)?),
-                None => None,
-            };
-            runs.push(child_result(this, &dest, &body)?);
-            if let Some(other) = other {
-                against_runs.push(child_result(other, &other_dest, &body)?);
+            let this_exe = std::env::current_exe()?;
+            match &against {
+                Some(exe) if alternate => {
+                    let first_this = runs.len() % 2 == 0;
+                    let (a, b) = if first_this {
+                        ((&this_exe, &dest), (exe, &other_dest))
+                    } else {
+                        ((exe, &other_dest), (&this_exe, &dest))
+                    };
+                    let ra = child_result(spawn(a.0, a.1)?, a.1, &body)?;
+                    let rb = child_result(spawn(b.0, b.1)?, b.1, &body)?;
+                    let (this, other) = if first_this { (ra, rb) } else { (rb, ra) };
+                    runs.push(this);
+                    against_runs.push(other);
+                }
+                Some(exe) => {
+                    let this = spawn(&this_exe, &dest)?;
+                    let other = spawn(exe, &other_dest)?;
+                    runs.push(child_result(this, &dest, &body)?);
+                    against_runs.push(child_result(other, &other_dest, &body)?);
+                }
+                None => runs.push(child_result(spawn(&this_exe, &dest)?, &dest, &body)?),
             }
         }
         // The fastest run's time, the least CPU of any run (on a loaded
@@ -270,7 +290,8 @@ fn local() -> Result<(), Box<dyn std::error::Error>> {
                     )
                 })
                 .collect();
-            println!("  {scheme} against, at the same time: {}", each.join(", "));
+            let when = if alternate { "alternating" } else { "at the same time" };
+            println!("  {scheme} against, {when}: {}", each.join(", "));
         }
         let mbps = body.len() as f64 / secs / 1e6;
         let row = (scheme, secs, mbps, cpu / gib, hwm as f64 / 1024.0);
