@@ -290,7 +290,11 @@ fn local() -> Result<(), Box<dyn std::error::Error>> {
                     )
                 })
                 .collect();
-            let when = if alternate { "alternating" } else { "at the same time" };
+            let when = if alternate {
+                "alternating"
+            } else {
+                "at the same time"
+            };
             println!("  {scheme} against, {when}: {}", each.join(", "));
         }
         let mbps = body.len() as f64 / secs / 1e6;
