@@ -245,7 +245,7 @@ fn local() -> Result<(), Box<dyn std::error::Error>> {
             let this_exe = std::env::current_exe()?;
             match &against {
                 Some(exe) if alternate => {
-                    let first_this = runs.len() % 2 == 0;
+                    let first_this = runs.len().is_multiple_of(2);
                     let (a, b) = if first_this {
                         ((&this_exe, &dest), (exe, &other_dest))
                     } else {

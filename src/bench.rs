@@ -53,9 +53,10 @@ pub fn checksum_combine(algorithm: ChecksumAlgorithm, a: u64, b: u64, b_len: u64
     crc(a, 0).combine(crc(b, b_len)).value
 }
 
-/// Turns the sendfile path of `upload_file` over plain http on or off for
-/// the whole process (on by default); off, every part is read into a
-/// buffer and sent from it, as over https. benches/files.rs measures both.
+/// Turns the file path of `upload_file` (parts sent from the file: by
+/// sendfile over plain http, read as they are encrypted over https) on or
+/// off for the whole process (on by default); off, every part is read into
+/// a buffer and sent from it. benches/files.rs measures both.
 pub fn set_sendfile(enabled: bool) {
     crate::upload::sendfile::set_enabled(enabled);
 }

@@ -32,8 +32,8 @@ pub(crate) struct Request<'a> {
     pub body: &'a [u8],
     pub payload: PayloadSigning,
     /// Where `body` also lies in a file (the file and the offset): the
-    /// direct sender then sends it from there with `sendfile(2)` when it
-    /// can ([`direct::takes_file`]); `body` (a mapping of that range) is
+    /// direct sender then sends it from there (with `sendfile(2)` over
+    /// plain HTTP) when it can ([`direct::takes_file`]); `body` (a mapping of that range) is
     /// what is signed, and sent when it cannot.
     pub file: Option<(&'a std::fs::File, u64)>,
 }
@@ -130,8 +130,9 @@ const MAX_XML_REPLY: u64 = 16 << 20;
 
 impl Client {
     /// Whether a large request body that lies in a file
-    /// ([`Request::file`]) goes out with `sendfile(2)`: over plain HTTP,
-    /// directly or through a plain-HTTP proxy.
+    /// ([`Request::file`]) goes out from the file ([`direct::takes_file`]):
+    /// with `sendfile(2)` over plain HTTP, read as it is encrypted over
+    /// HTTPS; directly or through a plain-HTTP proxy.
     pub(crate) fn sends_from_files(&self) -> bool {
         direct::takes_file(&self.inner.scheme, self.inner.proxy.as_ref())
     }
@@ -416,7 +417,7 @@ impl Client {
         let result = if req.method == http::Method::PUT || req.method == http::Method::POST {
             if direct::takes(&i.scheme, req.operation, req.body.len(), proxy) {
                 // A large body: straight from the slab, or from the file
-                // by sendfile (see direct.rs).
+                // (see direct.rs).
                 let body = match req.file {
                     Some((file, offset)) if direct::takes_file(&i.scheme, proxy) => {
                         direct::Body::File {

@@ -78,13 +78,13 @@ pub(crate) fn takes(scheme: &str, operation: &str, body_len: usize, proxy: Optio
         && proxy.is_none_or(|p| p.plain)
 }
 
-/// Whether a body taken here ([`takes`]) can be sent from a file with
-/// `sendfile(2)` ([`Body::File`]): over plain HTTP (directly or through a
-/// plain-HTTP proxy), on Linux.
+/// Whether a body taken here ([`takes`]) can be sent from a file
+/// ([`Body::File`]): over plain HTTP with `sendfile(2)` (on Linux), over
+/// TLS read from the file piece by piece as it is encrypted; directly or
+/// through a plain-HTTP proxy.
 pub(crate) fn takes_file(scheme: &str, proxy: Option<&Proxy>) -> bool {
-    cfg!(any(target_os = "linux", target_os = "android"))
-        && scheme == "http"
-        && proxy.is_none_or(|p| p.plain)
+    let sendfile = cfg!(any(target_os = "linux", target_os = "android"));
+    ((scheme == "http" && sendfile) || scheme == "https") && proxy.is_none_or(|p| p.plain)
 }
 
 /// The body of a request sent here.
@@ -92,10 +92,11 @@ pub(crate) fn takes_file(scheme: &str, proxy: Option<&Proxy>) -> bool {
 pub(crate) enum Body<'a> {
     /// Bytes in memory (a slab), written straight from there.
     Memory(&'a [u8]),
-    /// `len` bytes of `file` from `offset`, moved from the page cache to
-    /// the socket by the kernel (`sendfile(2)`), never copied into this
-    /// process. Plain HTTP only ([`takes_file`]). A file that ends before
-    /// `offset + len` is an `UnexpectedEof` error.
+    /// `len` bytes of `file` from `offset`: over plain HTTP moved from the
+    /// page cache to the socket by the kernel (`sendfile(2)`), never copied
+    /// into this process; over TLS read piece by piece as it is encrypted
+    /// (see `Stream::send_file`). A file that ends before `offset + len` is
+    /// an `UnexpectedEof` error.
     File {
         file: &'a File,
         offset: u64,
@@ -151,15 +152,43 @@ impl Stream {
         }
     }
 
-    /// Sends `len` bytes of `file` from `offset` with `sendfile(2)`.
+    /// Sends `len` bytes of `file` from `offset`: with `sendfile(2)` over
+    /// plain HTTP; over TLS read in [`TLS_CHUNK`] pieces into one small
+    /// buffer, each encrypted and sent while it is still in cache (no slab,
+    /// and the part's bytes are read from memory once, not three times:
+    /// into a slab, out of it for the CRC, out of it again to encrypt). A
+    /// file that ends early is an `UnexpectedEof` error naming where.
     fn send_file(&mut self, file: &File, offset: u64, len: usize) -> io::Result<()> {
-        match self {
-            Stream::Plain(s) => sendfile::send(s, file, offset, len),
-            Stream::Tls(_) => Err(io::Error::new(
-                ErrorKind::Unsupported,
-                "a file body cannot be sent with sendfile over TLS",
-            )),
+        if let Stream::Plain(s) = self {
+            return sendfile::send(s, file, offset, len);
         }
+        let mut buf = vec![0u8; TLS_CHUNK.min(len)];
+        let mut done = 0;
+        while done < len {
+            let want = (len - done).min(buf.len());
+            let at = offset + done as u64;
+            let mut n = 0;
+            while n < want {
+                match file.read_at(&mut buf[n..want], at + n as u64) {
+                    Ok(0) => {
+                        return Err(io::Error::new(
+                            ErrorKind::UnexpectedEof,
+                            format!(
+                                "the file ends at byte {}, before the {len} bytes from byte \
+                                 {offset} were sent (it was truncated)",
+                                at + n as u64
+                            ),
+                        ));
+                    }
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            self.send(&buf[..want])?;
+            done += want;
+        }
+        Ok(())
     }
 
     /// Whether a kept-alive connection can take another request: nothing
@@ -248,7 +277,7 @@ pub(crate) fn send(
                 request.body().len(),
                 match request.body() {
                     Body::Memory(_) => "from memory",
-                    Body::File { .. } => "from the file by sendfile",
+                    Body::File { .. } => "from the file",
                 },
                 if reused { "a kept-alive" } else { "a new" }
             );

@@ -34,10 +34,11 @@ impl Client {
     /// abort on failure are those of [`Client::put_object`]. The object's size
     /// is the file's size when the upload starts.
     ///
-    /// Over plain `http://` (no RDMA provider), parts of 1 MiB or more go
-    /// from the page cache to the socket with `sendfile(2)`, with no buffer;
-    /// a file written to or truncated during the upload is then an
-    /// [`Error::Io`] naming the file, and the upload is aborted.
+    /// With no RDMA provider, parts of 1 MiB or more go from the file with
+    /// no buffer: over `http://` from the page cache to the socket with
+    /// `sendfile(2)`, over `https://` read 256 KiB at a time as they are
+    /// encrypted. A file written to or truncated during the upload is then
+    /// an [`Error::Io`] naming the file, and the upload is aborted.
     ///
     /// ```no_run
     /// # let client = s3pump::Client::from_env()?;
@@ -124,17 +125,17 @@ impl Client {
         };
         let parts = plan.parts;
         // Each part in flight holds one buffer: no producer, no extra slab.
-        // By sendfile a part takes none: only the minimum is reserved, in
+        // From the file a part takes none: only the minimum is reserved, in
         // case the file cannot be sent from after all (it then goes through
         // those one or two buffers).
-        let by_sendfile = FileSource::applies(self, &args, size, resume.is_some());
-        let want = if by_sendfile { 1 } else { plan.inflight };
+        let from_file = FileSource::applies(self, &args, size, resume.is_some());
+        let want = if from_file { 1 } else { plan.inflight };
         let slabs = plan.reserve(self.slabs(), want, args.rdma.clone(), &|| args.cancelled())?;
-        if !by_sendfile {
+        if !from_file {
             plan.inflight = plan.inflight.min(slabs.slabs());
         }
         let upload = Upload::new(self, bucket, key, args, plan, slabs);
-        // Over plain http, parts go from the file by sendfile (upload/sendfile.rs).
+        // Parts go from the file where they can (upload/sendfile.rs).
         let zero_copy = FileSource::new(&upload, &file, path, size, resume.is_some());
         let mut out = match resume {
             None if parts == 1 => match &zero_copy {
@@ -176,7 +177,7 @@ struct FileParts {
     parts: u32,
     /// Parts already on the server (when resuming).
     known: BTreeMap<u32, UploadedPart>,
-    /// Set when parts go from the file by sendfile, not through a buffer.
+    /// Set when parts go from the file, not through a buffer.
     zero_copy: Option<FileSource>,
 }
 
@@ -241,7 +242,7 @@ impl Upload {
             if self.stopped.load(Ordering::SeqCst) {
                 break;
             }
-            // By sendfile a part needs no buffer.
+            // From the file a part needs no buffer.
             let slab = match &files.zero_copy {
                 Some(_) => None,
                 None => match self.slabs.acquire(stop)? {
@@ -257,8 +258,8 @@ impl Upload {
         Ok(())
     }
 
-    /// The task that sends part `number` of the file: from the file by
-    /// sendfile, or read into `slab` first.
+    /// The task that sends part `number` of the file: from the file, or
+    /// read into `slab` first.
     fn file_part_task(
         self: &Arc<Self>,
         upload_id: &Arc<str>,

@@ -72,7 +72,7 @@ pub(crate) fn send_slab(
 }
 
 /// Sends `len` bytes of `file` from `offset` as `target` over HTTP, the
-/// body by `sendfile(2)` when the transport can (else from `mapped`);
+/// body from the file when the transport can (else from `mapped`);
 /// `mapped` is a read-only mapping of those bytes, which the payload's
 /// SHA-256 (when signed) is computed from, and `crc` their checksum. Every
 /// attempt, retries included, first runs `check` (which says whether the

@@ -1,14 +1,16 @@
-//! Uploading a file's parts with no copy through this process: over plain
-//! HTTP each part's body goes from the page cache to the socket with
-//! `sendfile(2)` (the direct sender's `Body::File`), and its checksum (and
-//! its SHA-256 when the payload is signed) is computed from a read-only
-//! mapping of the part's range, not from a buffer it was read into. No slab
-//! is used. The slab path stays for https, RDMA, resuming, bodies under
-//! the direct sender's 1 MiB, and systems without `sendfile`.
+//! Uploading a file's parts with no part buffer: over plain HTTP each
+//! part's body goes from the page cache to the socket with `sendfile(2)`
+//! (the direct sender's `Body::File`), over HTTPS it is read from the file
+//! 256 KiB at a time as rustls encrypts it (`transport::direct`); its
+//! checksum (and its SHA-256 when the payload is signed) is computed from a
+//! read-only mapping of the part's range, not from a buffer it was read
+//! into. No slab is used. The slab path stays for RDMA, resuming, bodies
+//! under the direct sender's 1 MiB, proxies the direct sender does not
+//! speak to, and plain HTTP on systems without `sendfile`.
 //!
 //! A file that changes while it is uploaded must never make a silently
-//! wrong object: the bytes sent are read by the kernel when they are sent,
-//! not when they were hashed. So the file's size, modification and change
+//! wrong object: the bytes sent are read when they are sent, not when they
+//! were hashed. So the file's size, modification and change
 //! times (`fstat`) are taken when the upload starts and checked before each
 //! part is mapped, before each attempt to send it, and after its reply (by
 //! then the server has every byte). Any difference is an error naming the
@@ -71,7 +73,7 @@ impl Stamp {
     }
 }
 
-/// A file whose parts are sent with `sendfile`.
+/// A file whose parts are sent from the file (see the module docs).
 pub(crate) struct FileSource {
     /// The upload's own handle of the file.
     file: File,
@@ -81,8 +83,8 @@ pub(crate) struct FileSource {
 }
 
 impl FileSource {
-    /// The file's source for `upload` when its parts go out by `sendfile`:
-    /// over plain HTTP, with no RDMA provider, not resuming (`resume`),
+    /// The file's source for `upload` when its parts go out from the file
+    /// (by `sendfile` over plain HTTP, read as encrypted over HTTPS): with no RDMA provider, not resuming (`resume`),
     /// and parts of at least the direct sender's 1 MiB (`smallest`, the
     /// last part may be smaller: it then goes through ureq from its
     /// mapping). `size` is the file's size as the upload planned it.
@@ -105,7 +107,7 @@ impl FileSource {
         })
     }
 
-    /// Whether a file of `size` bytes goes out by `sendfile` on `client`
+    /// Whether a file of `size` bytes goes out from the file on `client`
     /// with `args` (see [`FileSource::new`]), before anything is opened.
     pub(crate) fn applies(client: &Client, args: &PutObjectArgs, size: u64, resume: bool) -> bool {
         !DISABLED.load(Ordering::SeqCst)

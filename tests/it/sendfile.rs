@@ -1,9 +1,10 @@
-//! `upload_file` over plain http sends each part from the file with
-//! sendfile(2), no buffer (src/upload/sendfile.rs): byte-identical objects,
-//! retries sent from the file again, and a file that changes or shrinks
-//! during the upload is a clear error with nothing left on the server.
-//! Also: a single PutObject of at least 1 MiB goes through the direct
-//! sender (http and https), not ureq.
+//! `upload_file` sends each part from the file, no slab
+//! (src/upload/sendfile.rs): over plain http with sendfile(2), over https
+//! read piece by piece as it is encrypted. Byte-identical objects, retries
+//! sent from the file again, and a file that changes or shrinks during the
+//! upload is a clear error with nothing left on the server, on both
+//! schemes. Also: a single PutObject of at least 1 MiB goes through the
+//! direct sender (http and https), not ureq.
 
 use crate::support;
 
@@ -35,13 +36,33 @@ fn file_with(dir: &tempfile::TempDir, name: &str, body: &[u8]) -> PathBuf {
     path
 }
 
-/// The direct sender's TRACE lines about requests to `port` sent from a
-/// file by sendfile.
-fn sendfile_lines(port: u16) -> usize {
-    support::logger::lines_containing(&format!("http://127.0.0.1:{port}, "))
+/// The direct sender's TRACE lines about requests to `scheme` and `port`
+/// sent from a file.
+fn file_lines(scheme: &str, port: u16) -> usize {
+    support::logger::lines_containing(&format!("{scheme}://127.0.0.1:{port}, "))
         .into_iter()
-        .filter(|l| l.contains("direct sender") && l.contains("from the file by sendfile"))
+        .filter(|l| l.contains("direct sender") && l.contains("from the file"))
         .count()
+}
+
+/// A client of `endpoint` trusting `ca`, with fast retries.
+fn tls_client(h: &Harness, ca: &TestCa, endpoint: &str) -> Client {
+    h.builder()
+        .endpoint(endpoint)
+        .add_root_certificates_pem(ca.pem().as_bytes())
+        .retry_policy(fast_retries())
+        .build()
+        .expect("client")
+}
+
+/// A client of `scheme://127.0.0.1:port` (trusting `ca` for https), with
+/// fast retries.
+fn scheme_client(h: &Harness, scheme: &str, ca: &TestCa, port: u16) -> Client {
+    let endpoint = format!("{scheme}://127.0.0.1:{port}");
+    match scheme {
+        "https" => tls_client(h, ca, &endpoint),
+        _ => client_for(h, &endpoint),
+    }
 }
 
 /// Multipart uploads the server still lists in the harness's bucket.
@@ -54,16 +75,15 @@ fn listed_uploads(h: &Harness) -> usize {
 
 #[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
-fn files_over_http_go_by_sendfile_and_arrive_identical() {
+fn files_over_http_and_https_are_sent_from_the_file_and_arrive_identical() {
     let h = Harness::new();
     let Some(server) = h.local() else { return };
     support::logger::capture();
-    let port = server.addr().port();
-    let c = h.client();
+    let ca = TestCa::new("s3pump file parts CA");
+    let front = tls_front(&h, &ca);
     let dir = tempfile::tempdir().unwrap();
     let body = data(3 * PART + 2 * MIB + 5, 91);
-    // (length, parts sent by sendfile, payload signing, checksum)
-    for (len, by_sendfile, signing, checksum) in [
+    let cases = [
         // Not a multiple of the part size, the last part of 2 MiB + 5.
         (
             3 * PART + 2 * MIB + 5,
@@ -79,47 +99,55 @@ fn files_over_http_go_by_sendfile_and_arrive_identical() {
             PayloadSigning::Unsigned,
             ChecksumAlgorithm::Crc32c,
         ),
-        // One part: a single PutObject by sendfile.
+        // One part: a single PutObject from the file.
         (
             3 * MIB + 1,
             1,
             PayloadSigning::Signed,
             ChecksumAlgorithm::None,
         ),
+    ];
+    let https = tls_client(&h, &ca, &front.endpoint("127.0.0.1"));
+    // (length, parts sent from the file, payload signing, checksum)
+    for (scheme, c, port) in [
+        ("http", h.client(), server.addr().port()),
+        ("https", https, front.addr().port()),
     ] {
-        let path = file_with(&dir, &format!("f-{len}"), &body[..len]);
-        let key = format!("sendfile-{len}");
-        let before = sendfile_lines(port);
-        let out = c
-            .upload_file(
-                &h.bucket,
-                &key,
-                &path,
-                PutObjectArgs::new()
-                    .part_size(PART as u64)
-                    .max_inflight_parts(3)
-                    .payload_signing(signing)
-                    .checksum(checksum),
-            )
-            .unwrap_or_else(|e| panic!("{len}: {e}"));
-        let parts = len.div_ceil(PART);
-        let etag = if parts == 1 {
-            format!("\"{}\"", md5_hex(&body[..len]))
-        } else {
-            multipart_etag(&body[..len], PART)
-        };
-        assert_eq!((out.parts as usize, out.etag.as_str()), (parts, &*etag));
-        assert!(
-            server.object_bytes(&h.bucket, &key).unwrap() == body[..len],
-            "{len}: bytes differ"
-        );
-        assert_eq!(
-            sendfile_lines(port) - before,
-            by_sendfile,
-            "{len}: parts sent by sendfile"
-        );
-        // No part went through a buffer.
-        assert_eq!((out.slabs, out.slab_bytes), (0, 0), "{len}");
+        for (len, from_file, signing, checksum) in cases {
+            let path = file_with(&dir, &format!("f-{len}"), &body[..len]);
+            let key = format!("from-file-{scheme}-{len}");
+            let before = file_lines(scheme, port);
+            let out = c
+                .upload_file(
+                    &h.bucket,
+                    &key,
+                    &path,
+                    PutObjectArgs::new()
+                        .part_size(PART as u64)
+                        .max_inflight_parts(3)
+                        .payload_signing(signing)
+                        .checksum(checksum),
+                )
+                .unwrap_or_else(|e| panic!("{scheme} {len}: {e}"));
+            let parts = len.div_ceil(PART);
+            let etag = if parts == 1 {
+                format!("\"{}\"", md5_hex(&body[..len]))
+            } else {
+                multipart_etag(&body[..len], PART)
+            };
+            assert_eq!((out.parts as usize, out.etag.as_str()), (parts, &*etag));
+            assert!(
+                server.object_bytes(&h.bucket, &key).unwrap() == body[..len],
+                "{scheme} {len}: bytes differ"
+            );
+            assert_eq!(
+                file_lines(scheme, port) - before,
+                from_file,
+                "{scheme} {len}: parts sent from the file"
+            );
+            // No part went through a buffer.
+            assert_eq!((out.slabs, out.slab_bytes), (0, 0), "{scheme} {len}");
+        }
     }
     assert!(h.open_uploads().is_empty());
     assert_eq!(listed_uploads(&h), 0);
@@ -131,42 +159,50 @@ fn a_retry_after_a_503_or_a_cut_is_sent_from_the_file_again() {
     let h = Harness::new();
     let Some(server) = h.local() else { return };
     support::logger::capture();
-    let relay = Relay::start(server.addr(), RelayConfig::default());
-    let c = client_for(&h, &relay.endpoint());
+    let ca = TestCa::new("s3pump file retry CA");
+    let front = tls_front(&h, &ca);
     let dir = tempfile::tempdir().unwrap();
     let body = data(3 * PART + MIB, 17);
     let path = file_with(&dir, "retried", &body);
-    let port = relay.addr().port();
-    for (key, fault) in [("slowdown", true), ("cut", false)] {
-        server.reset_stats();
-        if fault {
-            server.inject(Fault::new(Op::UploadPart, FaultKind::status(503, "SlowDown")).part(2));
-        } else {
-            // Mid-body of the second part (the first one's body, its
-            // head and the Create's precede it on the wire).
-            relay.arm(RelayFault::CutAfter((PART + 2 * MIB) as u64));
-        }
-        let before = sendfile_lines(port);
-        let out = c
-            .upload_file(
-                &h.bucket,
-                key,
-                &path,
-                PutObjectArgs::new()
-                    .part_size(PART as u64)
-                    .max_inflight_parts(1),
-            )
-            .unwrap_or_else(|e| panic!("{key}: {e}"));
-        assert_eq!(out.etag, multipart_etag(&body, PART), "{key}");
-        assert!(
-            server.object_bytes(&h.bucket, key).unwrap() == body,
-            "{key}: bytes differ"
-        );
-        assert!(!relay.fault_pending(), "{key}");
-        // Four parts and the retry, each sent from the file.
-        assert_eq!(sendfile_lines(port) - before, 5, "{key}");
-        if fault {
-            assert_eq!(server.stats().upload_part_calls, 5, "{key}");
+    for (scheme, behind) in [("http", server.addr()), ("https", front.addr())] {
+        // The relay carries the bytes (for https, the TLS records) between
+        // the client and the server (for https, its TLS front).
+        let relay = Relay::start(behind, RelayConfig::default());
+        let port = relay.addr().port();
+        let c = scheme_client(&h, scheme, &ca, port);
+        for (what, fault) in [("slowdown", true), ("cut", false)] {
+            let key = &format!("{what}-{scheme}");
+            server.reset_stats();
+            if fault {
+                server
+                    .inject(Fault::new(Op::UploadPart, FaultKind::status(503, "SlowDown")).part(2));
+            } else {
+                // Mid-body of the second part (the first one's body, its
+                // head and the Create's precede it on the wire).
+                relay.arm(RelayFault::CutAfter((PART + 2 * MIB) as u64));
+            }
+            let before = file_lines(scheme, port);
+            let out = c
+                .upload_file(
+                    &h.bucket,
+                    key,
+                    &path,
+                    PutObjectArgs::new()
+                        .part_size(PART as u64)
+                        .max_inflight_parts(1),
+                )
+                .unwrap_or_else(|e| panic!("{key}: {e}"));
+            assert_eq!(out.etag, multipart_etag(&body, PART), "{key}");
+            assert!(
+                server.object_bytes(&h.bucket, key).unwrap() == body,
+                "{key}: bytes differ"
+            );
+            assert!(!relay.fault_pending(), "{key}");
+            // Four parts and the retry, each sent from the file.
+            assert_eq!(file_lines(scheme, port) - before, 5, "{key}");
+            if fault {
+                assert_eq!(server.stats().upload_part_calls, 5, "{key}");
+            }
         }
     }
     assert!(h.open_uploads().is_empty());
@@ -236,21 +272,29 @@ enum Mid {
     Overwrite,
 }
 
-/// Uploads 3 parts through a 4 MB/s relay (the second part is on the wire
-/// for over a second) and does `mid` to the file mid-way through the
-/// second part's body, sent by sendfile, its CRC long computed. Returns the
-/// upload's error, checked by `assert_changed` for `what`.
-fn change_mid_part(mid: Mid, args: PutObjectArgs, what: &str) -> Error {
+/// Uploads 3 parts over `scheme` through a 4 MB/s relay (the second part
+/// is on the wire for over a second) and does `mid` to the file mid-way
+/// through the second part's body, sent from the file (by sendfile, or read
+/// as it is encrypted), its CRC long computed. Returns the upload's error,
+/// checked by `assert_changed` for `what`.
+fn change_mid_part(scheme: &str, mid: Mid, args: PutObjectArgs, what: &str) -> Error {
     let h = Harness::new();
     let server = h.local().unwrap();
+    let ca = TestCa::new("s3pump changing file CA");
+    let front = tls_front(&h, &ca);
+    let behind = if scheme == "https" {
+        front.addr()
+    } else {
+        server.addr()
+    };
     let relay = Relay::start(
-        server.addr(),
+        behind,
         RelayConfig {
             rate_bytes_per_sec: Some(4_000_000),
             delay: Duration::ZERO,
         },
     );
-    let c = client_for(&h, &relay.endpoint());
+    let c = scheme_client(&h, scheme, &ca, relay.addr().port());
     let dir = tempfile::tempdir().unwrap();
     let path = file_with(&dir, "changing", &data(3 * PART, 29));
     let changed_at = Mutex::new(None);
@@ -281,13 +325,16 @@ fn change_mid_part(mid: Mid, args: PutObjectArgs, what: &str) -> Error {
         .expect_err("a file changed during the upload must fail")
     });
     let at = changed_at.lock().unwrap().expect("the file was changed");
-    assert!(at < (2 * PART) as u64, "{mid:?} too late, at byte {at}");
+    assert!(
+        at < (2 * PART) as u64,
+        "{scheme} {mid:?} too late, at byte {at}"
+    );
     assert_changed(&h, &err, &path, "changing", what);
     // Found while the second part was on the wire or at its reply, not
     // before a part.
     assert!(
         err.to_string().contains("part 2 was sent"),
-        "{mid:?}: {err}"
+        "{scheme} {mid:?}: {err}"
     );
     err
 }
@@ -295,12 +342,16 @@ fn change_mid_part(mid: Mid, args: PutObjectArgs, what: &str) -> Error {
 #[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn a_file_truncated_while_a_part_is_sent_is_an_error_not_a_signal() {
-    // sendfile meets the end of the file: an error, no SIGBUS, no hang.
-    change_mid_part(
-        Mid::Truncate,
-        PutObjectArgs::new(),
-        "truncated during the upload",
-    );
+    // sendfile (http) or the read (https) meets the end of the file: an
+    // error, no SIGBUS, no hang.
+    for scheme in ["http", "https"] {
+        change_mid_part(
+            scheme,
+            Mid::Truncate,
+            PutObjectArgs::new(),
+            "truncated during the upload",
+        );
+    }
 }
 
 #[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
@@ -308,13 +359,15 @@ fn a_file_truncated_while_a_part_is_sent_is_an_error_not_a_signal() {
 fn a_part_overwritten_while_it_is_sent_is_an_error_with_or_without_checksums() {
     // With a CRC and a signed payload the server refuses the body too; with
     // neither, it would store it: only the check after the reply sees it.
-    for args in [
-        PutObjectArgs::new(),
-        PutObjectArgs::new()
-            .checksum(ChecksumAlgorithm::None)
-            .payload_signing(PayloadSigning::Unsigned),
-    ] {
-        change_mid_part(Mid::Overwrite, args, "changed during the upload");
+    for scheme in ["http", "https"] {
+        for args in [
+            PutObjectArgs::new(),
+            PutObjectArgs::new()
+                .checksum(ChecksumAlgorithm::None)
+                .payload_signing(PayloadSigning::Unsigned),
+        ] {
+            change_mid_part(scheme, Mid::Overwrite, args, "changed during the upload");
+        }
     }
 }
 
