@@ -33,8 +33,8 @@ pub(crate) struct Request<'a> {
     pub payload: PayloadSigning,
     /// Where `body` also lies in a file (the file and the offset): the
     /// direct sender then sends it from there (with `sendfile(2)` over
-    /// plain HTTP) when it can ([`direct::takes_file`]); `body` (a mapping of that range) is
-    /// what is signed, and sent when it cannot.
+    /// plain HTTP) when it can ([`direct::takes_file`]); `body` (a mapping
+    /// of that range) is what is signed, and sent when it cannot.
     pub file: Option<(&'a std::fs::File, u64)>,
 }
 
@@ -214,8 +214,8 @@ impl Client {
     /// when the direct sender takes it (`transport/direct.rs`): then the
     /// reply comes back with an empty body and `true`. Otherwise (another
     /// scheme, a proxy it does not speak to, a reply it does not read into
-    /// the buffer) the reply comes back
-    /// as from [`Client::send`], with its body, and `false`.
+    /// the buffer) the reply comes back as from [`Client::send`], with its
+    /// body, and `false`.
     pub(crate) fn send_into(
         &self,
         conn: &Conn,

@@ -154,10 +154,10 @@ impl Stream {
 
     /// Sends `len` bytes of `file` from `offset`: with `sendfile(2)` over
     /// plain HTTP; over TLS read in [`TLS_CHUNK`] pieces into one small
-    /// buffer, each encrypted and sent while it is still in cache (no slab,
-    /// and the part's bytes are read from memory once, not three times:
-    /// into a slab, out of it for the CRC, out of it again to encrypt). A
-    /// file that ends early is an `UnexpectedEof` error naming where.
+    /// buffer, each encrypted and sent while it is still in cache. No slab:
+    /// the part's bytes are not first copied into one and read back out of
+    /// it to be encrypted. A file that ends early is an `UnexpectedEof`
+    /// error naming where.
     fn send_file(&mut self, file: &File, offset: u64, len: usize) -> io::Result<()> {
         if let Stream::Plain(s) = self {
             return sendfile::send(s, file, offset, len);

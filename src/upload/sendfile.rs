@@ -84,10 +84,11 @@ pub(crate) struct FileSource {
 
 impl FileSource {
     /// The file's source for `upload` when its parts go out from the file
-    /// (by `sendfile` over plain HTTP, read as encrypted over HTTPS): with no RDMA provider, not resuming (`resume`),
-    /// and parts of at least the direct sender's 1 MiB (`smallest`, the
-    /// last part may be smaller: it then goes through ureq from its
-    /// mapping). `size` is the file's size as the upload planned it.
+    /// (by `sendfile` over plain HTTP, read as they are encrypted over
+    /// HTTPS): with no RDMA provider, not resuming (`resume`), and parts of
+    /// at least the direct sender's 1 MiB (the last part may be smaller: it
+    /// then goes through ureq from its mapping). `size` is the file's size
+    /// as the upload planned it.
     pub(crate) fn new(
         upload: &Upload,
         file: &File,
