@@ -23,16 +23,18 @@
 //! first alternates), for a quiet machine.
 //!
 //! Section `sendfile` (`S3PUMP_BENCH=sendfile`, also run with `files`): `upload_file`
-//! of the same file over plain http with no relay, to the sink S3 server of
-//! tests/support/sink.rs in a separate process (it discards bodies), by the
-//! client in a child process of its own, so that getrusage counts the
-//! client's CPU only: the sendfile path against the pread/slab path (the
-//! child turns sendfile off with the hidden `s3pump::bench::set_sendfile`
-//! when it is given `S3PUMP_BENCH_SLAB=1`). 8 MiB parts, N = 8,
+//! of the same file with no relay, to the sink S3 server of
+//! tests/support/sink.rs in a separate process (it discards bodies; over
+//! https behind a TLS terminator in this process), by the client in a child
+//! process of its own, so that getrusage counts the client's CPU only: the
+//! file path (sendfile over http, read as it is encrypted over https)
+//! against the pread/slab path (the child turns the file path off with the
+//! hidden `s3pump::bench::set_sendfile` when it is given
+//! `S3PUMP_BENCH_SLAB=1`). 8 MiB parts, N = 8,
 //! `UNSIGNED-PAYLOAD` + CRC64NVME and signed SHA-256; the fastest of
 //! `S3PUMP_BENCH_REPS` (default 3) runs. The sink checks nothing, so each
-//! path also uploads the file once to the in-process s3s-fs server, whose
-//! multipart ETag is checked.
+//! path also uploads the file once to the in-process s3s-fs server, over
+//! http and over https, and the multipart ETag is checked.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -431,11 +433,14 @@ fn role_upload_client() -> Result<(), Box<dyn std::error::Error>> {
         s3pump::bench::set_sendfile(false);
     }
     let signed = env("S3PUMP_BENCH_MODE")? == "signed";
-    let client = Client::builder()
+    let mut builder = Client::builder()
         .endpoint(env("S3PUMP_BENCH_ENDPOINT")?)
         .region(REGION)
-        .credentials(Credentials::new("bench", "bench-secret", None))
-        .build()?;
+        .credentials(Credentials::new("bench", "bench-secret", None));
+    if let Ok(ca) = std::env::var("S3PUMP_BENCH_CA") {
+        builder = builder.add_root_certificates_pem(&std::fs::read(ca)?);
+    }
+    let client = builder.build()?;
     let path = env("S3PUMP_BENCH_FILE")?;
     let size = std::fs::metadata(&path)?.len();
     let (u0, s0) = cpu();
@@ -466,10 +471,11 @@ fn upload_args(signed: bool) -> PutObjectArgs {
     }
 }
 
-fn run_upload_child(endpoint: &str, file: &Path, slab: bool, signed: bool) -> Measured {
+fn run_upload_child(endpoint: &str, ca: &Path, file: &Path, slab: bool, signed: bool) -> Measured {
     let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
     cmd.env(ROLE, "upload-client")
         .env("S3PUMP_BENCH_ENDPOINT", endpoint)
+        .env("S3PUMP_BENCH_CA", ca)
         .env("S3PUMP_BENCH_FILE", file)
         .env(
             "S3PUMP_BENCH_MODE",
@@ -529,7 +535,8 @@ impl Drop for Sink {
     }
 }
 
-/// upload_file over plain http: sendfile against the pread/slab path.
+/// upload_file from the file (sendfile over http, read as it is encrypted
+/// over https) against the pread/slab path.
 fn sendfile(mib: usize) -> Result<(), Box<dyn std::error::Error>> {
     let reps: usize = std::env::var("S3PUMP_BENCH_REPS")
         .ok()
@@ -542,74 +549,95 @@ fn sendfile(mib: usize) -> Result<(), Box<dyn std::error::Error>> {
     let etag = multipart_etag(&body, PART as usize);
     drop(body);
 
-    // Both paths make the right object (the sink checks nothing).
+    let ca = support::tls_front::TestCa::new("s3pump sendfile bench CA");
+    let cert = ca.issue(&["127.0.0.1"], support::tls_front::Validity::Current);
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem())?;
+
+    // Both paths make the right object on both schemes (the sink checks
+    // nothing).
     let server = TestServer::start();
     server.create_bucket("bench");
-    let client = Client::builder()
-        .endpoint(server.endpoint())
-        .region(REGION)
-        .credentials(Credentials::new(ACCESS_KEY, SECRET_KEY, None))
-        .build()?;
-    for slab in [false, true] {
-        s3pump::bench::set_sendfile(!slab);
-        let out = client.upload_file(
-            "bench",
-            "checked",
-            &src,
-            upload_args(false).max_inflight_parts(8),
-        )?;
-        if out.etag != etag || (out.slabs == 0) == slab {
-            return Err(format!(
-                "slab={slab}: ETag {} ({} slabs), expected {etag}",
-                out.etag, out.slabs
-            )
-            .into());
+    let front = support::tls_front::TlsFront::start(server.addr(), &cert);
+    for endpoint in [server.endpoint(), front.endpoint("127.0.0.1")] {
+        let client = Client::builder()
+            .endpoint(&endpoint)
+            .region(REGION)
+            .credentials(Credentials::new(ACCESS_KEY, SECRET_KEY, None))
+            .add_root_certificates_pem(ca.pem().as_bytes())
+            .build()?;
+        for slab in [false, true] {
+            s3pump::bench::set_sendfile(!slab);
+            let out = client.upload_file(
+                "bench",
+                "checked",
+                &src,
+                upload_args(false).max_inflight_parts(8),
+            )?;
+            if out.etag != etag || (out.slabs == 0) == slab {
+                return Err(format!(
+                    "{endpoint} slab={slab}: ETag {} ({} slabs), expected {etag}",
+                    out.etag, out.slabs
+                )
+                .into());
+            }
         }
     }
     s3pump::bench::set_sendfile(true);
-    drop(server);
+    drop((front, server));
 
     let sink = Sink::start();
-    let endpoint = format!("http://127.0.0.1:{}", sink.1);
+    let sink_addr = std::net::SocketAddr::from(([127, 0, 0, 1], sink.1));
+    let sink_front = support::tls_front::TlsFront::start(sink_addr, &cert);
     println!(
-        "\nsendfile: upload_file of {mib} MiB over http to the sink (another process), {} MiB parts, N = 8, best of {reps}",
+        "\nsendfile: upload_file of {mib} MiB to the sink (another process; over https behind a TLS \
+         terminator in this process), {} MiB parts, N = 8, best of {reps}",
         PART >> 20
     );
     println!(
-        "{:<10} {:<9} {:>9} {:>9} {:>11} {:>9}",
-        "payload", "path", "seconds", "MB/s", "CPU s/GiB", "vs pread"
+        "{:<6} {:<10} {:<9} {:>9} {:>9} {:>11} {:>9}",
+        "scheme", "payload", "path", "seconds", "MB/s", "CPU s/GiB", "vs pread"
     );
     let mut rows = Vec::new();
-    for signed in [false, true] {
-        let payload = if signed { "signed" } else { "unsigned" };
-        let mut pread = None;
-        for slab in [true, false] {
-            let best = (0..reps)
-                .map(|_| run_upload_child(&endpoint, &src, slab, signed))
-                .min_by(|a, b| a.secs.total_cmp(&b.secs))
-                .expect("reps >= 1");
-            let path = if slab { "pread" } else { "sendfile" };
-            let base = *pread.get_or_insert(best.cpu_per_gib());
-            println!(
-                "{payload:<10} {path:<9} {:>9.3} {:>9.0} {:>11.3} {:>8.2}×   (user {:.2} s, sys {:.2} s)",
-                best.secs,
-                best.mbps(),
-                best.cpu_per_gib(),
-                best.cpu_per_gib() / base,
-                best.user,
-                best.sys
-            );
-            rows.push(format!(
-                "| {payload} + CRC64NVME | {path} | {:.3} | {:.0} | {:.3} | {:.2}× |",
-                best.secs,
-                best.mbps(),
-                best.cpu_per_gib(),
-                best.cpu_per_gib() / base
-            ));
+    for (scheme, endpoint) in [
+        ("http", format!("http://{sink_addr}")),
+        ("https", sink_front.endpoint("127.0.0.1")),
+    ] {
+        for signed in [false, true] {
+            let payload = if signed { "signed" } else { "unsigned" };
+            let mut pread = None;
+            for slab in [true, false] {
+                let best = (0..reps)
+                    .map(|_| run_upload_child(&endpoint, &ca_file, &src, slab, signed))
+                    .min_by(|a, b| a.secs.total_cmp(&b.secs))
+                    .expect("reps >= 1");
+                let path = match (slab, scheme) {
+                    (true, _) => "pread",
+                    (false, "http") => "sendfile",
+                    (false, _) => "from file",
+                };
+                let base = *pread.get_or_insert(best.cpu_per_gib());
+                println!(
+                    "{scheme:<6} {payload:<10} {path:<9} {:>9.3} {:>9.0} {:>11.3} {:>8.2}×   (user {:.2} s, sys {:.2} s)",
+                    best.secs,
+                    best.mbps(),
+                    best.cpu_per_gib(),
+                    best.cpu_per_gib() / base,
+                    best.user,
+                    best.sys
+                );
+                rows.push(format!(
+                    "| {scheme} | {payload} + CRC64NVME | {path} | {:.3} | {:.0} | {:.3} | {:.2}× |",
+                    best.secs,
+                    best.mbps(),
+                    best.cpu_per_gib(),
+                    best.cpu_per_gib() / base
+                ));
+            }
         }
     }
     append_markdown(
-        "| payload | path | seconds | MB/s | client CPU s/GiB | CPU vs pread |",
+        "| scheme | payload | path | seconds | MB/s | client CPU s/GiB | CPU vs pread |",
         &rows,
     )?;
     Ok(())
