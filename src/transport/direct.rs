@@ -843,8 +843,9 @@ fn get_exchange(
 /// Into a file, the body is written through as it arrives, every
 /// [`WRITE_THROUGH`] bytes, while those bytes are still in the CPU's cache:
 /// copying a whole 8 MiB range into the page cache after it arrived reads
-/// it back from memory, and cost twice the CPU of the receive itself
-/// (docs/PERFORMANCE.md, "download_to_file: written through").
+/// it back from memory, and cost over three times the CPU of the receive
+/// itself (docs/PERFORMANCE.md, "download_to_file: each range written
+/// through").
 pub(crate) struct RangeInto<'a> {
     /// The range's buffer: the body is read into it.
     pub(crate) buf: &'a mut [u8],
@@ -1440,9 +1441,9 @@ mod tests {
         assert_eq!(f.connections.load(Ordering::SeqCst), 1, "kept alive");
     }
 
-    /// A ranged GET of `body.len()` bytes into a buffer and through to
-    /// `file` at `offset`: the result, whether the body was read into the
-    /// buffer, and the file's error when one was set.
+    /// A ranged GET of `len` bytes into a buffer and through to `file` at
+    /// `offset`: whether the body was read into the buffer (or the error),
+    /// the buffer, and the file's error when one was set.
     fn get_through(
         scheme: &str,
         tls: &Arc<ClientConfig>,
