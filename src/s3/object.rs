@@ -114,15 +114,7 @@ impl Client {
             None,
             None,
         )?;
-        Ok(PutObjectOutput {
-            etag: sent.etag,
-            version_id: sent.version_id,
-            parts: 1,
-            bytes: data.len() as u64,
-            checksum: sent.crc.map(|c| c.to_base64()),
-            slabs: 0,
-            slab_bytes: 0,
-        })
+        Ok(sent.into_single(data.len()))
     }
 
     /// Downloads an object into `dest` and returns what the reply said about it.

@@ -106,15 +106,7 @@ impl Upload {
             self.rdma_slot(slab).as_ref(),
             None,
         )?;
-        Ok(PutObjectOutput {
-            etag: sent.etag,
-            version_id: sent.version_id,
-            parts: 1,
-            bytes: len as u64,
-            checksum: sent.crc.map(|c| c.to_base64()),
-            slabs: 0,
-            slab_bytes: 0,
-        })
+        Ok(sent.into_single(len))
     }
 
     /// What the gather loop's logs call this upload.

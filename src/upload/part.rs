@@ -12,7 +12,7 @@ use crate::rdma::RdmaOp;
 use crate::rdma::attempt::{ByRdma, RdmaSlot, attempt};
 use crate::s3::checksum::Crc;
 use crate::transport::pool::Conn;
-use crate::{Client, Error, PutObjectArgs, Result};
+use crate::{Client, Error, PutObjectArgs, PutObjectOutput, Result};
 
 /// What a buffer is sent as.
 pub(crate) enum Target<'a> {
@@ -30,6 +30,21 @@ pub(crate) struct Sent {
     pub etag: String,
     pub version_id: Option<String>,
     pub crc: Option<Crc>,
+}
+
+impl Sent {
+    /// The output of an upload that was this one PutObject of `len` bytes.
+    pub(crate) fn into_single(self, len: usize) -> PutObjectOutput {
+        PutObjectOutput {
+            etag: self.etag,
+            version_id: self.version_id,
+            parts: 1,
+            bytes: len as u64,
+            checksum: self.crc.map(|c| c.to_base64()),
+            slabs: 0,
+            slab_bytes: 0,
+        }
+    }
 }
 
 /// Sends `data` as `target`: by RDMA when `rdma` is given and the server

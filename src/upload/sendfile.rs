@@ -240,14 +240,6 @@ impl FileSource {
     /// bytes).
     pub(crate) fn single(&self, upload: &Upload, len: usize) -> Result<PutObjectOutput> {
         let sent = self.send(upload, upload.client.conn(), &Target::Object, 0, len)?;
-        Ok(PutObjectOutput {
-            etag: sent.etag,
-            version_id: sent.version_id,
-            parts: 1,
-            bytes: len as u64,
-            checksum: sent.crc.map(|c| c.to_base64()),
-            slabs: 0,
-            slab_bytes: 0,
-        })
+        Ok(sent.into_single(len))
     }
 }
