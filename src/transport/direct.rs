@@ -167,24 +167,19 @@ impl Stream {
         while done < len {
             let want = (len - done).min(buf.len());
             let at = offset + done as u64;
-            let mut n = 0;
-            while n < want {
-                match file.read_at(&mut buf[n..want], at + n as u64) {
-                    Ok(0) => {
-                        return Err(io::Error::new(
-                            ErrorKind::UnexpectedEof,
-                            format!(
-                                "the file ends at byte {}, before the {len} bytes from byte \
-                                 {offset} were sent (it was truncated)",
-                                at + n as u64
-                            ),
-                        ));
-                    }
-                    Ok(k) => n += k,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
+            file.read_exact_at(&mut buf[..want], at).map_err(|e| {
+                if e.kind() != ErrorKind::UnexpectedEof {
+                    return e;
                 }
-            }
+                io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    format!(
+                        "the file ends before byte {}, before the {len} bytes from byte \
+                         {offset} were sent (it was truncated)",
+                        at + want as u64
+                    ),
+                )
+            })?;
             self.send(&buf[..want])?;
             done += want;
         }
