@@ -20,6 +20,7 @@ use crate::client::retry::RetryPolicy;
 use crate::pipeline::engine::Engine;
 use crate::pipeline::slab::{SlabPool, SlabStats};
 use crate::transport::new_agent;
+use crate::transport::pace::Limits;
 use crate::transport::pool::{Conn, ConnectionStats, Connections};
 use crate::transport::proxy::{self, Proxy, ProxySetting};
 use crate::transport::tls::{self, TrustSettings};
@@ -65,8 +66,7 @@ struct Inner {
     /// Regions learnt from the server, per bucket.
     bucket_regions: RwLock<HashMap<String, String>>,
     addressing: Addressing,
-    connect_timeout: Duration,
-    idle_timeout: Duration,
+    limits: Limits,
     retry: RetryPolicy,
     proxy: Option<Proxy>,
     /// The TLS configuration of the direct sender's connections (one per
@@ -90,8 +90,7 @@ impl fmt::Debug for Client {
             .field("region", &i.region)
             .field("addressing", &i.addressing)
             .field("credentials", &i.credentials)
-            .field("connect_timeout", &i.connect_timeout)
-            .field("idle_timeout", &i.idle_timeout)
+            .field("limits", &i.limits)
             .field("retry", &i.retry)
             .field("proxy", &i.proxy)
             .finish()
@@ -152,8 +151,7 @@ pub struct ClientBuilder {
     profile: Option<String>,
     env: EnvSource,
     addressing: Option<Addressing>,
-    connect_timeout: Duration,
-    idle_timeout: Duration,
+    limits: Limits,
     retry: RetryPolicy,
     memory_limit: u64,
     max_connections: usize,
@@ -172,8 +170,7 @@ impl Default for ClientBuilder {
             profile: None,
             env: EnvSource::None,
             addressing: None,
-            connect_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(30),
+            limits: Limits::default(),
             retry: RetryPolicy::default(),
             memory_limit: DEFAULT_MEMORY_LIMIT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -310,7 +307,7 @@ impl ClientBuilder {
     ///
     /// Defaults to 10 s.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
+        self.limits.connect = timeout;
         self
     }
 
@@ -320,7 +317,47 @@ impl ClientBuilder {
     ///
     /// Defaults to 30 s.
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
-        self.idle_timeout = timeout;
+        self.limits.idle = timeout;
+        self
+    }
+
+    /// How long after a request is sent its reply head may take to arrive
+    /// in full (interim `100 Continue` replies do not extend it), and how
+    /// long the whole body of a small reply (an XML document, an error) may
+    /// take after its head. A server that trickles its head a byte at a
+    /// time, or sends `100 Continue` forever, fails the attempt with
+    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) at this deadline;
+    /// the attempt is then retried as any timeout is.
+    ///
+    /// Defaults to 30 s.
+    pub fn reply_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.reply = timeout;
+        self
+    }
+
+    /// How long the whole reply body of a CompleteMultipartUpload (or a
+    /// copy) may take. S3 answers such a request at once and then keeps the
+    /// body open, sending whitespace, while it assembles the object (up to
+    /// minutes for a large one).
+    ///
+    /// Defaults to 120 s.
+    pub fn processing_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.processing = timeout;
+        self
+    }
+
+    /// The least throughput a body of data (a part sent, a range or an
+    /// object received) must keep: at least `bytes_per_second` on average
+    /// over every `window` (as curl's `--speed-limit` and `--speed-time`).
+    /// A server that reads or sends a body a byte every few seconds never
+    /// trips the [`idle_timeout`](Self::idle_timeout); it trips this, as a
+    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) retried as any
+    /// timeout. `bytes_per_second` 0 turns the check off.
+    ///
+    /// Defaults to 1 KiB/s over 30 s.
+    pub fn min_throughput(mut self, bytes_per_second: u64, window: Duration) -> Self {
+        self.limits.min_rate = bytes_per_second;
+        self.limits.window = window.max(Duration::from_millis(1));
         self
     }
 
@@ -528,20 +565,13 @@ impl ClientBuilder {
                 credentials,
                 bucket_regions: RwLock::new(HashMap::new()),
                 addressing,
-                connect_timeout: self.connect_timeout,
-                idle_timeout: self.idle_timeout,
+                limits: self.limits,
                 retry: self.retry,
-                conn: Conn::shared(new_agent(
-                    self.connect_timeout,
-                    self.idle_timeout,
-                    &tls,
-                    proxy.as_ref(),
-                )),
+                conn: Conn::shared(new_agent(&self.limits, &tls, proxy.as_ref())),
                 engine: Engine::new(self.max_connections),
                 connections: Connections::new(self.max_connections, {
-                    let (connect, idle) = (self.connect_timeout, self.idle_timeout);
-                    let (tls, proxy) = (tls.clone(), proxy.clone());
-                    Box::new(move || new_agent(connect, idle, &tls, proxy.as_ref()))
+                    let (limits, tls, proxy) = (self.limits, tls.clone(), proxy.clone());
+                    Box::new(move || new_agent(&limits, &tls, proxy.as_ref()))
                 }),
                 proxy,
                 direct_tls,
@@ -598,6 +628,11 @@ impl Client {
     /// The connection of single requests made on this client.
     pub(crate) fn conn(&self) -> &Conn {
         &self.inner.conn
+    }
+
+    /// The time limits of this client's requests.
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.inner.limits
     }
 
     /// The part connections shared by this client's transfers.

@@ -14,8 +14,9 @@ use crate::auth::credentials::Credentials;
 use crate::auth::sigv4::{self, SigningRequest};
 use crate::rdma::attempt::RDMA_TOKEN_HEADER;
 use crate::s3::xml;
-use crate::transport::direct::RangeInto;
+use crate::transport::direct::{RangeInto, Route};
 use crate::transport::pool::Conn;
+use crate::transport::stop::Stop;
 use crate::transport::{direct, tls};
 use crate::{Error, PayloadSigning, Result};
 
@@ -36,6 +37,11 @@ pub(crate) struct Request<'a> {
     /// plain HTTP) when it can ([`direct::takes_file`]); `body` (a mapping
     /// of that range) is what is signed, and sent when it cannot.
     pub file: Option<(&'a std::fs::File, u64)>,
+    /// The stop of the transfer this request belongs to: once it is set,
+    /// the request is cut short (its socket shut down) and not retried.
+    /// Such a request goes out on the direct path whenever it can (whose
+    /// sockets a stop can reach).
+    pub stop: Option<&'a Stop>,
 }
 
 impl<'a> Request<'a> {
@@ -55,7 +61,14 @@ impl<'a> Request<'a> {
             body: &[],
             payload: PayloadSigning::Signed,
             file: None,
+            stop: None,
         }
+    }
+
+    /// This request as part of a transfer that `stop` stops.
+    pub fn stop(mut self, stop: Option<&'a Stop>) -> Self {
+        self.stop = stop;
+        self
     }
 
     pub fn query(mut self, name: &str, value: impl Into<String>) -> Self {
@@ -92,6 +105,7 @@ impl<'a> Request<'a> {
             body: &[],
             payload: self.payload,
             file: None,
+            stop: self.stop,
         };
         let rdma = if self.method == http::Method::PUT {
             rdma.body(&[], PayloadSigning::Unsigned)
@@ -414,8 +428,18 @@ impl Client {
             builder = builder.header(name.as_str(), value.as_str());
         }
         let proxy = i.proxy.as_ref();
+        let route = Route {
+            limits: &i.limits,
+            small_body: i.limits.small_body(req.operation),
+            proxy,
+            tls: &i.direct_tls,
+            slot: conn.direct.as_ref(),
+            stop: req.stop,
+        };
+        // A request of a transfer goes out where a stop can cut it.
+        let stoppable = req.stop.is_some() && direct::takes_any(&i.scheme, proxy);
         let result = if req.method == http::Method::PUT || req.method == http::Method::POST {
-            if direct::takes(&i.scheme, req.operation, req.body.len(), proxy) {
+            if stoppable || direct::takes(&i.scheme, req.operation, req.body.len(), proxy) {
                 // A large body: straight from the slab, or from the file
                 // (see direct.rs).
                 let body = match req.file {
@@ -429,35 +453,30 @@ impl Client {
                     _ => direct::Body::Memory(req.body),
                 };
                 let request = builder.body(body).map_err(|e| bad_request(req, e))?;
-                direct::send(
-                    &request,
-                    i.connect_timeout,
-                    i.idle_timeout,
-                    proxy,
-                    &i.direct_tls,
-                    conn.direct.as_ref(),
-                )
-                .map(|r| (r, false))
+                direct::send(&request, &route).map(|r| (r, false))
             } else {
                 let request = builder.body(req.body).map_err(|e| bad_request(req, e))?;
+                let request = self.with_body_timeouts(conn, req, request);
                 conn.agent.run(request).map(|r| (r, false))
             }
         } else {
-            let request = builder.body(()).map_err(|e| bad_request(req, e))?;
             match into {
-                Some(into) if direct::takes_get(&i.scheme, into.buf.len(), proxy) => {
+                Some(into) if stoppable || direct::takes_get(&i.scheme, into.buf.len(), proxy) => {
                     // A large range: straight into its slab (see direct.rs).
-                    direct::get_into(
-                        &request,
-                        i.connect_timeout,
-                        i.idle_timeout,
-                        proxy,
-                        &i.direct_tls,
-                        conn.direct.as_ref(),
-                        into,
-                    )
+                    let request = builder.body(()).map_err(|e| bad_request(req, e))?;
+                    direct::get_into(&request, &route, into)
                 }
-                _ => conn.agent.run(request).map(|r| (r, false)),
+                _ if stoppable => {
+                    let request = builder
+                        .body(direct::Body::Memory(&[]))
+                        .map_err(|e| bad_request(req, e))?;
+                    direct::send(&request, &route).map(|r| (r, false))
+                }
+                _ => {
+                    let request = builder.body(()).map_err(|e| bad_request(req, e))?;
+                    let request = self.with_body_timeouts(conn, req, request);
+                    conn.agent.run(request).map(|r| (r, false))
+                }
             }
         };
         let response = result.map_err(|e| {
@@ -481,6 +500,28 @@ impl Client {
             response.0.status()
         );
         Ok(response)
+    }
+
+    /// `request` (to go through ureq) with the body timeouts of `req`: a
+    /// small reply body (anything but an object's data) must arrive whole
+    /// within [`Limits::small_body`](crate::transport::pace::Limits); a
+    /// request body within the time the minimum throughput allows it.
+    fn with_body_timeouts<B: ureq::AsSendBody>(
+        &self,
+        conn: &Conn,
+        req: &Request<'_>,
+        request: http::Request<B>,
+    ) -> http::Request<B> {
+        let limits = &self.inner.limits;
+        let recv_body = (req.operation != "GetObject").then(|| limits.small_body(req.operation));
+        let send_body = (limits.min_rate > 0 && !req.body.is_empty()).then(|| {
+            limits.window + std::time::Duration::from_secs(req.body.len() as u64 / limits.min_rate)
+        });
+        conn.agent
+            .configure_request(request)
+            .timeout_recv_body(recv_body)
+            .timeout_send_body(send_body)
+            .build()
     }
 
     /// Sends `req`, retrying per the client's policy.

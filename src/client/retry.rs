@@ -1,13 +1,13 @@
 //! When to retry a request and how long to wait first.
 
 use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// How often a backoff looks at its transfer's stop flag.
 const STOP_POLL: Duration = Duration::from_millis(20);
 
 use crate::client::Request;
+use crate::transport::stop::Stop;
 use crate::{Client, Error, Result};
 
 /// How failed requests are retried.
@@ -156,7 +156,7 @@ impl Client {
         idempotent: bool,
         attempt: impl FnMut(u32) -> Result<T>,
     ) -> Result<T> {
-        self.retrying_until(req, part, idempotent, None, attempt)
+        self.retrying_until(req, part, idempotent, req.stop, attempt)
     }
 
     /// [`retrying`](Self::retrying) for a part of a transfer: once `stop` is
@@ -167,10 +167,10 @@ impl Client {
         req: &Request<'_>,
         part: Option<u32>,
         idempotent: bool,
-        stop: Option<&AtomicBool>,
+        stop: Option<&Stop>,
         mut attempt: impl FnMut(u32) -> Result<T>,
     ) -> Result<T> {
-        let stopped = || stop.is_some_and(|s| s.load(Ordering::SeqCst));
+        let stopped = || stop.is_some_and(Stop::is_set);
         let operation = req.operation;
         let object = match req.key {
             Some(key) => format!("{}/{key}", req.bucket),

@@ -15,6 +15,7 @@ use crate::rdma::RdmaOp;
 use crate::rdma::attempt::{ByRdma, RDMA_LENGTH_HEADER, RDMA_REPLY_HEADER, attempt};
 use crate::s3::checksum::Crc;
 use crate::transport::direct::RangeInto;
+use crate::transport::pace::RateReader;
 use crate::transport::pool::Conn;
 use crate::{Error, Result};
 
@@ -27,7 +28,8 @@ impl Download {
         let (start, len) = self.plan.range(number);
         let mut req = Request::new(GET, Method::GET, &self.bucket, Some(&self.key))
             .header("range", format!("bytes={start}-{}", start + len as u64 - 1))
-            .headers(self.args.headers.clone());
+            .headers(self.args.headers.clone())
+            .stop(Some(&self.stopped));
         if let Some(etag) = &self.head.etag {
             req = req.header("if-match", etag.as_str());
         }
@@ -260,7 +262,8 @@ impl Download {
         if filled {
             return Ok(());
         }
-        let mut reader = response.body_mut().as_reader();
+        let limits = self.client.limits();
+        let mut reader = RateReader::new(response.body_mut().as_reader(), limits);
         let mut n = 0;
         while n < buf.len() {
             match reader.read(&mut buf[n..]) {

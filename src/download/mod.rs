@@ -15,7 +15,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::thread;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -32,6 +32,7 @@ use crate::pipeline::slab::{Reservation, Slab};
 use crate::rdma::attempt::RdmaSlot;
 use crate::s3::checksum::Crc;
 use crate::s3::object::validate_target;
+use crate::transport::stop::Stop;
 use crate::{ChecksumAlgorithm, Client, Error, Result};
 
 impl Client {
@@ -124,7 +125,17 @@ impl Client {
             return Err(Error::Cancelled);
         }
         plan::check_download_args(&args)?;
-        let head = head(self, bucket, key, &args)?;
+        let stopped = Arc::new(Stop::default());
+        if let Some(cancel) = &args.cancel {
+            cancel.attach(&stopped);
+        }
+        let head = head(self, bucket, key, &args, &stopped).map_err(|e| {
+            if stopped.is_set() {
+                Error::Cancelled
+            } else {
+                e
+            }
+        })?;
         let mut plan = plan::download(head.size, &args, self.slabs().limit())?;
         // One slab more than ranges in flight: into a `Write`, the range the
         // caller waits for always finds one.
@@ -141,7 +152,7 @@ impl Client {
             head,
             plan,
             slabs,
-            stopped: AtomicBool::new(false),
+            stopped,
             http_only: AtomicBool::new(false),
         });
         let local = download.run(sink)?;
@@ -182,12 +193,18 @@ struct Head {
     checksum: Option<(ChecksumAlgorithm, String)>,
 }
 
-fn head(client: &Client, bucket: &str, key: &str, args: &DownloadArgs) -> Result<Head> {
+fn head(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    args: &DownloadArgs,
+    stop: &Stop,
+) -> Result<Head> {
     let mut headers = args.headers.clone();
     if args.verify_checksum {
         headers.push(("x-amz-checksum-mode".into(), "ENABLED".into()));
     }
-    let (info, h) = client.head(bucket, key, headers)?;
+    let (info, h) = client.head(bucket, key, headers, Some(stop))?;
     let etag = Some(info.etag).filter(|e| !e.is_empty());
     if etag.is_none() {
         log::warn!(
@@ -230,7 +247,7 @@ pub(crate) struct Download {
     plan: Plan,
     slabs: Reservation,
     /// Set on the first error: no further range is handed out.
-    stopped: AtomicBool,
+    stopped: Arc<Stop>,
     /// Set once the server has shown it does not take RDMA.
     http_only: AtomicBool,
 }
@@ -354,7 +371,7 @@ impl Download {
     ) -> Result<()> {
         let lane = Lane::new(self.plan.inflight);
         for number in 1..=self.plan.parts {
-            if self.stopped.load(Ordering::SeqCst) {
+            if self.stopped.is_set() {
                 break;
             }
             let Some(slab) = self.slabs.acquire(stop)? else {
@@ -380,7 +397,7 @@ impl Download {
         let download = Arc::clone(self);
         move || {
             let _guard = PanicGuard(&events, "download worker");
-            let stopped = || download.stopped.load(Ordering::SeqCst);
+            let stopped = || download.stopped.is_set();
             if stopped() {
                 return;
             }
@@ -390,9 +407,9 @@ impl Download {
                 Some(conn) => download.fetch(&conn, number, &mut slab, file.as_deref()),
                 None => Err(Error::Cancelled),
             };
-            if result.is_err() {
-                download.stopped.store(true, Ordering::SeqCst);
-            }
+            // The first error cuts the other ranges (after the event, so
+            // that it reaches the caller's thread before theirs).
+            let stop = result.is_err().then(|| Arc::clone(&download.stopped));
             let result = match result {
                 Ok(crc) if file.is_none() => Ok(Fetched {
                     crc,
@@ -412,6 +429,9 @@ impl Download {
                 len,
                 result,
             });
+            if let Some(stop) = stop {
+                stop.set();
+            }
         }
     }
 }

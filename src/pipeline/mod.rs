@@ -7,8 +7,12 @@ pub(crate) mod plan;
 pub(crate) mod run;
 pub(crate) mod slab;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
+
+use crate::transport::stop::Stop;
 
 /// 1 MiB.
 pub(crate) const MIB: u64 = 1 << 20;
@@ -28,6 +32,11 @@ pub struct Progress {
 
 /// Cancels an upload or a download from any thread.
 ///
+/// A cancel reaches the requests in flight: their sockets are shut down at
+/// once, whatever the server is doing (even one that stopped answering
+/// mid-part), then the multipart upload is aborted or the partial file
+/// removed, and the transfer returns [`Error::Cancelled`](crate::Error::Cancelled).
+///
 /// ```
 /// let cancel = s3pump::CancelHandle::new();
 /// let args = s3pump::PutObjectArgs::new().cancel_handle(&cancel);
@@ -36,7 +45,14 @@ pub struct Progress {
 /// # drop(args);
 /// ```
 #[derive(Debug, Clone, Default)]
-pub struct CancelHandle(Arc<AtomicBool>);
+pub struct CancelHandle(Arc<CancelState>);
+
+#[derive(Debug, Default)]
+struct CancelState {
+    cancelled: AtomicBool,
+    /// The stops of the transfers using this handle.
+    stops: Mutex<Vec<Weak<Stop>>>,
+}
 
 impl CancelHandle {
     /// A handle that has not been cancelled.
@@ -47,12 +63,31 @@ impl CancelHandle {
     /// Asks every upload and download using this handle to stop, abort and return
     /// [`Error::Cancelled`](crate::Error::Cancelled).
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        let stops = {
+            let mut stops = self.0.stops.lock();
+            self.0.cancelled.store(true, Ordering::SeqCst);
+            std::mem::take(&mut *stops)
+        };
+        for stop in stops.iter().filter_map(Weak::upgrade) {
+            stop.set();
+        }
     }
 
     /// Whether [`cancel`](Self::cancel) was called.
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.0.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Has a cancel set `stop` (at once if already cancelled).
+    pub(crate) fn attach(&self, stop: &Arc<Stop>) {
+        let mut stops = self.0.stops.lock();
+        if self.is_cancelled() {
+            drop(stops);
+            stop.set();
+            return;
+        }
+        stops.retain(|s| s.strong_count() > 0);
+        stops.push(Arc::downgrade(stop));
     }
 }
 

@@ -5,13 +5,13 @@
 //! thread, turning a panic into an error.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, ScopedJoinHandle};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, select};
 
 use crate::pipeline::{CancelHandle, Progress, ProgressFn};
+use crate::transport::stop::Stop;
 use crate::{Error, Result};
 
 /// How often the caller's thread looks at the cancel handle while waiting.
@@ -53,8 +53,9 @@ pub(crate) struct Control<'a> {
     /// What is being transferred, for logs: `upload <id> of b/k`, …
     pub what: &'a str,
     pub cancel: Option<&'a CancelHandle>,
-    /// Set on the first error: producers and workers stop taking parts.
-    pub stopped: &'a AtomicBool,
+    /// Set on the first error: producers and workers stop taking parts,
+    /// requests in flight are cut short.
+    pub stopped: &'a Stop,
     /// Called with the bytes done so far; `false` cancels.
     pub progress: Option<&'a parking_lot::Mutex<ProgressFn>>,
     /// The size, when known, for the progress callback.
@@ -95,13 +96,16 @@ pub(crate) fn gather<T>(
     let mut stop = Some(stop);
     let mut fail = |g: &mut Gathered, part: Option<u32>, e: Error| {
         if g.failure.is_none() {
+            // Requests cut short by a cancel fail with the cut: the
+            // transfer was cancelled.
+            let e = if ctl.cancelled() { Error::Cancelled } else { e };
             log::debug!(
                 "{} failing{}: {e}",
                 ctl.what,
                 part.map(|p| format!(" at part {p}")).unwrap_or_default()
             );
             g.failure = Some((part, e));
-            ctl.stopped.store(true, Ordering::SeqCst);
+            ctl.stopped.set();
             stop.take();
         }
     };

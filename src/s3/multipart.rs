@@ -8,6 +8,7 @@ use crate::client::{Request, header, read_text, s3_error};
 use crate::s3::checksum::Crc;
 use crate::s3::object::{validate_bucket, validate_target};
 use crate::s3::xml;
+use crate::transport::stop::Stop;
 use crate::upload::part::{Target, send_slab};
 use crate::{ChecksumAlgorithm, Client, Error, PayloadSigning, PutObjectArgs, Result};
 
@@ -83,10 +84,23 @@ impl Client {
         key: &str,
         args: &PutObjectArgs,
     ) -> Result<String> {
+        self.create_upload(bucket, key, args, None)
+    }
+
+    /// [`create_multipart_upload`](Self::create_multipart_upload) for a
+    /// transfer that `stop` stops.
+    pub(crate) fn create_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        args: &PutObjectArgs,
+        stop: Option<&Stop>,
+    ) -> Result<String> {
         validate_target(bucket, key)?;
         let mut req = Request::new("CreateMultipartUpload", Method::POST, bucket, Some(key))
             .query("uploads", "")
-            .headers(args.object_headers());
+            .headers(args.object_headers())
+            .stop(stop);
         if let Some(name) = args.checksum.name() {
             req = req
                 .header("x-amz-checksum-algorithm", name)
@@ -160,6 +174,20 @@ impl Client {
         parts: &[UploadedPart],
         checksum: ChecksumAlgorithm,
     ) -> Result<CompletedUpload> {
+        self.complete_upload(bucket, key, upload_id, parts, checksum, None)
+    }
+
+    /// [`complete_multipart_upload`](Self::complete_multipart_upload) for a
+    /// transfer that `stop` stops.
+    pub(crate) fn complete_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[UploadedPart],
+        checksum: ChecksumAlgorithm,
+        stop: Option<&Stop>,
+    ) -> Result<CompletedUpload> {
         validate_target(bucket, key)?;
         let mut sorted: Vec<&UploadedPart> = parts.iter().collect();
         sorted.sort_by_key(|p| p.part_number);
@@ -178,7 +206,8 @@ impl Client {
         body.push_str("</CompleteMultipartUpload>");
         let mut req = Request::new("CompleteMultipartUpload", Method::POST, bucket, Some(key))
             .query("uploadId", upload_id)
-            .body(body.as_bytes(), PayloadSigning::Signed);
+            .body(body.as_bytes(), PayloadSigning::Signed)
+            .stop(stop);
         // The full-object checksum, combined from the parts' CRCs: the
         // server checks the assembled object against it before committing.
         if let (Some(full), Some(h)) = (full_object_crc(&sorted, checksum), checksum.header()) {

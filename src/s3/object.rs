@@ -6,6 +6,8 @@ use ureq::http::{HeaderMap, Method};
 
 use crate::client::{Request, header, read_text};
 use crate::s3::xml;
+use crate::transport::pace::RateReader;
+use crate::transport::stop::Stop;
 use crate::upload::part::{Target, send_slab};
 use crate::{Client, Error, PayloadSigning, PutObjectArgs, PutObjectOutput, Result};
 
@@ -125,12 +127,12 @@ impl Client {
         validate_target(bucket, key)?;
         let req = Request::new("GetObject", Method::GET, bucket, Some(key));
         let mut response = self.send_retrying(self.conn(), &req, true)?;
-        let mut reader = response.body_mut().as_reader();
+        let mut reader = RateReader::new(response.body_mut().as_reader(), self.limits());
         let size = std::io::copy(&mut reader, dest).map_err(|e| match e.kind() {
-            std::io::ErrorKind::Other => Error::Transport {
+            std::io::ErrorKind::Other | std::io::ErrorKind::TimedOut => Error::Transport {
                 operation: "GetObject",
+                timeout: e.kind() == std::io::ErrorKind::TimedOut,
                 source: Box::new(e),
-                timeout: false,
             },
             _ => Error::Io {
                 context: format!("GetObject {bucket}/{key}: copying the body"),
@@ -144,7 +146,8 @@ impl Client {
     /// A missing object is [`Error::S3`] with status 404.
     pub fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectInfo> {
         validate_target(bucket, key)?;
-        self.head(bucket, key, Vec::new()).map(|(info, _)| info)
+        self.head(bucket, key, Vec::new(), None)
+            .map(|(info, _)| info)
     }
 
     /// HeadObject with extra request headers: the object's info, and the
@@ -154,8 +157,11 @@ impl Client {
         bucket: &str,
         key: &str,
         headers: Vec<(String, String)>,
+        stop: Option<&Stop>,
     ) -> Result<(ObjectInfo, HeaderMap)> {
-        let req = Request::new("HeadObject", Method::HEAD, bucket, Some(key)).headers(headers);
+        let req = Request::new("HeadObject", Method::HEAD, bucket, Some(key))
+            .headers(headers)
+            .stop(stop);
         let response = self.send_retrying(self.conn(), &req, true)?;
         let size = header(response.headers(), "content-length")
             .and_then(|v| v.trim().parse().ok())

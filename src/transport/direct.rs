@@ -46,7 +46,9 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use ureq::http;
 
+use super::pace::{Limits, Rate, deadline_error, remaining};
 use super::proxy::Proxy;
+use super::stop::{Stop, stopped};
 use super::{sendfile, tls};
 
 /// Bodies at least this long are sent directly; smaller ones through ureq.
@@ -76,6 +78,12 @@ pub(crate) fn takes(scheme: &str, operation: &str, body_len: usize, proxy: Optio
         && matches!(operation, "UploadPart" | "PutObject")
         && body_len >= MIN_BODY
         && proxy.is_none_or(|p| p.plain)
+}
+
+/// Whether any request to a `scheme` endpoint (through `proxy`) can go out
+/// here: the endpoints and proxies of [`takes`], whatever the request.
+pub(crate) fn takes_any(scheme: &str, proxy: Option<&Proxy>) -> bool {
+    matches!(scheme, "http" | "https") && proxy.is_none_or(|p| p.plain)
 }
 
 /// Whether a body taken here ([`takes`]) can be sent from a file
@@ -129,21 +137,62 @@ impl Read for Stream {
 }
 
 impl Stream {
-    /// Writes `data` (the request head, or its body) straight from memory.
-    fn send(&mut self, data: &[u8]) -> io::Result<()> {
+    /// The socket underneath.
+    fn sock(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => &s.sock,
+        }
+    }
+
+    /// Writes `data` (the request head, or its body) straight from memory,
+    /// at no less than `rate`'s minimum: the socket's send timeout is cut to
+    /// [`Rate::poll`] meanwhile, so that the rate is looked at while a send
+    /// blocks.
+    fn send(&mut self, data: &[u8], rate: &mut Rate) -> io::Result<()> {
+        self.sock().set_write_timeout(Some(rate.poll()))?;
+        let sent = self.send_paced(data, rate);
+        self.sock().set_write_timeout(Some(rate.idle()))?;
+        sent
+    }
+
+    fn send_paced(&mut self, data: &[u8], rate: &mut Rate) -> io::Result<()> {
         match self {
             // std sends with MSG_NOSIGNAL, so a connection reset mid-body is
             // an error, never a SIGPIPE in a host program that has not
             // ignored it (`writev` cannot take that flag).
-            Stream::Plain(s) => s.write_all(data),
+            Stream::Plain(s) => {
+                let mut done = 0;
+                while done < data.len() {
+                    match s.write(&data[done..]) {
+                        Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                        Ok(n) => {
+                            done += n;
+                            rate.moved(n, "the request body")?;
+                        }
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                            rate.stalled("the request body")?
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
             Stream::Tls(s) => {
                 for chunk in data.chunks(TLS_CHUNK) {
                     // Encrypts the whole chunk into records (no buffer limit:
                     // see `connect`), then writes them out.
                     s.conn.writer().write_all(chunk)?;
                     while s.conn.wants_write() {
-                        if s.conn.write_tls(&mut s.sock)? == 0 {
-                            return Err(ErrorKind::WriteZero.into());
+                        match s.conn.write_tls(&mut s.sock) {
+                            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                            Ok(n) => rate.moved(n, "the request body")?,
+                            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                                rate.stalled("the request body")?
+                            }
+                            Err(e) => return Err(e),
                         }
                     }
                 }
@@ -158,9 +207,21 @@ impl Stream {
     /// the part's bytes are not first copied into one and read back out of
     /// it to be encrypted. A file that ends early is an `UnexpectedEof`
     /// error naming where.
-    fn send_file(&mut self, file: &File, offset: u64, len: usize) -> io::Result<()> {
+    fn send_file(
+        &mut self,
+        file: &File,
+        offset: u64,
+        len: usize,
+        rate: &mut Rate,
+    ) -> io::Result<()> {
         if let Stream::Plain(s) = self {
-            return sendfile::send(s, file, offset, len);
+            s.set_write_timeout(Some(rate.poll()))?;
+            let sent = sendfile::send(s, file, offset, len, &mut |n| match n {
+                0 => rate.stalled("the request body"),
+                n => rate.moved(n, "the request body"),
+            });
+            s.set_write_timeout(Some(rate.idle()))?;
+            return sent;
         }
         let mut buf = vec![0u8; TLS_CHUNK.min(len)];
         let mut done = 0;
@@ -180,7 +241,7 @@ impl Stream {
                     ),
                 )
             })?;
-            self.send(&buf[..want])?;
+            self.send(&buf[..want], rate)?;
             done += want;
         }
         Ok(())
@@ -190,11 +251,7 @@ impl Stream {
     /// to read (over TLS: nothing but a session ticket or the like, which
     /// is taken in) and not closed by the server.
     fn is_open(&mut self) -> bool {
-        let sock = match self {
-            Stream::Plain(s) => s,
-            Stream::Tls(s) => &s.sock,
-        };
-        if sock.set_nonblocking(true).is_err() {
+        if self.sock().set_nonblocking(true).is_err() {
             return false;
         }
         let open = match self {
@@ -220,12 +277,74 @@ impl Stream {
                 }
             },
         };
-        let sock = match self {
-            Stream::Plain(s) => s,
-            Stream::Tls(s) => &s.sock,
-        };
-        sock.set_nonblocking(false).is_ok() && open
+        self.sock().set_nonblocking(false).is_ok() && open
     }
+}
+
+/// Reads from a [`Stream`] that must deliver what is read (a reply head, a
+/// small reply body) within `limit` of `since`: the socket's read timeout
+/// is cut to what is left before each read, and put back to the idle
+/// timeout when this is dropped (the connection may be kept).
+struct Timed<'a> {
+    stream: &'a mut Stream,
+    since: Instant,
+    limit: Duration,
+    idle: Duration,
+    what: &'static str,
+}
+
+impl<'a> Timed<'a> {
+    fn new(stream: &'a mut Stream, limit: Duration, idle: Duration, what: &'static str) -> Self {
+        Timed {
+            stream,
+            since: Instant::now(),
+            limit,
+            idle,
+            what,
+        }
+    }
+}
+
+impl Read for Timed<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = remaining(self.since, self.limit, self.what)?;
+        let wait = left.min(self.idle);
+        self.stream.sock().set_read_timeout(Some(wait))?;
+        match self.stream.read(buf) {
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if wait < self.idle {
+                    Err(deadline_error(self.what, self.limit))
+                } else {
+                    Err(e)
+                }
+            }
+            other => other,
+        }
+    }
+}
+
+impl Drop for Timed<'_> {
+    fn drop(&mut self) {
+        let _ = self.stream.sock().set_read_timeout(Some(self.idle));
+    }
+}
+
+/// How a request goes out on the direct path.
+pub(crate) struct Route<'a> {
+    /// The client's time limits.
+    pub limits: &'a Limits,
+    /// The longest the whole body of a small reply (not a range) may take
+    /// ([`Limits::small_body`] of the operation).
+    pub small_body: Duration,
+    pub proxy: Option<&'a Proxy>,
+    /// The client's TLS configuration (shared, for session resumption).
+    pub tls: &'a Arc<ClientConfig>,
+    /// The kept-alive connection of a part connection of the client's
+    /// pool; `None`: this thread's.
+    pub slot: Option<&'a parking_lot::Mutex<Option<Conn>>>,
+    /// The stop of the transfer the request belongs to: setting it shuts
+    /// the request's socket down.
+    pub stop: Option<&'a Stop>,
 }
 
 /// A kept-alive connection of the direct sender.
@@ -251,34 +370,22 @@ thread_local! {
 /// fails is not resent here (the caller's retry policy decides).
 pub(crate) fn send(
     request: &http::Request<Body<'_>>,
-    connect_timeout: Duration,
-    idle_timeout: Duration,
-    proxy: Option<&Proxy>,
-    tls: &Arc<ClientConfig>,
-    slot: Option<&parking_lot::Mutex<Option<Conn>>>,
+    route: &Route<'_>,
 ) -> Result<http::Response<ureq::Body>, ureq::Error> {
-    let timeouts = (connect_timeout, idle_timeout);
-    on_connection(
-        request.uri(),
-        proxy,
-        timeouts,
-        tls,
-        slot,
-        |stream, reused| {
-            log::trace!(
-                "direct sender: {} {}, {} bytes {}, {} connection",
-                request.method(),
-                origin(request.uri()),
-                request.body().len(),
-                match request.body() {
-                    Body::Memory(_) => "from memory",
-                    Body::File { .. } => "from the file",
-                },
-                if reused { "a kept-alive" } else { "a new" }
-            );
-            exchange(stream, request, proxy)
-        },
-    )
+    on_connection(request.uri(), route, |stream, reused| {
+        log::trace!(
+            "direct sender: {} {}, {} bytes {}, {} connection",
+            request.method(),
+            origin(request.uri()),
+            request.body().len(),
+            match request.body() {
+                Body::Memory(_) => "from memory",
+                Body::File { .. } => "from the file",
+            },
+            if reused { "a kept-alive" } else { "a new" }
+        );
+        exchange(stream, request, route)
+    })
 }
 
 /// `scheme://authority` of `uri`, for logs and connection keys.
@@ -295,16 +402,19 @@ fn origin(uri: &http::Uri) -> String {
 /// kept-alive one of `slot` (else of this thread) when it is to the same
 /// place, younger than [`MAX_IDLE`] and still open, else a new one; told
 /// whether it was reused. The connection is kept for the next request
-/// when `exchange` says it can be. Errors as ureq reports them (a socket
-/// timeout surfaces as EAGAIN).
+/// when `exchange` says it can be. While `exchange` runs, the socket is
+/// registered with the route's stop (a stop shuts it down; the error is
+/// then the stop's). Errors as ureq reports them (a socket timeout
+/// surfaces as EAGAIN).
 fn on_connection<T>(
     uri: &http::Uri,
-    proxy: Option<&Proxy>,
-    timeouts: (Duration, Duration),
-    tls: &Arc<ClientConfig>,
-    slot: Option<&parking_lot::Mutex<Option<Conn>>>,
+    route: &Route<'_>,
     exchange: impl FnOnce(&mut Stream, bool) -> io::Result<(T, bool)>,
 ) -> Result<T, ureq::Error> {
+    let (proxy, slot) = (route.proxy, route.slot);
+    if route.stop.is_some_and(Stop::is_set) {
+        return Err(ureq::Error::Io(stopped()));
+    }
     let https = uri.scheme_str() == Some("https");
     let authority = uri.authority().map_or("", |a| a.as_str());
     let key = match proxy {
@@ -321,10 +431,19 @@ fn on_connection<T>(
     let reused = cached.is_some();
     let result = match cached {
         Some(c) => Ok(c),
-        None => connect(authority, https, proxy, key, timeouts, tls),
+        None => connect(authority, https, proxy, key, route.limits, route.tls),
     }
     .and_then(|mut conn| {
-        let (out, keep_alive) = exchange(&mut conn.stream, reused)?;
+        let watch = route
+            .stop
+            .map(|s| s.watch(conn.stream.sock()))
+            .transpose()?;
+        let result = exchange(&mut conn.stream, reused);
+        let (out, keep_alive) = match (result, &watch) {
+            (Err(_), Some(w)) if w.fired() => return Err(stopped()),
+            (result, _) => result?,
+        };
+        drop(watch);
         if keep_alive {
             conn.idle_since = Instant::now();
             match slot {
@@ -360,13 +479,13 @@ fn connect(
     https: bool,
     proxy: Option<&Proxy>,
     key: String,
-    (connect_timeout, idle_timeout): (Duration, Duration),
+    limits: &Limits,
     config: &Arc<ClientConfig>,
 ) -> io::Result<Conn> {
     let server = with_port(authority, if https { 443 } else { 80 });
     let mut sock = match proxy {
-        Some(p) => tcp(&with_port(&p.authority, 80), connect_timeout, idle_timeout)?,
-        None => tcp(&server, connect_timeout, idle_timeout)?,
+        Some(p) => tcp(&with_port(&p.authority, 80), limits.connect, limits.idle)?,
+        None => tcp(&server, limits.connect, limits.idle)?,
     };
     let stream = if https {
         if let Some(p) = proxy {
@@ -460,15 +579,28 @@ fn tunnel(sock: &mut TcpStream, server: &str, proxy: &Proxy) -> io::Result<()> {
 fn exchange(
     stream: &mut Stream,
     request: &http::Request<Body<'_>>,
-    proxy: Option<&Proxy>,
+    route: &Route<'_>,
 ) -> io::Result<(http::Response<ureq::Body>, bool)> {
     let body = *request.body();
-    stream.send(&request_head(request, proxy, Some(body.len())))?;
+    let mut rate = Rate::new(route.limits);
+    let length = match request.method() {
+        &http::Method::PUT | &http::Method::POST => Some(body.len()),
+        _ => None,
+    };
+    stream.send(&request_head(request, route.proxy, length), &mut rate)?;
     match body {
-        Body::Memory(data) => stream.send(data)?,
-        Body::File { file, offset, len } => stream.send_file(file, offset, len)?,
+        Body::Memory(data) => stream.send(data, &mut rate)?,
+        Body::File { file, offset, len } => stream.send_file(file, offset, len, &mut rate)?,
     }
-    read_reply(stream, request.method() == http::Method::HEAD)
+    let idle = route.limits.idle;
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let head = read_final_head(
+        &mut Timed::new(stream, route.limits.reply, idle, "the reply head"),
+        &mut buf,
+    )?;
+    let head_request = request.method() == http::Method::HEAD;
+    let mut body = Timed::new(stream, route.small_body, idle, "the reply body");
+    reply_in_memory(&mut body, head, buf, head_request, MAX_BODY)
 }
 
 /// The HTTP/1.1 head of `request`, with a `content-length` when it has a
@@ -585,17 +717,6 @@ fn read_head(stream: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<Head> {
             ));
         }
     }
-}
-
-/// Reads one reply (skipping interim 1xx replies) and says whether the
-/// connection can be kept.
-fn read_reply(
-    stream: &mut impl Read,
-    head_request: bool,
-) -> io::Result<(http::Response<ureq::Body>, bool)> {
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let head = read_final_head(stream, &mut buf)?;
-    reply_in_memory(stream, head, buf, head_request, MAX_BODY)
 }
 
 /// Reads the body of the reply `head` into memory (`buf` holds what was
@@ -763,35 +884,23 @@ pub(crate) fn takes_get(scheme: &str, len: usize, proxy: Option<&Proxy>) -> bool
 /// caller's checks to name.
 pub(crate) fn get_into(
     request: &http::Request<()>,
-    connect_timeout: Duration,
-    idle_timeout: Duration,
-    proxy: Option<&Proxy>,
-    tls: &Arc<ClientConfig>,
-    slot: Option<&parking_lot::Mutex<Option<Conn>>>,
+    route: &Route<'_>,
     into: &mut RangeInto<'_>,
 ) -> Result<(http::Response<ureq::Body>, bool), ureq::Error> {
-    let timeouts = (connect_timeout, idle_timeout);
-    on_connection(
-        request.uri(),
-        proxy,
-        timeouts,
-        tls,
-        slot,
-        |stream, reused| {
-            log::trace!(
-                "direct sender: ranged GET {}, {} bytes into memory{}, {} connection",
-                origin(request.uri()),
-                into.buf.len(),
-                if into.file.is_some() {
-                    " and the file"
-                } else {
-                    ""
-                },
-                if reused { "a kept-alive" } else { "a new" }
-            );
-            get_exchange(stream, request, proxy, into)
-        },
-    )
+    on_connection(request.uri(), route, |stream, reused| {
+        log::trace!(
+            "direct sender: ranged GET {}, {} bytes into memory{}, {} connection",
+            origin(request.uri()),
+            into.buf.len(),
+            if into.file.is_some() {
+                " and the file"
+            } else {
+                ""
+            },
+            if reused { "a kept-alive" } else { "a new" }
+        );
+        get_exchange(stream, request, route, into)
+    })
 }
 
 /// Writes the GET's head and reads the reply (see [`get_into`]); also says
@@ -799,12 +908,17 @@ pub(crate) fn get_into(
 fn get_exchange(
     stream: &mut Stream,
     request: &http::Request<()>,
-    proxy: Option<&Proxy>,
+    route: &Route<'_>,
     into: &mut RangeInto<'_>,
 ) -> io::Result<((http::Response<ureq::Body>, bool), bool)> {
-    stream.send(&request_head(request, proxy, None))?;
+    let (limits, idle) = (route.limits, route.limits.idle);
+    let mut rate = Rate::new(limits);
+    stream.send(&request_head(request, route.proxy, None), &mut rate)?;
     let mut pending: Vec<u8> = Vec::with_capacity(8192);
-    let reply = read_final_head(stream, &mut pending)?;
+    let reply = read_final_head(
+        &mut Timed::new(stream, limits.reply, idle, "the reply head"),
+        &mut pending,
+    )?;
     let keep_alive = reply.keep_alive();
     let chunked = reply.chunked();
     let length = reply.get("content-length").map(|v| v.trim().parse::<u64>());
@@ -813,7 +927,7 @@ fn get_exchange(
         Some(Ok(len)) if success && !chunked && len == into.buf.len() as u64 => {
             let have = pending.len().min(into.buf.len());
             into.buf[..have].copy_from_slice(&pending[..have]);
-            read_body_into(stream, into, have)?;
+            read_body_into(stream, into, have, &mut Rate::new(limits))?;
             let response = response(&reply, Vec::new())?;
             // Bytes past the body: the connection is out of step.
             Ok(((response, true), keep_alive && pending.len() == have))
@@ -821,12 +935,14 @@ fn get_exchange(
         // Another length: not read (the caller's check names it).
         Some(Ok(_)) if success && !chunked => Ok(((response(&reply, Vec::new())?, false), false)),
         _ => {
-            let limit = if success {
-                into.buf.len() as u64 + 1
+            let (response, keep) = if success {
+                let limit = into.buf.len() as u64 + 1;
+                let mut body = super::pace::RateReader::new(&mut *stream, limits);
+                reply_in_memory(&mut body, reply, pending, false, limit)?
             } else {
-                MAX_BODY
+                let mut body = Timed::new(stream, limits.reply, idle, "the reply body");
+                reply_in_memory(&mut body, reply, pending, false, MAX_BODY)?
             };
-            let (response, keep) = reply_in_memory(stream, reply, pending, false, limit)?;
             Ok(((response, false), keep))
         }
     }
@@ -856,7 +972,12 @@ const WRITE_THROUGH: usize = 256 << 10;
 
 /// Fills `into.buf` from `stream` after its first `have` bytes (which came
 /// with the head), writing them through to the file when there is one.
-fn read_body_into(stream: &mut Stream, into: &mut RangeInto<'_>, have: usize) -> io::Result<()> {
+fn read_body_into(
+    stream: &mut Stream,
+    into: &mut RangeInto<'_>,
+    have: usize,
+    rate: &mut Rate,
+) -> io::Result<()> {
     let len = into.buf.len();
     let (mut n, mut written) = (have, 0);
     loop {
@@ -882,15 +1003,23 @@ fn read_body_into(stream: &mut Stream, into: &mut RangeInto<'_>, have: usize) ->
                     format!("the reply body ended after {n} of {len} bytes"),
                 ));
             }
-            Ok(k) => n += k,
+            Ok(k) => {
+                n += k;
+                rate.moved(k, "the reply body")?;
+            }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => {
-                let kind = match e.kind() {
-                    ErrorKind::WouldBlock => ErrorKind::TimedOut,
-                    k => k,
-                };
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
                 return Err(io::Error::new(
-                    kind,
+                    ErrorKind::TimedOut,
+                    format!(
+                        "reading the reply body after {n} of {len} bytes: no byte within the \
+                         idle timeout"
+                    ),
+                ));
+            }
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
                     format!("reading the reply body after {n} of {len} bytes: {e}"),
                 ));
             }
@@ -1123,6 +1252,31 @@ mod tests {
         put_over("http", &no_tls(), None, addr, body)
     }
 
+    /// Limits with this idle timeout (and a 5 s connect timeout).
+    fn limits(idle: Duration) -> Limits {
+        Limits {
+            connect: Duration::from_secs(5),
+            idle,
+            ..Limits::default()
+        }
+    }
+
+    /// A route straight to the server, with no stop.
+    fn route<'a>(
+        limits: &'a Limits,
+        tls: &'a Arc<ClientConfig>,
+        slot: Option<&'a parking_lot::Mutex<Option<Conn>>>,
+    ) -> Route<'a> {
+        Route {
+            limits,
+            small_body: limits.reply,
+            proxy: None,
+            tls,
+            slot,
+            stop: None,
+        }
+    }
+
     /// Sends an UploadPart over `scheme`, on the connection kept in `slot`
     /// (else this thread's).
     fn put_over(
@@ -1132,13 +1286,10 @@ mod tests {
         addr: &str,
         body: &[u8],
     ) -> Result<(u16, String, Vec<u8>), ureq::Error> {
+        let limits = limits(Duration::from_secs(5));
         let mut response = send(
             &request_over(scheme, addr, body),
-            Duration::from_secs(5),
-            Duration::from_secs(5),
-            None,
-            tls,
-            slot,
+            &route(&limits, tls, slot),
         )?;
         let etag = response
             .headers()
@@ -1272,15 +1423,8 @@ mod tests {
             drop(conn);
         });
         let started = Instant::now();
-        let err = send(
-            &request(&addr, b"small"),
-            Duration::from_secs(5),
-            Duration::from_millis(200),
-            None,
-            &no_tls(),
-            None,
-        )
-        .unwrap_err();
+        let (limits, tls) = (limits(Duration::from_millis(200)), no_tls());
+        let err = send(&request(&addr, b"small"), &route(&limits, &tls, None)).unwrap_err();
         assert_eq!(io_kind(&err), ErrorKind::TimedOut, "{err:?}");
         assert!(started.elapsed() < Duration::from_secs(2));
     }
@@ -1374,15 +1518,8 @@ mod tests {
             file: None,
             file_error: None,
         };
-        let (mut response, filled) = get_into(
-            &request,
-            Duration::from_secs(5),
-            Duration::from_millis(500),
-            None,
-            tls,
-            slot,
-            &mut into,
-        )?;
+        let limits = limits(Duration::from_millis(500));
+        let (mut response, filled) = get_into(&request, &route(&limits, tls, slot), &mut into)?;
         let status = response.status().as_u16();
         let body = if filled {
             assert!(response.body_mut().read_to_vec().unwrap().is_empty());
@@ -1459,8 +1596,8 @@ mod tests {
             file: Some((file, offset)),
             file_error: None,
         };
-        let timeouts = (Duration::from_secs(5), Duration::from_millis(500));
-        let got = get_into(&request, timeouts.0, timeouts.1, None, tls, None, &mut into);
+        let limits = limits(Duration::from_millis(500));
+        let got = get_into(&request, &route(&limits, tls, None), &mut into);
         let file_error = into.file_error.take();
         (got.map(|(_, filled)| filled), buf, file_error)
     }

@@ -15,9 +15,17 @@ use std::net::TcpStream;
 /// is the `WouldBlock` (`EAGAIN`) error, as for an ordinary `send`; a file
 /// that ends early (truncated) is an `UnexpectedEof` error naming where.
 /// A connection reset mid-body is an error, never a `SIGPIPE` (see
-/// [`without_sigpipe`]).
+/// [`without_sigpipe`]). `moved` is told of every call's bytes (the
+/// minimum-rate check), and of a send timeout (`EAGAIN`) as 0 bytes; its
+/// error ends the send, else a timeout is tried again.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) fn send(sock: &TcpStream, file: &File, offset: u64, len: usize) -> io::Result<()> {
+pub(crate) fn send(
+    sock: &TcpStream,
+    file: &File,
+    offset: u64,
+    len: usize,
+    moved: &mut dyn FnMut(usize) -> io::Result<()>,
+) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     /// The most Linux moves in one call.
     const MAX_CALL: usize = 0x7fff_f000;
@@ -35,10 +43,14 @@ pub(crate) fn send(sock: &TcpStream, file: &File, offset: u64, len: usize) -> io
             let n = unsafe { libc::sendfile(sock.as_raw_fd(), file.as_raw_fd(), &mut pos, want) };
             if n < 0 {
                 let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
+                match e.kind() {
+                    io::ErrorKind::Interrupted => continue,
+                    io::ErrorKind::WouldBlock => {
+                        moved(0)?;
+                        continue;
+                    }
+                    _ => return Err(e),
                 }
-                return Err(e);
             }
             if n == 0 {
                 return Err(io::Error::new(
@@ -49,13 +61,20 @@ pub(crate) fn send(sock: &TcpStream, file: &File, offset: u64, len: usize) -> io
                     ),
                 ));
             }
+            moved(n as usize)?;
         }
         Ok(())
     })
 }
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub(crate) fn send(_: &TcpStream, _: &File, _: u64, _: usize) -> io::Result<()> {
+pub(crate) fn send(
+    _: &TcpStream,
+    _: &File,
+    _: u64,
+    _: usize,
+    _: &mut dyn FnMut(usize) -> io::Result<()>,
+) -> io::Result<()> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
         "sendfile is not used on this system",
@@ -156,9 +175,9 @@ mod tests {
             b.read_to_end(&mut got).unwrap();
             got
         });
-        send(&a, &file, 12_345, 2_000_000).unwrap();
+        send(&a, &file, 12_345, 2_000_000, &mut |_| Ok(())).unwrap();
         // Past the end of the file: what exists is sent, then a clear error.
-        let err = send(&a, &file, 2_900_000, 200_000).unwrap_err();
+        let err = send(&a, &file, 2_900_000, 200_000, &mut |_| Ok(())).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
         assert!(err.to_string().contains("truncated"), "{err}");
         drop(a);
@@ -193,7 +212,7 @@ mod tests {
         // EPIPE, which is what raises SIGPIPE.
         let mut errors = Vec::new();
         for _ in 0..4 {
-            match send(&a, &file, 0, data.len()) {
+            match send(&a, &file, 0, data.len(), &mut |_| Ok(())) {
                 Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
                     errors.push(e);
                     break;

@@ -8,7 +8,6 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::thread;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -151,7 +150,9 @@ impl Client {
             _ => {
                 let upload_id = match resume {
                     Some(id) => id.to_string(),
-                    None => self.create_multipart_upload(bucket, key, &upload.args)?,
+                    None => self
+                        .create_upload(bucket, key, &upload.args, Some(&upload.stopped))
+                        .map_err(|e| upload.or_cancelled(e))?,
                 };
                 let files = Arc::new(FileParts {
                     file,
@@ -239,7 +240,7 @@ impl Upload {
     ) -> Result<()> {
         let lane = Lane::new(self.plan.inflight);
         for number in 1..=files.parts {
-            if self.stopped.load(Ordering::SeqCst) {
+            if self.stopped.is_set() {
                 break;
             }
             // From the file a part needs no buffer.
@@ -272,7 +273,7 @@ impl Upload {
             (Arc::clone(self), Arc::clone(upload_id), Arc::clone(files));
         move || {
             let _guard = PanicGuard(&events, "worker");
-            if upload.stopped.load(Ordering::SeqCst) {
+            if upload.stopped.is_set() {
                 return;
             }
             let (len, result) = match (&files.zero_copy, slab) {
@@ -283,10 +284,10 @@ impl Upload {
                     Err(Error::Internal("a file part without a buffer".into())),
                 ),
             };
-            if result.is_err() {
-                // The first error ends the upload: take no further part.
-                upload.stopped.store(true, Ordering::SeqCst);
-            }
+            // The first error ends the upload: take no further part, cut
+            // the others (after the event, so that this error reaches the
+            // caller's thread before those of the requests it cuts).
+            let stop = result.is_err().then(|| Arc::clone(&upload.stopped));
             // All of the upload this task holds goes before the event: when
             // the caller's thread has seen every event, nothing of it is held.
             drop((upload, files));
@@ -295,6 +296,9 @@ impl Upload {
                 len,
                 result,
             });
+            if let Some(stop) = stop {
+                stop.set();
+            }
         }
     }
 
@@ -321,7 +325,7 @@ impl Upload {
                 Some(sent) => Ok(sent),
                 // A connection of the client's pool, for this part only.
                 None => {
-                    let stopped = || self.stopped.load(Ordering::SeqCst);
+                    let stopped = || self.stopped.is_set();
                     match self.client.connections().acquire(&stopped) {
                         Some(conn) => self.send_part(&conn, upload_id, number, &slab, len),
                         None => Err(Error::Cancelled),

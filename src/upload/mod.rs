@@ -22,6 +22,7 @@ use crate::rdma::attempt::RdmaSlot;
 use crate::s3::checksum::Crc;
 use crate::s3::multipart::UploadedPart;
 use crate::transport::pool::Conn;
+use crate::transport::stop::Stop;
 use crate::upload::part::{Sent, Target, send_slab};
 use crate::{Client, Error, PutObjectArgs, PutObjectOutput, Result};
 
@@ -36,8 +37,9 @@ pub(crate) struct Upload {
     pub slabs: Reservation,
     /// Set once the server has shown it does not take RDMA.
     pub http_only: AtomicBool,
-    /// Set on the first error: the producer stops, workers drain.
-    pub stopped: AtomicBool,
+    /// Set on the first error or a cancel: the producer stops, requests in
+    /// flight are cut short.
+    pub stopped: Arc<Stop>,
 }
 
 impl Upload {
@@ -49,6 +51,10 @@ impl Upload {
         plan: Plan,
         slabs: Reservation,
     ) -> Arc<Self> {
+        let stopped = Arc::new(Stop::default());
+        if let Some(cancel) = &args.cancel {
+            cancel.attach(&stopped);
+        }
         Arc::new(Upload {
             client: client.clone(),
             bucket: bucket.to_string(),
@@ -57,7 +63,7 @@ impl Upload {
             plan,
             slabs,
             http_only: AtomicBool::new(false),
-            stopped: AtomicBool::new(false),
+            stopped,
         })
     }
 
@@ -104,9 +110,19 @@ impl Upload {
             &slab.as_slice()[..len],
             &self.args,
             self.rdma_slot(slab).as_ref(),
-            None,
-        )?;
+            Some(&self.stopped),
+        )
+        .map_err(|e| self.or_cancelled(e))?;
         Ok(sent.into_single(len))
+    }
+
+    /// `e`, or [`Error::Cancelled`] when a cancel cut the request short.
+    pub(crate) fn or_cancelled(&self, e: Error) -> Error {
+        if self.args.cancelled() {
+            Error::Cancelled
+        } else {
+            e
+        }
     }
 
     /// What the gather loop's logs call this upload.
@@ -163,14 +179,17 @@ impl Upload {
                 checksum: sent.crc.map(|c| c.to_base64()),
             })
             .collect();
-        let done = match self.client.complete_multipart_upload(
+        let done = match self.client.complete_upload(
             &self.bucket,
             &self.key,
             upload_id,
             &list,
             self.args.checksum,
+            Some(&self.stopped),
         ) {
             Ok(done) => done,
+            // Cut short by a cancel: the caller aborts.
+            Err(_) if self.args.cancelled() => return Err(Error::Cancelled),
             // No definite answer (the connection failed, or the server kept
             // erring): the Complete may have been applied. Look before the
             // caller aborts.

@@ -3,7 +3,6 @@
 //! (checksum, payload hash) happens here.
 
 use std::fs::File;
-use std::sync::atomic::AtomicBool;
 
 use ureq::http::Method;
 
@@ -12,6 +11,7 @@ use crate::rdma::RdmaOp;
 use crate::rdma::attempt::{ByRdma, RdmaSlot, attempt};
 use crate::s3::checksum::Crc;
 use crate::transport::pool::Conn;
+use crate::transport::stop::Stop;
 use crate::{Client, Error, PutObjectArgs, PutObjectOutput, Result};
 
 /// What a buffer is sent as.
@@ -59,7 +59,7 @@ pub(crate) fn send_slab(
     data: &[u8],
     args: &PutObjectArgs,
     rdma: Option<&RdmaSlot<'_>>,
-    stop: Option<&AtomicBool>,
+    stop: Option<&Stop>,
 ) -> Result<Sent> {
     let crc = args.checksum.compute(data);
     let (operation, part) = operation(target);
@@ -81,7 +81,7 @@ pub(crate) fn send_slab(
         }
     }
 
-    let req = req.body(data, args.payload_signing);
+    let req = req.body(data, args.payload_signing).stop(stop);
     let response = client.retrying_until(&req, part, true, stop, |_| client.send(conn, &req))?;
     sent(response, operation, crc)
 }
@@ -102,11 +102,13 @@ pub(crate) fn send_from_file(
     (file, offset, mapped): (&File, u64, &[u8]),
     crc: Option<Crc>,
     args: &PutObjectArgs,
-    stop: Option<&AtomicBool>,
+    stop: Option<&Stop>,
     check: &dyn Fn() -> Result<()>,
 ) -> Result<Sent> {
     let (operation, part) = operation(target);
-    let mut req = request(bucket, key, target, args, crc).body(mapped, args.payload_signing);
+    let mut req = request(bucket, key, target, args, crc)
+        .body(mapped, args.payload_signing)
+        .stop(stop);
     req.file = Some((file, offset));
     let response = client.retrying_until(&req, part, true, stop, |_| {
         check()?;

@@ -224,7 +224,7 @@ impl FileSource {
         number: u32,
     ) -> (usize, Result<Sent>) {
         let (offset, len) = upload.plan.range(number as u64);
-        let stopped = || upload.stopped.load(Ordering::SeqCst);
+        let stopped = || upload.stopped.is_set();
         let target = Target::Part {
             upload_id,
             part_number: number,
@@ -239,7 +239,9 @@ impl FileSource {
     /// The one-part upload: a single PutObject of the whole file (`len`
     /// bytes).
     pub(crate) fn single(&self, upload: &Upload, len: usize) -> Result<PutObjectOutput> {
-        let sent = self.send(upload, upload.client.conn(), &Target::Object, 0, len)?;
+        let sent = self
+            .send(upload, upload.client.conn(), &Target::Object, 0, len)
+            .map_err(|e| upload.or_cancelled(e))?;
         Ok(sent.into_single(len))
     }
 }

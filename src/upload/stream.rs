@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::io::{ErrorKind, Read};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::thread;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -70,7 +69,9 @@ impl Client {
         let mut out = match carry {
             None => upload.single(&first, len)?,
             Some(byte) => {
-                let upload_id = self.create_multipart_upload(bucket, key, &upload.args)?;
+                let upload_id = self
+                    .create_upload(bucket, key, &upload.args, Some(&upload.stopped))
+                    .map_err(|e| upload.or_cancelled(e))?;
                 log::debug!("CreateMultipartUpload {bucket}/{key}: upload id {upload_id}");
                 upload.multipart(&upload_id, source, first, len, byte)?
             }
@@ -245,7 +246,7 @@ impl Upload {
                 });
                 return Ok(());
             };
-            if self.stopped.load(Ordering::SeqCst) {
+            if self.stopped.is_set() {
                 return Ok(());
             }
             let Some(mut slab) = self.slabs.acquire(stop)? else {
@@ -276,7 +277,7 @@ impl Upload {
         move || {
             let _guard = PanicGuard(&events, "worker");
             let Job { number, slab, len } = job;
-            let stopped = || upload.stopped.load(Ordering::SeqCst);
+            let stopped = || upload.stopped.is_set();
             if stopped() {
                 return;
             }
@@ -285,10 +286,10 @@ impl Upload {
                 return;
             };
             let result = upload.send_part(&conn, &upload_id, number, &slab, len);
-            if result.is_err() {
-                // The first error ends the upload: send no further part.
-                upload.stopped.store(true, Ordering::SeqCst);
-            }
+            // The first error ends the upload: send no further part, cut
+            // the others (after the event, so that this error reaches the
+            // caller's thread before those of the requests it cuts).
+            let stop = result.is_err().then(|| Arc::clone(&upload.stopped));
             // All of the upload this task holds goes before the event: when
             // the caller's thread has seen every event, nothing of it is held.
             drop(conn);
@@ -298,6 +299,9 @@ impl Upload {
                 len,
                 result,
             });
+            if let Some(stop) = stop {
+                stop.set();
+            }
         }
     }
 }

@@ -8,6 +8,7 @@ mod support;
 
 mod cli;
 mod credentials;
+mod deadlines;
 mod direct_get;
 mod direct_http;
 mod download;

@@ -51,8 +51,9 @@ fn plain_http_parts_go_in_absolute_form_and_the_rest_through_connect() {
     let proxy = TestProxy::start(ProxyMode::Open);
     let client = h.builder().proxy(proxy.url()).build().unwrap();
     round_trip(&client, &h.bucket, &h.key("plain"), 12 << 20);
-    // The three parts (≥ 1 MiB) went through the direct sender in absolute
-    // form, and so did the download's ranged GETs (≥ 1 MiB each).
+    // The upload and the download went through the direct sender in
+    // absolute form (a transfer's requests go where a cancel can cut them):
+    // Create, the three parts, Complete, the HeadObject and the ranged GETs.
     let targets = proxy.targets();
     let absolute = |method: &str| -> Vec<String> {
         let prefix = format!("{method} http://{}/{}/", server.addr(), h.bucket);
@@ -65,11 +66,12 @@ fn plain_http_parts_go_in_absolute_form_and_the_rest_through_connect() {
     let puts = absolute("PUT");
     assert_eq!(puts.len(), 3, "{targets:?}");
     assert!(puts.iter().all(|t| t.contains("partNumber=")), "{puts:?}");
+    assert_eq!(absolute("POST").len(), 2, "Create, Complete: {targets:?}");
+    assert_eq!(absolute("HEAD").len(), 1, "{targets:?}");
     let gets = absolute("GET").len() as u64;
     assert!(gets >= 2, "the ranged GETs in absolute form: {targets:?}");
-    assert_eq!(proxy.forwarded(), 3 + gets, "{targets:?}");
-    // Create, Complete, HeadObject and the whole GET went through ureq's
-    // CONNECT tunnels.
+    assert_eq!(proxy.forwarded(), 3 + 2 + 1 + gets, "{targets:?}");
+    // The single GetObject went through ureq's CONNECT tunnel.
     assert!(proxy.tunnels() >= 1);
     assert_eq!(server.stats().upload_part_calls, 3);
 }

@@ -1,6 +1,6 @@
 //! SIGINT and SIGTERM: the first cancels the transfer through its
-//! [`CancelHandle`] (in-flight parts finish or fail, no new one starts, the
-//! multipart upload is aborted, a partial download's temporary file is
+//! [`CancelHandle`] (requests in flight are cut short, no new one starts,
+//! the multipart upload is aborted, a partial download's temporary file is
 //! removed), the second exits at once.
 //!
 //! The handlers are signal-hook's: the signal only wakes a thread of ours,
