@@ -992,3 +992,226 @@ fn server_throughput() {
         );
     }
 }
+
+// ---------------------------------------------------------------- hostile --
+
+/// Sends `request` on `stream` and reads until `until` is in what came back
+/// (or the server closes, or 5 s pass); what came.
+fn hostile_exchange(stream: &mut TcpStream, request: &[u8], until: &[u8]) -> Vec<u8> {
+    stream.write_all(request).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while Instant::now() < end && !got.windows(until.len()).any(|w| w == until) {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+/// Reads until the server closes (`true`) or `limit` passes (`false`).
+fn hostile_closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let end = Instant::now() + limit;
+    let mut chunk = [0u8; 4096];
+    while Instant::now() < end {
+        match stream.read(&mut chunk) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+#[test]
+fn hostile_records_requests_and_keeps_the_connection() {
+    let server = HostileServer::start(|req| {
+        if req.has_query("uploads") {
+            Reply::ok_xml(
+                "<InitiateMultipartUploadResult><UploadId>u1</UploadId></InitiateMultipartUploadResult>",
+            )
+        } else {
+            Reply::status(200, &[("ETag", "\"e\"")], b"")
+        }
+    });
+    assert!(server.endpoint().starts_with("http://127.0.0.1:"));
+    let mut s = TcpStream::connect(server.addr()).unwrap();
+    let got = hostile_exchange(
+        &mut s,
+        b"POST /b/a%20key?uploads HTTP/1.1\r\nHost: x\r\nX-Thing: 1\r\nContent-Length: 0\r\n\r\n",
+        b"</InitiateMultipartUploadResult>",
+    );
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("<UploadId>u1</UploadId>"), "{text}");
+    // The same connection: a second request with a body.
+    let got = hostile_exchange(
+        &mut s,
+        b"PUT /b/a%20key?partNumber=1&uploadId=u%2B1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+        b"Content-Length: 0\r\n\r\n",
+    );
+    assert!(String::from_utf8_lossy(&got).contains("ETag: \"e\""));
+    // And a chunked one.
+    let got = hostile_exchange(
+        &mut s,
+        b"PUT /b/c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n",
+        b"\r\n\r\n",
+    );
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    assert_eq!(server.connections_accepted(), 1);
+
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 3);
+    assert_eq!(reqs[0].method, "POST");
+    assert_eq!(reqs[0].target, "/b/a%20key?uploads");
+    assert_eq!(reqs[0].path(), "/b/a%20key");
+    assert_eq!(reqs[0].query("uploads").as_deref(), Some(""));
+    assert_eq!(reqs[0].header("x-thing"), Some("1"));
+    assert_eq!(reqs[1].body, b"hello");
+    assert_eq!(reqs[1].query("uploadId").as_deref(), Some("u+1"));
+    assert_eq!(reqs[1].query("partNumber").as_deref(), Some("1"));
+    assert_eq!(reqs[1].query("missing"), None);
+    assert_eq!(reqs[2].body, b"abcde");
+    drop(s);
+    assert!(server.wait_all_closed(Duration::from_secs(5)));
+}
+
+#[test]
+fn hostile_expect_continue_is_answered_then_the_body_read() {
+    let server = HostileServer::start(|req| Reply::status(200, &[], &req.body));
+    let mut s = TcpStream::connect(server.addr()).unwrap();
+    let got = hostile_exchange(
+        &mut s,
+        b"PUT /b/k HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+        b"100 Continue\r\n\r\n",
+    );
+    assert_eq!(got, b"HTTP/1.1 100 Continue\r\n\r\n");
+    let got = hostile_exchange(&mut s, b"xyz", b"\r\n\r\nxyz");
+    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(got.ends_with(b"\r\n\r\nxyz"));
+    let reqs = server.requests();
+    assert!(reqs[0].continue_sent);
+    assert_eq!(reqs[0].body, b"xyz");
+
+    // Withholding: the handler sees the head alone, no 100 Continue unless the script writes one.
+    let server = HostileServer::start_withholding_continue(|req| {
+        assert!(req.body.is_empty());
+        Reply::step(Step::Sleep(Duration::from_millis(300))).then(Step::Write(
+            b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        ))
+    });
+    let mut s = TcpStream::connect(server.addr()).unwrap();
+    let start = Instant::now();
+    let got = hostile_exchange(
+        &mut s,
+        b"PUT /b/k HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+        b"\r\n\r\n",
+    );
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    assert_eq!(got, b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n");
+    assert!(hostile_closed_within(&mut s, Duration::from_secs(5)));
+    assert!(!server.requests()[0].continue_sent);
+}
+
+#[test]
+fn hostile_trickles_closes_and_truncates() {
+    let server = HostileServer::start(|req| match req.path() {
+        "/trickle" => Reply::step(Step::Trickle {
+            bytes: b"HTTP/1.1 200 OK\r\n".to_vec(),
+            every: Duration::from_millis(10),
+        })
+        .then(Step::Close),
+        // Says 100 bytes, sends 4, closes.
+        _ => Reply::step(Step::Write(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabcd".to_vec(),
+        ))
+        .then(Step::Close),
+    });
+    let mut s = TcpStream::connect(server.addr()).unwrap();
+    let start = Instant::now();
+    let got = hostile_exchange(
+        &mut s,
+        b"GET /trickle HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"never",
+    );
+    assert_eq!(got, b"HTTP/1.1 200 OK\r\n");
+    // 17 bytes, 10 ms before each.
+    assert!(
+        start.elapsed() >= Duration::from_millis(170),
+        "{:?}",
+        start.elapsed()
+    );
+    let mut s = TcpStream::connect(server.addr()).unwrap();
+    let got = hostile_exchange(&mut s, b"GET /short HTTP/1.1\r\nHost: x\r\n\r\n", b"never");
+    assert!(got.ends_with(b"\r\n\r\nabcd"));
+    assert!(server.wait_all_closed(Duration::from_secs(5)));
+}
+
+#[test]
+fn hostile_drop_ends_hangs_sleeps_and_trickles_promptly() {
+    let server = HostileServer::start(|req| match req.path() {
+        "/hang" => Reply::step(Step::Hang),
+        "/sleep" => Reply::step(Step::Sleep(Duration::from_secs(3600))),
+        _ => Reply::step(Step::Trickle {
+            bytes: vec![b'x'; 1000],
+            every: Duration::from_secs(60),
+        }),
+    });
+    let mut clients: Vec<TcpStream> = ["/hang", "/sleep", "/trickle"]
+        .iter()
+        .map(|path| {
+            let mut s = TcpStream::connect(server.addr()).unwrap();
+            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                .unwrap();
+            s
+        })
+        .collect();
+    let end = Instant::now() + Duration::from_secs(5);
+    while server.request_count() < 3 && Instant::now() < end {
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(server.request_count(), 3);
+    assert_eq!(server.connections_open(), 3);
+    // The hung connection leaves what the client sends next unread.
+    clients[0].write_all(b"more").unwrap();
+    thread::sleep(Duration::from_millis(100));
+    assert_eq!(server.request_count(), 3);
+
+    let start = Instant::now();
+    drop(server);
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(2), "drop took {took:?}");
+    for c in &mut clients {
+        assert!(hostile_closed_within(c, Duration::from_secs(2)));
+    }
+}
+
+#[test]
+fn hostile_client_close_during_a_hang_is_noticed() {
+    let server = HostileServer::start(|_| Reply::step(Step::Hang));
+    let mut s = TcpStream::connect(server.addr()).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let end = Instant::now() + Duration::from_secs(5);
+    while server.request_count() < 1 && Instant::now() < end {
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(server.connections_open(), 1);
+    drop(s);
+    assert!(server.wait_all_closed(Duration::from_secs(5)));
+}

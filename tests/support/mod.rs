@@ -1,6 +1,8 @@
 //! Test and benchmark support for s3pump: an in-process S3 server with fault
 //! injection and an RDMA emulation ([`TestServer`]), a throttling TCP relay
-//! ([`Relay`]) and a do-nothing S3 sink for benchmarks ([`SinkServer`]).
+//! ([`Relay`]), a do-nothing S3 sink for benchmarks ([`SinkServer`]) and a
+//! hostile S3 server answering each request with a test's script
+//! ([`HostileServer`]).
 //!
 //! Include it with `mod support;` from an integration test, or with
 //! `#[path = "../tests/support/mod.rs"] mod support;` from an example or bench.
@@ -10,6 +12,7 @@
 
 pub mod cred_services;
 pub mod harness;
+pub mod hostile;
 pub mod logger;
 pub mod proxy;
 pub mod rdma_emu;
@@ -19,6 +22,7 @@ pub mod sink;
 pub mod tls_front;
 mod tracked;
 
+pub use hostile::{HostileRequest, HostileServer, Reply, Step};
 pub use relay::{Relay, RelayConfig, RelayFault};
 pub use server::{
     ACCESS_KEY, Fault, FaultKind, Op, OpenUpload, RDMA_LENGTH_HEADER, RDMA_REPLY_HEADER,
