@@ -200,8 +200,12 @@ impl Client {
                     ));
                 }
                 let root = root.expect("CompleteMultipartUploadResult")?;
+                let etag = root.req("ETag")?;
+                if etag.trim().trim_matches('"').is_empty() {
+                    return Err(root.error(format!("an empty <ETag> ({})", quote(etag))));
+                }
                 Ok(CompletedUpload {
-                    etag: root.req("ETag")?.to_string(),
+                    etag: etag.to_string(),
                     version_id: header(response.headers(), "x-amz-version-id"),
                     checksum: checksum
                         .xml_element()
