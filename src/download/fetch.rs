@@ -14,6 +14,7 @@ use crate::pipeline::slab::Slab;
 use crate::rdma::RdmaOp;
 use crate::rdma::attempt::{ByRdma, RDMA_LENGTH_HEADER, RDMA_REPLY_HEADER, attempt};
 use crate::s3::checksum::Crc;
+use crate::s3::pages::quote;
 use crate::transport::direct::RangeInto;
 use crate::transport::pace::RateReader;
 use crate::transport::pool::Conn;
@@ -208,9 +209,10 @@ impl Download {
                 Some(other) => Err(Error::InvalidResponse {
                     operation: GET,
                     message: format!(
-                        "asked for bytes {start}-{}, the reply's Content-Range is {:?}",
+                        "asked for bytes {start}-{}, the reply's Content-Range is {}{}",
                         start + len - 1,
-                        other.map(|_| header(h, "content-range").unwrap_or_default())
+                        quote(&header(h, "content-range").unwrap_or_default()),
+                        if other.is_none() { " (not valid)" } else { "" }
                     ),
                 }),
                 // An RDMA reply may not carry one; the length header is checked then.

@@ -22,7 +22,7 @@ use crossbeam_channel::{Receiver, Sender};
 use ureq::http::HeaderMap;
 
 pub use args::{DownloadArgs, DownloadOutput};
-use sink::{InOrder, Sink, TempFile};
+use sink::{InOrder, Sink, Target, TempFile};
 
 use crate::client::header;
 use crate::pipeline::engine::Lane;
@@ -40,13 +40,28 @@ impl Client {
     /// [`max_inflight_parts`](DownloadArgs::max_inflight_parts) ranged GETs
     /// in flight, each written at its offset as soon as it arrives.
     ///
-    /// The bytes go to a temporary file in the same directory
-    /// (`.<name>.s3pump-<pid>-<n>.tmp`), renamed over `path` only when every
-    /// range arrived and was checked; on any failure the temporary file is
-    /// removed and `path` is left as it was. Every range is fetched with
-    /// `If-Match: <ETag>`, so an object replaced during the download is
-    /// [`Error::ObjectChanged`], never a file mixing two versions. The file
-    /// is not fsynced.
+    /// Into a regular file (or a new one), the bytes go to a temporary file
+    /// in the same directory (`.<name>.s3pump-<pid>-<n>.tmp`), renamed over
+    /// `path` only when every range arrived and was checked; on any failure
+    /// the temporary file is removed and `path` is left as it was. A file
+    /// replaced keeps its permission bits (`rwx` for user, group and
+    /// others) and, where the system allows it (as root), its owner. The
+    /// file is not fsynced.
+    ///
+    /// What is at `path` decides how it is written:
+    /// - a character or block device (`/dev/null`), a FIFO or a Unix socket
+    ///   is written through, strictly in order as by [`Client::download`]:
+    ///   no temporary file, never replaced (opening a FIFO waits for a
+    ///   reader, as a shell's `>` does); on a failure it may have received
+    ///   part of the object;
+    /// - a symbolic link is followed: the file it points to is the target
+    ///   (replaced as above, or written through), the link itself stays; a
+    ///   link to nothing is an error;
+    /// - a directory is an error.
+    ///
+    /// Every range is fetched with `If-Match: <ETag>`, so an object replaced
+    /// during the download is [`Error::ObjectChanged`], never a file mixing
+    /// two versions.
     ///
     /// ```no_run
     /// # let client = s3pump::Client::from_env()?;
@@ -63,20 +78,21 @@ impl Client {
     ) -> Result<DownloadOutput> {
         let path = path.as_ref();
         validate_target(bucket, key)?;
-        if path.is_dir() {
-            return Err(Error::invalid(format!(
-                "{} is a directory; give the path of the file to write",
-                path.display()
-            )));
+        let (path, keep) = match Target::of(path)? {
+            Target::Through(mut writer) => return self.download(bucket, key, &mut writer, args),
+            Target::Replace { path, keep } => (path, keep),
+        };
+        let temp = TempFile::create(&path)?;
+        if let Some(keep) = &keep {
+            temp.keep(keep)?;
         }
-        let temp = TempFile::create(path)?;
         let file = temp.file.try_clone().map_err(|e| Error::Io {
             context: format!("opening {} again for the part workers", path.display()),
             source: e,
         })?;
         let sink = Sink::<std::io::Sink>::File(file);
         let out = self.download_into(bucket, key, sink, args)?;
-        temp.persist(path)?;
+        temp.persist(&path)?;
         Ok(out)
     }
 

@@ -1,11 +1,14 @@
 //! Where a download's bytes go: a file, written at each range's offset by
 //! the worker that fetched it, through a temporary file renamed into place
 //! at the end; or any `Write`, written strictly in order on the caller's
-//! thread, ranges that arrive early waiting in their slabs.
+//! thread, ranges that arrive early waiting in their slabs. [`Target::of`]
+//! says which a path the user named gets.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::fs::{File, OpenOptions, Permissions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -65,6 +68,91 @@ impl<'a, W: Write + ?Sized> InOrder<'a, W> {
     }
 }
 
+/// What a download to a path writes, by the kind of file at the path.
+pub(crate) enum Target {
+    /// A regular file (new or replaced) at `path` (a symbolic link's
+    /// target, resolved): written through a temporary file renamed over it;
+    /// `keep` is the mode and owner of the file replaced.
+    Replace { path: PathBuf, keep: Option<Kept> },
+    /// A character or block device, a FIFO or a socket: written through, in
+    /// order, never replaced.
+    Through(Box<dyn Write + Send>),
+}
+
+/// What a replaced file keeps: its permission bits and owner.
+pub(crate) struct Kept {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+impl Target {
+    /// Looks at what is at `path`: nothing or a regular file is
+    /// [`Target::Replace`]; a device, FIFO or socket is opened (a FIFO's
+    /// open waits for a reader, as a shell's `>` does) or connected to; a
+    /// symbolic link is followed (the file it points to is the target; the
+    /// link stays), a dangling one is an error; a directory is an error.
+    pub fn of(path: &Path) -> Result<Target> {
+        let io = |what: &str, e| Error::Io {
+            context: format!("{what} {}", path.display()),
+            source: e,
+        };
+        let meta = match std::fs::symlink_metadata(path) {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Ok(Target::Replace {
+                    path: path.to_path_buf(),
+                    keep: None,
+                });
+            }
+            Err(e) => return Err(io("inspecting", e)),
+            Ok(m) => m,
+        };
+        let (real, meta) = if meta.file_type().is_symlink() {
+            let real = std::fs::canonicalize(path).map_err(|e| match e.kind() {
+                ErrorKind::NotFound => Error::invalid(format!(
+                    "{} is a symbolic link to a file that does not exist; s3pump writes \
+                     through a link only to an existing file",
+                    path.display()
+                )),
+                _ => io("resolving the symbolic link", e),
+            })?;
+            let meta = std::fs::metadata(&real).map_err(|e| io("inspecting", e))?;
+            (real, meta)
+        } else {
+            (path.to_path_buf(), meta)
+        };
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            return Err(Error::invalid(format!(
+                "{} is a directory; give the path of the file to write",
+                path.display()
+            )));
+        }
+        if kind.is_file() {
+            return Ok(Target::Replace {
+                path: real,
+                keep: Some(Kept {
+                    mode: meta.mode() & 0o777,
+                    uid: meta.uid(),
+                    gid: meta.gid(),
+                }),
+            });
+        }
+        if kind.is_socket() {
+            let stream =
+                UnixStream::connect(&real).map_err(|e| io("connecting to the socket", e))?;
+            return Ok(Target::Through(Box::new(stream)));
+        }
+        // A character or block device or a FIFO: opened as it is, never
+        // created, truncated or replaced.
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&real)
+            .map_err(|e| io("opening", e))?;
+        Ok(Target::Through(Box::new(file)))
+    }
+}
+
 /// The temporary file a download writes before it is renamed over the
 /// destination; removed on drop unless persisted.
 pub(crate) struct TempFile {
@@ -102,6 +190,20 @@ impl TempFile {
             file,
             keep: false,
         })
+    }
+
+    /// Gives the file the owner (when allowed: as root, or a group of the
+    /// user's) and the permission bits of the file it will replace.
+    pub fn keep(&self, kept: &Kept) -> Result<()> {
+        if let Err(e) = std::os::unix::fs::fchown(&self.file, Some(kept.uid), Some(kept.gid)) {
+            log::debug!("{}: keeping the owner: {e}", self.path.display());
+        }
+        self.file
+            .set_permissions(Permissions::from_mode(kept.mode))
+            .map_err(|e| Error::Io {
+                context: format!("setting the mode of {}", self.path.display()),
+                source: e,
+            })
     }
 
     /// Renames the file over `dest`.

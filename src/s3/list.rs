@@ -10,6 +10,7 @@ use ureq::http::Method;
 
 use crate::client::{Request, read_text, s3_error};
 use crate::s3::object::{validate_bucket, validate_key};
+use crate::s3::pages::{Pages, quote};
 use crate::s3::xml;
 use crate::{Client, Error, PayloadSigning, Result};
 
@@ -44,6 +45,10 @@ pub struct ListObjects {
     page: VecDeque<ObjectSummary>,
     /// The continuation token of the next page; `None` before the first.
     token: Option<String>,
+    /// The checks that make the listing end.
+    pages: Pages,
+    /// The greatest key listed so far.
+    last_key: Option<String>,
     done: bool,
 }
 
@@ -106,14 +111,14 @@ impl ListObjects {
                 last_modified: c.opt("LastModified").map(str::to_string),
             });
         }
+        let greatest = items.iter().map(|o| o.key.as_str()).max();
+        let added = greatest.is_some_and(|g| self.last_key.as_deref().is_none_or(|l| g > l));
+        if added {
+            self.last_key = greatest.map(str::to_string);
+        }
         if root.flag("IsTruncated")? {
-            let next = root.req("NextContinuationToken")?;
-            if next.is_empty() || self.token.as_deref() == Some(next) {
-                return Err(root.error(format!(
-                    "a truncated listing whose NextContinuationToken {next:?} does not advance"
-                )));
-            }
-            self.token = Some(next.to_string());
+            let next = root.opt("NextContinuationToken");
+            self.token = Some(self.pages.next(next, added)?);
         } else {
             self.done = true;
         }
@@ -192,6 +197,11 @@ impl Client {
     /// up. Keys are asked for URL-encoded and decoded, so keys with any
     /// characters come back exactly.
     ///
+    /// A listing always ends: a truncated page without a continuation
+    /// token, a token given before in the same listing, or a truncated page
+    /// with no key past the previous pages' is an
+    /// [`Error::InvalidResponse`] naming the bucket and prefix.
+    ///
     /// ```no_run
     /// # fn demo(client: &s3pump::Client) -> s3pump::Result<()> {
     /// for object in client.list_objects("bucket", "photos/") {
@@ -209,6 +219,11 @@ impl Client {
             page_size: MAX_PAGE,
             page: VecDeque::new(),
             token: None,
+            pages: Pages::new(
+                "ListObjectsV2",
+                format!("bucket {}, prefix {}", quote(bucket), quote(prefix)),
+            ),
+            last_key: None,
             done: false,
         }
     }

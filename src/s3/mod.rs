@@ -1,9 +1,10 @@
 //! The S3 protocol: single-request object operations, listing and batched
-//! deletes, the multipart upload protocol, the XML of requests and replies,
+//! deletes, the multipart upload protocol, pagination that always ends, the XML of requests and replies,
 //! and checksums.
 
 pub(crate) mod checksum;
 pub(crate) mod list;
 pub(crate) mod multipart;
 pub(crate) mod object;
+pub(crate) mod pages;
 pub(crate) mod xml;

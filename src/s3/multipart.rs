@@ -7,6 +7,7 @@ use ureq::http::Method;
 use crate::client::{Request, header, read_text, s3_error};
 use crate::s3::checksum::Crc;
 use crate::s3::object::{validate_bucket, validate_target};
+use crate::s3::pages::{Pages, quote};
 use crate::s3::xml;
 use crate::transport::stop::Stop;
 use crate::upload::part::{Target, send_slab};
@@ -228,8 +229,12 @@ impl Client {
                     ));
                 }
                 let root = root.expect("CompleteMultipartUploadResult")?;
+                let etag = root.req("ETag")?;
+                if etag.trim().trim_matches('"').is_empty() {
+                    return Err(root.error(format!("an empty <ETag> ({})", quote(etag))));
+                }
                 Ok(CompletedUpload {
-                    etag: root.req("ETag")?.to_string(),
+                    etag: etag.to_string(),
                     version_id: header(response.headers(), "x-amz-version-id"),
                     checksum: checksum
                         .xml_element()
@@ -295,8 +300,16 @@ impl Client {
         checksum: ChecksumAlgorithm,
     ) -> Result<Vec<UploadedPart>> {
         validate_target(bucket, key)?;
-        let mut parts = Vec::new();
+        let mut parts: Vec<UploadedPart> = Vec::new();
         let mut marker: Option<String> = None;
+        let mut pages = Pages::new(
+            "ListParts",
+            format!(
+                "the parts of upload {} of {bucket}/{}",
+                quote(upload_id),
+                quote(key)
+            ),
+        );
         loop {
             let mut req = Request::new("ListParts", Method::GET, bucket, Some(key))
                 .query("uploadId", upload_id);
@@ -306,6 +319,7 @@ impl Client {
             let mut response = self.send_retrying(self.conn(), &req, true)?;
             let text = read_text("ListParts", &mut response)?;
             let root = xml::parse("ListParts", &text)?.expect("ListPartsResult")?;
+            let before = parts.iter().map(|p| p.part_number).max();
             for p in root.children("Part") {
                 parts.push(UploadedPart {
                     part_number: p.req_parse("PartNumber")?,
@@ -320,13 +334,8 @@ impl Client {
             if !root.flag("IsTruncated")? {
                 break;
             }
-            let next = root.req("NextPartNumberMarker")?.to_string();
-            if marker.as_ref() == Some(&next) {
-                return Err(root.error(format!(
-                    "truncated listing whose NextPartNumberMarker {next} does not advance"
-                )));
-            }
-            marker = Some(next);
+            let after = parts.iter().map(|p| p.part_number).max();
+            marker = Some(pages.next(root.opt("NextPartNumberMarker"), after > before)?);
         }
         parts.sort_by_key(|p| p.part_number);
         Ok(parts)
@@ -335,8 +344,9 @@ impl Client {
     /// Lists the multipart uploads in progress in a bucket (all pages).
     pub fn list_multipart_uploads(&self, bucket: &str) -> Result<Vec<MultipartUpload>> {
         validate_bucket(bucket)?;
-        let mut uploads = Vec::new();
+        let mut uploads: Vec<MultipartUpload> = Vec::new();
         let mut markers: Option<(String, String)> = None;
+        let mut pages = Pages::new("ListMultipartUploads", format!("bucket {}", quote(bucket)));
         loop {
             let mut req = Request::new("ListMultipartUploads", Method::GET, bucket, None)
                 .query("uploads", "");
@@ -349,6 +359,10 @@ impl Client {
             let text = read_text("ListMultipartUploads", &mut response)?;
             let root =
                 xml::parse("ListMultipartUploads", &text)?.expect("ListMultipartUploadsResult")?;
+            let greatest = |u: &[MultipartUpload]| {
+                u.iter().map(|u| (u.key.clone(), u.upload_id.clone())).max()
+            };
+            let before = greatest(&uploads);
             for u in root.children("Upload") {
                 uploads.push(MultipartUpload {
                     key: u.req("Key")?.to_string(),
@@ -358,17 +372,15 @@ impl Client {
             if !root.flag("IsTruncated")? {
                 break;
             }
-            let next = (
-                root.req("NextKeyMarker")?.to_string(),
-                root.req("NextUploadIdMarker")?.to_string(),
-            );
-            if markers.as_ref() == Some(&next) {
-                return Err(root.error(
-                    "truncated listing whose NextKeyMarker/NextUploadIdMarker do not advance"
-                        .into(),
-                ));
-            }
-            markers = Some(next);
+            let added = greatest(&uploads) > before;
+            let (key, id) = (root.opt("NextKeyMarker"), root.opt("NextUploadIdMarker"));
+            // The two markers as one place (a NUL cannot be in either).
+            let both = key.map(|k| format!("{k}\0{}", id.unwrap_or("")));
+            pages.next(both.as_deref(), added)?;
+            markers = Some((
+                key.unwrap_or_default().to_string(),
+                id.unwrap_or_default().to_string(),
+            ));
         }
         Ok(uploads)
     }

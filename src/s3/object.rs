@@ -5,11 +5,16 @@ use std::io::Write;
 use ureq::http::{HeaderMap, Method};
 
 use crate::client::{Request, header, read_text};
+use crate::pipeline::plan::{MAX_PART_SIZE, MAX_PARTS};
 use crate::s3::xml;
 use crate::transport::pace::RateReader;
 use crate::transport::stop::Stop;
 use crate::upload::part::{Target, send_slab};
 use crate::{Client, Error, PayloadSigning, PutObjectArgs, PutObjectOutput, Result};
+
+/// The largest object S3 holds: 10,000 parts of 5 GiB (AWS documents it as
+/// "50 TB"). A HEAD saying more is a server error, not an object to fetch.
+pub(crate) const MAX_OBJECT_SIZE: u64 = MAX_PARTS * MAX_PART_SIZE;
 
 /// What [`Client::head_object`] and [`Client::get_object`] learn about an object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,6 +174,15 @@ impl Client {
                 operation: "HeadObject",
                 message: "no Content-Length".into(),
             })?;
+        if size > MAX_OBJECT_SIZE {
+            return Err(Error::InvalidResponse {
+                operation: "HeadObject",
+                message: format!(
+                    "{bucket}/{key}: the server says the object is {size} bytes, more than the \
+                     largest S3 object ({MAX_OBJECT_SIZE} bytes: 10,000 parts of 5 GiB)"
+                ),
+            });
+        }
         let info = ObjectInfo::from_headers(response.headers(), size);
         Ok((info, response.headers().clone()))
     }

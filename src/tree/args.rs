@@ -175,6 +175,18 @@ pub struct TreeFailure {
     pub error: Error,
 }
 
+/// A listed key a tree download skipped without asking for it, and why: a
+/// key outside the prefix, or one that would leave the target directory or
+/// that a file system cannot hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RefusedKey {
+    /// The key, as listed.
+    pub key: String,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
 /// What a tree transfer did.
 #[derive(Debug, Default)]
 #[non_exhaustive]
@@ -183,8 +195,11 @@ pub struct TreeSummary {
     pub objects: u64,
     /// Bytes of those objects.
     pub bytes: u64,
-    /// Objects that failed or were refused, in key order.
+    /// Objects that failed, in key order.
     pub failures: Vec<TreeFailure>,
+    /// Listed keys a download skipped (each also warned of in the log), in
+    /// listing order: outside the prefix, or unsafe as a local path.
+    pub refused: Vec<RefusedKey>,
     /// Objects not started because an earlier one failed (without
     /// [`TreeArgs::keep_going`]).
     pub not_started: u64,
@@ -196,8 +211,9 @@ pub struct TreeSummary {
 }
 
 impl TreeSummary {
-    /// Whether every object was transferred.
+    /// Whether every object was transferred (none failed, none left
+    /// unstarted, no listed key refused).
     pub fn is_complete(&self) -> bool {
-        self.failures.is_empty() && self.not_started == 0
+        self.failures.is_empty() && self.not_started == 0 && self.refused.is_empty()
     }
 }

@@ -22,8 +22,9 @@ use parking_lot::Mutex;
 
 use crate::pipeline::{CancelHandle, Progress};
 use crate::s3::object::validate_bucket;
+use crate::s3::pages::quote;
 use crate::{Client, Error, Result};
-use args::{TreeArgs, TreeFailure, TreeProgress, TreeSummary};
+use args::{RefusedKey, TreeArgs, TreeFailure, TreeProgress, TreeSummary};
 use paths::Found;
 
 /// One object to transfer.
@@ -161,14 +162,16 @@ impl Client {
     /// [`Client::download_to_file`] with [`TreeArgs::download_args`]: a
     /// temporary file renamed into place when complete.
     ///
-    /// Keys ending in `/` (directory markers) are skipped. A key that would
-    /// leave `dir` or that the file system cannot hold (a `..`, `.` or empty
-    /// segment, a leading `/`, a NUL, a segment over 255 bytes) is refused
-    /// and reported as a [`TreeFailure`]; nothing is written for it, and no
-    /// file is written through a symbolic link found under `dir`. Without
-    /// [`TreeArgs::keep_going`] the first failure starts no new object. The
-    /// error is for the whole tree: the listing failed, `dir` cannot be
-    /// made, or [`Error::Cancelled`].
+    /// Keys ending in `/` (directory markers) are skipped. A listed key
+    /// that does not start with `prefix` (a server that ignores `prefix=`),
+    /// or that would leave `dir` or that the file system cannot hold (a
+    /// `..`, `.` or empty segment, a leading `/`, a NUL, a segment over 255
+    /// bytes) is refused: warned of in the log, listed in
+    /// [`TreeSummary::refused`], nothing asked or written for it, and the
+    /// other objects go on. No file is written through a symbolic link found
+    /// under `dir`. Without [`TreeArgs::keep_going`] the first failure starts
+    /// no new object. The error is for the whole tree: the listing failed,
+    /// `dir` cannot be made, or [`Error::Cancelled`].
     ///
     /// ```no_run
     /// # let client = s3pump::Client::from_env()?;
@@ -189,28 +192,31 @@ impl Client {
         let prefix = paths::normalize_prefix(prefix);
         let mut skipped = 0;
         let mut jobs = Vec::new();
+        let mut refused = Vec::new();
         for object in self.list_objects(bucket, &prefix) {
             let object = object?;
-            let Some(rest) = object.key.strip_prefix(&prefix) else {
-                return Err(Error::InvalidResponse {
-                    operation: "ListObjectsV2",
-                    message: format!(
-                        "the server listed {:?}, which is not under the prefix {prefix:?}",
-                        object.key
-                    ),
-                });
+            let reason = match object.key.strip_prefix(&prefix) {
+                None => Err(format!("not under the prefix {}", quote(&prefix))),
+                Some(rest) if rest.ends_with('/') => {
+                    skipped += 1;
+                    continue;
+                }
+                Some(rest) => paths::safe_relative(rest),
             };
-            if rest.ends_with('/') {
-                skipped += 1;
-                continue;
+            match reason {
+                Ok(path) => jobs.push(Job {
+                    key: object.key,
+                    path: Ok(path),
+                    size: object.size,
+                }),
+                Err(reason) => {
+                    log::warn!("{bucket}/{}: skipped: {reason}", quote(&object.key));
+                    refused.push(RefusedKey {
+                        key: object.key,
+                        reason,
+                    });
+                }
             }
-            let path =
-                paths::safe_relative(rest).map_err(|why| format!("key {:?}: {why}", object.key));
-            jobs.push(Job {
-                key: object.key.clone(),
-                path,
-                size: object.size,
-            });
         }
         std::fs::create_dir_all(root).map_err(|e| Error::Io {
             context: format!("cannot create {}", root.display()),
@@ -232,6 +238,7 @@ impl Client {
             }
         }
         summary.skipped = skipped;
+        summary.refused = refused;
         summary.seconds = started.elapsed().as_secs_f64();
         Ok(summary)
     }
@@ -282,6 +289,7 @@ impl Client {
             bytes: outcome.bytes,
             failures: outcome.failures,
             not_started: jobs.len() as u64 - started,
+            refused: Vec::new(),
             skipped: 0,
             seconds: 0.0,
         })

@@ -10,6 +10,7 @@ use crate::client::{Request, Response, check_status, header};
 use crate::rdma::RdmaOp;
 use crate::rdma::attempt::{ByRdma, RdmaSlot, attempt};
 use crate::s3::checksum::Crc;
+use crate::s3::pages::quote;
 use crate::transport::pool::Conn;
 use crate::transport::stop::Stop;
 use crate::{Client, Error, PutObjectArgs, PutObjectOutput, Result};
@@ -158,6 +159,12 @@ fn sent(response: Response, operation: &'static str, crc: Option<Crc>) -> Result
         operation,
         message: "no ETag header".into(),
     })?;
+    if etag.trim().trim_matches('"').is_empty() {
+        return Err(Error::InvalidResponse {
+            operation,
+            message: format!("an empty ETag header ({})", quote(&etag)),
+        });
+    }
     Ok(Sent {
         etag,
         version_id: header(response.headers(), "x-amz-version-id"),

@@ -15,7 +15,8 @@
 //!   path ending in `/` gets the other side's name), `--recursive`,
 //!   `--concurrency`, `--keep-going`, `--follow-symlinks`, the upload-only and
 //!   download-only options refused on the other direction; the summary
-//!   `{"objects","bytes","failed","seconds"}`, failed objects on stderr;
+//!   `{"objects","bytes","failed","seconds"}` (`"refused"` after `"failed"` when
+//!   keys were skipped), failed objects on stderr;
 //! - ls: `s3://BUCKET[/PREFIX]`, `--json` (`{"key","size","last_modified","etag"}`),
 //!   more than 1000 keys; rm: one key, `--recursive` over more than 1000 keys,
 //!   `{"deleted","failed"}`;

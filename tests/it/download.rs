@@ -681,3 +681,178 @@ fn the_cli_get_downloads_into_a_file_and_to_stdout() {
     let report = String::from_utf8(out.stderr).unwrap();
     assert!(report.contains(&expect), "{report}");
 }
+
+// ------------------------------------------ targets that are not regular files --
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+
+/// Makes a FIFO at `path`.
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `c` is a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+/// Makes a character device like /dev/null (1, 3) at `path`; `false` when
+/// not allowed (not root, or a file system mounted `nodev`).
+fn mknod_null(path: &Path) -> bool {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `c` is a NUL-terminated path that outlives the call.
+    let made = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) };
+    made == 0 && std::fs::OpenOptions::new().write(true).open(path).is_ok()
+}
+
+#[test]
+fn a_fifo_is_written_through_in_order_and_stays_a_fifo() {
+    let h = Harness::new();
+    let body = data(3 * PART + 11, 7);
+    let key = put(&h, "fifo", &body);
+    let dir = out_dir();
+    let fifo = dir.path().join("pipe");
+    mkfifo(&fifo);
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    let out = h
+        .client()
+        .download_to_file(&h.bucket, &key, &fifo, args(4))
+        .unwrap();
+    check_output(&out, &body, "fifo");
+    assert!(reader.join().unwrap() == body, "the reader got the object");
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    assert_eq!(entries(dir.path()), vec![fifo], "no temporary file");
+}
+
+#[test]
+fn a_unix_socket_is_written_through() {
+    let h = Harness::new();
+    let body = data(2 * PART + 3, 8);
+    let key = put(&h, "socket", &body);
+    let dir = out_dir();
+    let sock = dir.path().join("sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let reader = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut conn, &mut got).unwrap();
+        got
+    });
+    h.client()
+        .download_to_file(&h.bucket, &key, &sock, args(3))
+        .unwrap();
+    assert!(reader.join().unwrap() == body);
+    assert!(
+        std::fs::symlink_metadata(&sock)
+            .unwrap()
+            .file_type()
+            .is_socket()
+    );
+}
+
+#[test]
+fn a_character_device_is_written_through_never_replaced() {
+    let h = Harness::new();
+    let body = data(2 * PART + 5, 9);
+    let key = put(&h, "chardev", &body);
+    let dir = out_dir();
+    // First a private copy of /dev/null (as root): a regression replaces
+    // that one, never the system's.
+    let node = dir.path().join("null");
+    let private = mknod_null(&node);
+    if private {
+        h.client()
+            .download_to_file(&h.bucket, &key, &node, args(3))
+            .unwrap();
+        let kind = std::fs::symlink_metadata(&node).unwrap().file_type();
+        assert!(
+            kind.is_char_device(),
+            "{node:?} is still a character device"
+        );
+        assert_eq!(entries(dir.path()), vec![node.clone()]);
+    }
+    // Then /dev/null itself: not as root unless the private copy passed;
+    // without root nothing in /dev can be created or renamed anyway.
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let null = Path::new("/dev/null");
+    let writable = std::fs::OpenOptions::new().write(true).open(null).is_ok();
+    if writable && (private || !root) {
+        let out = h
+            .client()
+            .download_to_file(&h.bucket, &key, null, args(3))
+            .unwrap();
+        check_output(&out, &body, "/dev/null");
+        let kind = std::fs::symlink_metadata(null).unwrap().file_type();
+        assert!(
+            kind.is_char_device(),
+            "/dev/null is still a character device"
+        );
+    }
+}
+
+#[test]
+fn a_replaced_file_keeps_its_mode_and_a_symlink_is_followed() {
+    let h = Harness::new();
+    let body = data(PART + 9, 10);
+    let key = put(&h, "modes", &body);
+    let dir = out_dir();
+    for mode in [0o600, 0o640, 0o755] {
+        let path = dir.path().join(format!("f{mode:o}"));
+        std::fs::write(&path, b"old contents").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        h.client()
+            .download_to_file(&h.bucket, &key, &path, args(2))
+            .unwrap();
+        assert!(std::fs::read(&path).unwrap() == body);
+        let got = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(got, mode, "{path:?} keeps mode {mode:o}, has {got:o}");
+    }
+
+    // A symbolic link: the file it points to is replaced (keeping its
+    // mode), the link stays a link to it.
+    let real = dir.path().join("real");
+    std::fs::write(&real, b"old").unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink("real", &link).unwrap();
+    h.client()
+        .download_to_file(&h.bucket, &key, &link, args(2))
+        .unwrap();
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("real"));
+    assert!(std::fs::read(&real).unwrap() == body);
+    let got = std::fs::metadata(&real).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(got, 0o600);
+
+    // A link to nothing: an error naming it, nothing created.
+    let dangling = dir.path().join("dangling");
+    std::os::unix::fs::symlink("nowhere/x", &dangling).unwrap();
+    let before = entries(dir.path());
+    let err = h
+        .client()
+        .download_to_file(&h.bucket, &key, &dangling, args(2))
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("dangling") && msg.contains("does not exist"),
+        "{msg}"
+    );
+    assert_eq!(entries(dir.path()), before);
+    // A new file is made as before.
+    let fresh = dir.path().join("fresh");
+    h.client()
+        .download_to_file(&h.bucket, &key, &fresh, args(2))
+        .unwrap();
+    assert!(std::fs::read(&fresh).unwrap() == body);
+}

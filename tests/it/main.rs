@@ -14,6 +14,7 @@ mod direct_http;
 mod download;
 mod engine;
 mod faults;
+mod hostile;
 mod https_parts;
 mod list;
 mod proxy;

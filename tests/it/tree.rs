@@ -208,20 +208,23 @@ fn keys_leaving_the_target_are_refused_and_nothing_is_written_outside() {
 
     let parent = tempfile::tempdir().unwrap();
     let target = parent.path().join("a").join("target");
+    // Without keep_going: a refused key is skipped, not a failure that
+    // stops the other objects.
     let out = client
-        .download_prefix(&h.bucket, "", &target, TreeArgs::new().keep_going(true))
+        .download_prefix(&h.bucket, "", &target, TreeArgs::new())
         .unwrap();
     // The good key is there, the marker skipped, every hostile key refused.
     assert_eq!(std::fs::read(target.join("good.txt")).unwrap(), b"good");
     assert_eq!((out.objects, out.skipped), (1, 1));
-    let mut refused: Vec<&str> = out.failures.iter().map(|f| f.key.as_str()).collect();
+    assert!(out.failures.is_empty(), "{:?}", out.failures);
+    assert!(!out.is_complete());
+    let mut refused: Vec<&str> = out.refused.iter().map(|r| r.key.as_str()).collect();
     refused.sort();
     let mut expected: Vec<&str> = hostile[..5].to_vec();
     expected.sort();
     assert_eq!(refused, expected);
-    for f in &out.failures {
-        assert_eq!(f.error.kind(), ErrorKind::InvalidArgument, "{}", f.error);
-        assert!(f.error.to_string().contains("refused"), "{}", f.error);
+    for r in &out.refused {
+        assert!(r.reason.contains("refused"), "{}", r.reason);
     }
     // Nothing outside the target: its parents hold only the path to it.
     assert_eq!(

@@ -77,11 +77,14 @@ Examples:
   s3pump cp --recursive s3://b/photos ./copy
 
 With --recursive a key is the prefix, a '/' and the file's path under the
-directory; keys ending in '/' are skipped on download, and a key that would
-leave the directory ('..', a leading '/', an empty segment) is refused and
-counts as failed. One JSON line at the end:
-{\"objects\":N,\"bytes\":N,\"failed\":N,\"seconds\":F}; each failed object is
-one line on stderr, and any failure makes the exit status 1.
+directory; keys ending in '/' are skipped on download, and a listed key that
+is not under the prefix or would leave the directory ('..', a leading '/',
+an empty segment) is skipped with a 'skipped:' line on stderr while the other
+objects go on. One JSON line at the end:
+{\"objects\":N,\"bytes\":N,\"failed\":N,\"seconds\":F} (with \"refused\":N
+after \"failed\" when keys were skipped); each failed object is one line on
+stderr, and any failure or skipped key makes the exit status 1. Keys and
+server messages are printed with control characters escaped (\\e, \\n, \\x01).
 
 Exit status:
   0    success

@@ -14,6 +14,7 @@
 //! can interrupt).
 
 mod args;
+mod escape;
 mod many;
 mod progress;
 mod signals;
@@ -56,7 +57,10 @@ fn main() -> ExitCode {
     if let Command::Cp(c) = &cli.command
         && let Err(msg) = many::check_cp(c)
     {
-        eprintln!("s3pump: error: {msg}; try 's3pump cp --help'");
+        eprintln!(
+            "s3pump: error: {}; try 's3pump cp --help'",
+            escape::line(&msg)
+        );
         return ExitCode::from(USAGE_ERROR);
     }
     let (result, kept_upload) = match &cli.command {
@@ -80,12 +84,12 @@ fn main() -> ExitCode {
             // Cancelled: the notice is out already. A kept upload's id is
             // what the user needs to resume it.
             if kept_upload {
-                eprintln!("s3pump: error: {}", msg.replace('\n', " "));
+                eprintln!("s3pump: error: {}", escape::line(&msg));
             }
             ExitCode::from(signals::exit_status(signal))
         }
         (Err(msg), None) => {
-            eprintln!("s3pump: error: {}", msg.replace('\n', " "));
+            eprintln!("s3pump: error: {}", escape::line(&msg));
             ExitCode::FAILURE
         }
     }
@@ -121,7 +125,10 @@ fn usage(e: &clap::Error) -> ExitCode {
         .filter(|c| Cli::command().find_subcommand(c).is_some())
         .map(|c| format!("{c} "))
         .unwrap_or_default();
-    eprintln!("s3pump: error: {first}; try 's3pump {command}--help'");
+    eprintln!(
+        "s3pump: error: {}; try 's3pump {command}--help'",
+        escape::line(first)
+    );
     ExitCode::from(USAGE_ERROR)
 }
 
@@ -181,9 +188,10 @@ impl From<Report> for Done {
 impl Done {
     fn print(&self) -> ExitCode {
         for e in &self.errors {
-            eprintln!("s3pump: {}", e.replace('\n', " "));
+            eprintln!("s3pump: {}", escape::line(e));
         }
         for line in &self.lines {
+            let line = escape::json(line);
             if self.to_stderr {
                 eprintln!("{line}");
             } else {
@@ -367,7 +375,7 @@ impl log::Log for Warnings {
 
     fn log(&self, record: &log::Record<'_>) {
         if self.enabled(record.metadata()) {
-            let msg = record.args().to_string().replace('\n', " ");
+            let msg = escape::line(&record.args().to_string());
             progress::eprintln(&format!("s3pump: warning: {msg}"));
         }
     }

@@ -11,6 +11,7 @@ use s3pump::{CancelHandle, DownloadArgs, PayloadSigning, PutObjectArgs, TreeArgs
 use serde::Serialize;
 
 use crate::args::{Cp, Get, Ls, Put, Rm, S3Url, parse_s3_location};
+use crate::escape;
 use crate::{Done, client, failure, progress, rdma_provider};
 
 /// One side of a `cp`.
@@ -167,6 +168,10 @@ struct TreeReport {
     objects: u64,
     bytes: u64,
     failed: u64,
+    /// Listed keys skipped: outside the prefix, or unsafe as local paths
+    /// (only when there were some).
+    #[serde(skip_serializing_if = "is_zero")]
+    refused: u64,
     /// Wall time, rounded to the millisecond.
     seconds: f64,
 }
@@ -208,9 +213,20 @@ fn cp_tree(c: &Cp, cancel: &CancelHandle, tree: Tree<'_>) -> Result<Done, String
                 Some(p) => format!("s3://{}/{} ({})", url.bucket, f.key, p.display()),
                 None => format!("s3://{}/{}", url.bucket, f.key),
             };
-            format!("failed: {}", failure(&client, &what, &f.error))
+            format!(
+                "failed: {}",
+                failure(&client, &escape::field(&what), &f.error)
+            )
         })
         .collect();
+    for r in &summary.refused {
+        errors.push(format!(
+            "skipped: s3://{}/{}: {}",
+            url.bucket,
+            short_key(&r.key),
+            r.reason
+        ));
+    }
     if summary.not_started > 0 {
         errors.push(format!(
             "{} objects not started after the first failure (--keep-going goes on)",
@@ -221,6 +237,7 @@ fn cp_tree(c: &Cp, cancel: &CancelHandle, tree: Tree<'_>) -> Result<Done, String
         objects: summary.objects,
         bytes: summary.bytes,
         failed: summary.failures.len() as u64,
+        refused: summary.refused.len() as u64,
         seconds: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
     };
     Ok(Done {
@@ -229,6 +246,10 @@ fn cp_tree(c: &Cp, cancel: &CancelHandle, tree: Tree<'_>) -> Result<Done, String
         to_stderr: false,
         failed: !summary.is_complete(),
     })
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Each object's upload arguments, as `put` makes them.
@@ -301,8 +322,14 @@ pub fn ls(l: &Ls) -> Result<Done, String> {
             .expect("a listing serialises")
         } else {
             let modified = o.last_modified.as_deref().unwrap_or("-");
-            format!("{:>12} {modified} {}", o.size, o.key)
+            format!(
+                "{:>12} {} {}",
+                o.size,
+                escape::field(modified),
+                escape::field(&o.key)
+            )
         };
+        let line = escape::json(&line);
         if writeln!(out, "{line}").is_err() {
             // The reader went away (`| head`): nothing more to say.
             break;
@@ -339,20 +366,64 @@ pub fn rm(r: &Rm) -> Result<Done, String> {
     } else {
         format!("{key}/")
     };
-    let keys = client
-        .list_objects(bucket, &prefix)
-        .map(|o| o.map(|o| o.key))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| failure(&client, &r.url.text, &e))?;
-    let out = client
-        .delete_objects(bucket, &keys)
-        .map_err(|e| failure(&client, &r.url.text, &e))?;
-    let errors = out
-        .errors
-        .iter()
-        .map(|e| format!("failed: s3://{bucket}/{}: {}: {}", e.key, e.code, e.message))
-        .collect();
-    Ok(removed(out.deleted, errors))
+    // Only keys under the prefix, and only keys S3 can hold: any other key
+    // a server lists is reported and skipped.
+    let mut keys = Vec::new();
+    let mut errors = Vec::new();
+    for object in client.list_objects(bucket, &prefix) {
+        let key = object.map_err(|e| failure(&client, &r.url.text, &e))?.key;
+        let why = if !key.starts_with(&prefix) {
+            format!("not under the prefix {}", escape::field(&prefix))
+        } else if key.len() > MAX_KEY {
+            format!(
+                "the key is {} bytes long; S3 keys are at most {MAX_KEY}",
+                key.len()
+            )
+        } else {
+            keys.push(key);
+            continue;
+        };
+        errors.push(format!("skipped: s3://{bucket}/{}: {why}", short_key(&key)));
+    }
+    // A batch at a time, so that a failed batch can say what went before.
+    let mut deleted = 0;
+    for batch in keys.chunks(DELETE_BATCH) {
+        let out = client.delete_objects(bucket, batch).map_err(|e| {
+            let mut msg = failure(&client, &r.url.text, &e);
+            if deleted > 0 {
+                msg.push_str(&format!(
+                    "; {deleted} keys of earlier DeleteObjects batches were deleted"
+                ));
+            }
+            msg
+        })?;
+        deleted += out.deleted;
+        errors.extend(out.errors.iter().map(|e| {
+            format!(
+                "failed: s3://{bucket}/{}: {}: {}",
+                short_key(&e.key),
+                escape::field(&e.code),
+                escape::field(&e.message)
+            )
+        }));
+    }
+    Ok(removed(deleted, errors))
+}
+
+/// Longest S3 key.
+const MAX_KEY: usize = 1024;
+/// Keys per DeleteObjects request (S3's most).
+const DELETE_BATCH: usize = 1000;
+
+/// A key for a message line: escaped, and cut to its first 200 characters
+/// (with its length) when longer.
+fn short_key(key: &str) -> String {
+    const SHOWN: usize = 200;
+    if key.chars().count() <= SHOWN {
+        return escape::field(key);
+    }
+    let head: String = key.chars().take(SHOWN).collect();
+    format!("{}… ({} bytes)", escape::field(&head), key.len())
 }
 
 fn removed(deleted: u64, errors: Vec<String>) -> Done {

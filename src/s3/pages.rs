@@ -1,0 +1,123 @@
+//! Listings that always end: the checks every paginated listing
+//! (ListObjectsV2, ListParts, ListMultipartUploads) applies to a truncated
+//! page before asking for the next one.
+//!
+//! A truncated page must name where the next page starts (a continuation
+//! token or markers), that place must not have been given before in the
+//! same listing (a server cycling A, B, A, B… would loop forever), and the
+//! page must add something past what came before (a server handing out
+//! fresh tokens for the same entries would too). Each is an
+//! [`Error::InvalidResponse`] naming the listing.
+
+use std::collections::HashSet;
+
+use crate::{Error, Result};
+
+/// Longest piece of a token, key or prefix quoted in an error message.
+const QUOTE_MAX: usize = 80;
+
+/// The state of one listing's pagination.
+#[derive(Debug)]
+pub(crate) struct Pages {
+    operation: &'static str,
+    /// What is listed, for errors: `bucket "b", prefix "p/"`.
+    what: String,
+    /// Every next-page place given so far.
+    seen: HashSet<String>,
+    /// Pages received so far.
+    pages: u64,
+}
+
+impl Pages {
+    pub fn new(operation: &'static str, what: String) -> Pages {
+        Pages {
+            operation,
+            what,
+            seen: HashSet::new(),
+            pages: 0,
+        }
+    }
+
+    /// Checks a truncated page: `next` is where the server says the next
+    /// page starts (`None` or empty when it said nothing), `added` whether
+    /// the page brought any entry past the ones before. Returns `next`.
+    pub fn next(&mut self, next: Option<&str>, added: bool) -> Result<String> {
+        self.pages += 1;
+        let next = match next {
+            Some(n) if !n.is_empty() => n,
+            _ => {
+                return Err(self.error(format!(
+                    "page {} is truncated but says where the next page starts with nothing",
+                    self.pages
+                )));
+            }
+        };
+        if !added {
+            return Err(self.error(format!(
+                "page {} is truncated but adds no entry past the previous pages",
+                self.pages
+            )));
+        }
+        if !self.seen.insert(next.to_string()) {
+            return Err(self.error(format!(
+                "page {} points again at {}, given before in this listing",
+                self.pages,
+                quote(next)
+            )));
+        }
+        Ok(next.to_string())
+    }
+
+    fn error(&self, what: String) -> Error {
+        Error::InvalidResponse {
+            operation: self.operation,
+            message: format!("listing {}: {what}; the listing would never end", self.what),
+        }
+    }
+}
+
+/// `s` in quotes as Rust's `{:?}` does, cut to [`QUOTE_MAX`] characters
+/// (with `…` and its length in bytes when cut): error messages stay short
+/// whatever a server or a user sends.
+pub(crate) fn quote(s: &str) -> String {
+    if s.chars().count() <= QUOTE_MAX {
+        return format!("{s:?}");
+    }
+    let head: String = s.chars().take(QUOTE_MAX).collect();
+    format!("{head:?}… ({} bytes)", s.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listing_ends_on_a_repeated_a_missing_or_a_useless_token() {
+        let mut p = Pages::new("ListObjectsV2", "bucket \"b\", prefix \"p/\"".into());
+        assert_eq!(p.next(Some("A"), true).unwrap(), "A");
+        assert_eq!(p.next(Some("B"), true).unwrap(), "B");
+        let e = p.next(Some("A"), true).unwrap_err().to_string();
+        assert!(e.contains("bucket \"b\", prefix \"p/\""), "{e}");
+        assert!(e.contains("page 3 points again at \"A\""), "{e}");
+
+        let mut p = Pages::new("ListParts", "x".into());
+        for none in [None, Some("")] {
+            let e = p.next(none, true).unwrap_err().to_string();
+            assert!(
+                e.contains("says where the next page starts with nothing"),
+                "{e}"
+            );
+        }
+        let e = p.next(Some("C"), false).unwrap_err().to_string();
+        assert!(e.contains("adds no entry"), "{e}");
+    }
+
+    #[test]
+    fn quotes_are_short() {
+        assert_eq!(quote("a\nb"), "\"a\\nb\"");
+        let long = "x".repeat(10_000);
+        let q = quote(&long);
+        assert!(q.len() < 120, "{q}");
+        assert!(q.ends_with("… (10000 bytes)"), "{q}");
+    }
+}
