@@ -65,3 +65,9 @@ pub use tree::args::{
     DEFAULT_TREE_CONCURRENCY, RefusedKey, TreeArgs, TreeFailure, TreeProgress, TreeSummary,
 };
 pub use upload::args::{PayloadSigning, PutObjectArgs, PutObjectOutput};
+
+/// README.md, whose Rust examples `cargo test --doc` compiles (they are
+/// `no_run`: they need a server) so that they keep up with the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeExamples;

@@ -21,6 +21,7 @@ mod proxy;
 mod put_object;
 mod rdma;
 mod rdma_ffi;
+mod readme;
 mod region;
 mod s3_ops;
 mod secrets;

@@ -162,12 +162,13 @@ pub struct Get {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Transfer")]
 pub struct Transfer {
-    /// Part (or range) size: bytes, or a number with KiB, MiB or GiB.
-    /// Defaults to 8 MiB (larger when the object needs it).
+    /// Part (or range) size: bytes, or a number with KiB, MiB or GiB; 5 MiB
+    /// to 5 GiB for an upload, 1 MiB to 5 GiB for a download. Defaults to
+    /// 8 MiB (larger when the object needs it).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, allow_hyphen_values = true)]
     pub part_size: Option<u64>,
-    /// Parts (or ranges) in flight at once. Defaults to 8.
-    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    /// Parts (or ranges) in flight at once, 1 to 100. Defaults to 8.
+    #[arg(long, value_name = "N", value_parser = parse_inflight, allow_hyphen_values = true)]
     pub max_inflight_parts: Option<usize>,
     /// RDMA provider library (else S3PUMP_RDMA_LIBRARY).
     #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
@@ -218,8 +219,8 @@ pub struct Cp {
     /// a prefix to a directory.
     #[arg(long)]
     pub recursive: bool,
-    /// Objects copied at once (with --recursive). Defaults to 16.
-    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    /// Objects copied at once (with --recursive), at least 1. Defaults to 16.
+    #[arg(long, value_name = "N", value_parser = parse_concurrency, allow_hyphen_values = true)]
     pub concurrency: Option<usize>,
     /// Go on with the other objects after one failed (with --recursive);
     /// without it the first failure starts no new object.
@@ -367,6 +368,45 @@ fn parse_meta(s: &str) -> Result<(String, String), String> {
     Ok((k.to_string(), v.to_string()))
 }
 
+/// The most parts in flight (the library's limit).
+const MAX_INFLIGHT_PARTS: usize = 100;
+/// An upload's part sizes: S3's 5 MiB to 5 GiB.
+const UPLOAD_PART_SIZES: std::ops::RangeInclusive<u64> = 5 << 20..=5 << 30;
+/// A download's range sizes: 1 MiB to 5 GiB.
+const DOWNLOAD_PART_SIZES: std::ops::RangeInclusive<u64> = 1 << 20..=5 << 30;
+
+/// Parses `--max-inflight-parts`: 1 to 100.
+fn parse_inflight(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_INFLIGHT_PARTS).contains(&n) => Ok(n),
+        _ => Err(format!("must be a number from 1 to {MAX_INFLIGHT_PARTS}")),
+    }
+}
+
+/// Parses `--concurrency`: at least 1.
+fn parse_concurrency(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("must be a whole number, at least 1".to_string()),
+    }
+}
+
+/// Checks `--part-size` against the direction's range (a usage error
+/// otherwise): clap cannot, as `Transfer` is shared by both directions.
+pub fn check_part_size(t: &Transfer, upload: bool) -> Result<(), String> {
+    let (range, what, text) = if upload {
+        (UPLOAD_PART_SIZES, "an upload", "5 MiB to 5 GiB")
+    } else {
+        (DOWNLOAD_PART_SIZES, "a download", "1 MiB to 5 GiB")
+    };
+    match t.part_size {
+        Some(ps) if !range.contains(&ps) => Err(format!(
+            "--part-size {ps} bytes is out of range: {text} for {what}"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Parses `1048576`, `5MiB`, `1.5GiB`, `64KiB` (also KB/MB/GB as binary units).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
@@ -409,6 +449,31 @@ mod tests {
         assert_eq!(parse_size("1.5GiB").unwrap(), 3 << 29);
         assert!(parse_size("5 parsecs").is_err());
         assert!(parse_size("MiB").is_err());
+    }
+
+    #[test]
+    fn counts_and_part_sizes_have_ranges() {
+        assert_eq!(parse_inflight("1"), Ok(1));
+        assert_eq!(parse_inflight("100"), Ok(100));
+        for bad in ["0", "101", "-1", "x", ""] {
+            let e = parse_inflight(bad).unwrap_err();
+            assert!(e.contains("1 to 100"), "{bad}: {e}");
+        }
+        assert_eq!(parse_concurrency("1"), Ok(1));
+        assert!(parse_concurrency("0").unwrap_err().contains("at least 1"));
+        let t = |ps: u64| Transfer {
+            part_size: Some(ps),
+            max_inflight_parts: None,
+            rdma_library: None,
+        };
+        assert!(check_part_size(&t(5 << 20), true).is_ok());
+        assert!(check_part_size(&t(5 << 30), true).is_ok());
+        let e = check_part_size(&t(1 << 10), true).unwrap_err();
+        assert!(e.contains("5 MiB to 5 GiB for an upload"), "{e}");
+        assert!(check_part_size(&t((5 << 30) + 1), true).is_err());
+        assert!(check_part_size(&t(1 << 20), false).is_ok());
+        let e = check_part_size(&t(100 << 10), false).unwrap_err();
+        assert!(e.contains("1 MiB to 5 GiB for a download"), "{e}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ mod progress;
 mod signals;
 mod stream;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -54,11 +54,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Command::Cp(c) = &cli.command
-        && let Err(msg) = many::check_cp(c)
-    {
+    if let Err(msg) = check_usage(&cli.command) {
+        let name = match &cli.command {
+            Command::Put(_) => "put",
+            Command::Get(_) => "get",
+            Command::Cp(_) => "cp",
+            Command::Ls(_) => "ls",
+            Command::Rm(_) => "rm",
+        };
         eprintln!(
-            "s3pump: error: {}; try 's3pump cp --help'",
+            "s3pump: error: {}; try 's3pump {name} --help'",
             escape::line(&msg)
         );
         return ExitCode::from(USAGE_ERROR);
@@ -130,6 +135,84 @@ fn usage(e: &clap::Error) -> ExitCode {
         escape::line(first)
     );
     ExitCode::from(USAGE_ERROR)
+}
+
+/// Usage errors clap cannot see (exit status 2, before anything is sent):
+/// ranges that depend on the direction, and what the paths are.
+fn check_usage(command: &Command) -> Result<(), String> {
+    match command {
+        Command::Put(p) => {
+            args::check_part_size(&p.transfer, true)?;
+            if p.src == Path::new("-") && p.resume.is_some() {
+                return Err("--resume needs a file, not standard input".into());
+            }
+            object_url(&p.url, &p.src).map(drop)
+        }
+        Command::Get(g) => {
+            args::check_part_size(&g.transfer, false)?;
+            if g.dest != Path::new("-") && !ends_with_slash(&g.dest) && g.dest.is_dir() {
+                return Err(format!(
+                    "{} is a directory: name the file, or end DEST with '/' to write the \
+                     object in it",
+                    g.dest.display()
+                ));
+            }
+            download_path(&g.url, &g.dest, false).map(drop)
+        }
+        Command::Cp(c) => many::check_cp(c),
+        Command::Ls(_) | Command::Rm(_) => Ok(()),
+    }
+}
+
+/// Whether `path` was given with a trailing `/` (a directory).
+fn ends_with_slash(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    path.as_os_str().as_bytes().ends_with(b"/")
+}
+
+/// The object `put` writes: `url`, or for a key that is empty or ends in `/`
+/// that key followed by the file's name (as `cp` and `aws s3 cp` do).
+fn object_url(url: &S3Url, src: &Path) -> Result<S3Url, String> {
+    if !(url.key.is_empty() || url.key.ends_with('/')) {
+        return Ok(url.clone());
+    }
+    let name = (src != Path::new("-"))
+        .then(|| src.file_name())
+        .flatten()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| {
+            format!(
+                "{} ends in '/': name the key (the source has no file name)",
+                url.text
+            )
+        })?;
+    let key = format!("{}{name}", url.key);
+    Ok(S3Url {
+        text: format!("s3://{}/{key}", url.bucket),
+        bucket: url.bucket.clone(),
+        key,
+    })
+}
+
+/// The file `get` writes: `dest`, or for a `dest` ending in `/` the key's
+/// last segment in that directory, which is created when `create` is set.
+fn download_path(url: &S3Url, dest: &Path, create: bool) -> Result<PathBuf, String> {
+    if !ends_with_slash(dest) {
+        return Ok(dest.to_path_buf());
+    }
+    let name = url.key.rsplit('/').next().unwrap_or_default();
+    if name.is_empty() {
+        return Err(format!(
+            "{} ends in '/': it names no file to write in {}",
+            url.text,
+            dest.display()
+        ));
+    }
+    if create {
+        std::fs::create_dir_all(dest)
+            .map_err(|e| format!("cannot create the directory {}: {e}", dest.display()))?;
+    }
+    Ok(dest.join(name))
 }
 
 /// The one JSON line `put` and `get` print on success.
@@ -254,7 +337,7 @@ fn rdma_provider(t: &Transfer) -> Result<Option<Arc<dyn RdmaProvider>>, String> 
 }
 
 fn put(p: &Put, cancel: &CancelHandle) -> Result<Report, String> {
-    let url = &p.url;
+    let url = &object_url(&p.url, &p.src)?;
     let client = client(&p.connection)?;
     let mut args = PutObjectArgs::new().cancel_handle(cancel);
     if let Some(ps) = p.transfer.part_size {
@@ -295,8 +378,7 @@ fn put(p: &Put, cancel: &CancelHandle) -> Result<Report, String> {
     let (bucket, key) = (&url.bucket, &url.key);
     let started = Instant::now();
     let out = match (stdin, &p.resume) {
-        (true, Some(_)) => return Err("--resume needs a file, not standard input".into()),
-        (true, None) => {
+        (true, _) => {
             let source = Cancellable::stdin(cancel.clone())
                 .map_err(|e| format!("cannot read standard input: {e}"))?;
             client.put_object(bucket, key, source, args)
@@ -354,7 +436,8 @@ fn get(g: &Get, cancel: &CancelHandle) -> Result<Report, String> {
     let out = if to_stdout {
         client.download(bucket, key, &mut std::io::stdout().lock(), args)
     } else {
-        client.download_to_file(bucket, key, &g.dest, args)
+        let dest = download_path(url, &g.dest, true)?;
+        client.download_to_file(bucket, key, &dest, args)
     }
     .map_err(|e| failure(&client, &url.text, &e))?;
     let mut report = Report::new(url, out.etag, out.parts, out.size, started);

@@ -56,6 +56,7 @@ pub fn check_cp(c: &Cp) -> Result<(), String> {
         (Loc::Local(_), Loc::S3(_)) => true,
         (Loc::S3(_), Loc::Local(_)) => false,
     };
+    crate::args::check_part_size(&c.transfer, upload)?;
     if upload && c.no_verify_checksum {
         return Err("--no-verify-checksum applies to downloads only".into());
     }
@@ -73,6 +74,17 @@ pub fn check_cp(c: &Cp) -> Result<(), String> {
     if c.recursive {
         if c.src == "-" || c.dest == "-" {
             return Err("--recursive copies a directory, not standard input or output".into());
+        }
+        let local = match (&src, &dest) {
+            (Loc::Local(path), _) | (_, Loc::Local(path)) => path,
+            _ => unreachable!("one side is local"),
+        };
+        if local.exists() && !local.is_dir() {
+            return Err(format!(
+                "{} is not a directory; --recursive copies a directory tree (without it, \
+                 one file)",
+                local.display()
+            ));
         }
     } else {
         for (set, flag) in [
@@ -92,37 +104,24 @@ pub fn check_cp(c: &Cp) -> Result<(), String> {
                 url.text
             ));
         }
+        match (&src, &dest) {
+            (Loc::Local(path), Loc::S3(to)) => crate::object_url(to, path).map(drop)?,
+            (Loc::S3(from), Loc::Local(path)) => {
+                crate::download_path(from, path, false).map(drop)?
+            }
+            _ => {}
+        }
     }
     Ok(())
-}
-
-/// A `S3Url` for `bucket/key`.
-fn url(bucket: &str, key: &str) -> S3Url {
-    S3Url {
-        bucket: bucket.to_string(),
-        key: key.to_string(),
-        text: format!("s3://{bucket}/{key}"),
-    }
 }
 
 pub fn cp(c: &Cp, cancel: &CancelHandle) -> Result<Done, String> {
     let (src, dest) = (loc(&c.src)?, loc(&c.dest)?);
     match (src, dest, c.recursive) {
         (Loc::Local(path), Loc::S3(to), false) => {
-            let mut key = to.key.clone();
-            if key.is_empty() || key.ends_with('/') {
-                let name = (c.src != "-")
-                    .then(|| path.file_name())
-                    .flatten()
-                    .and_then(|n| n.to_str())
-                    .ok_or_else(|| {
-                        format!("{}: name the key (the source has no file name)", to.text)
-                    })?;
-                key.push_str(name);
-            }
             let put = Put {
                 src: path,
-                url: url(&to.bucket, &key),
+                url: to,
                 checksum: c.checksum,
                 unsigned_payload: c.unsigned_payload,
                 signed_payload: c.signed_payload,
@@ -137,9 +136,10 @@ pub fn cp(c: &Cp, cancel: &CancelHandle) -> Result<Done, String> {
             crate::put(&put, cancel).map(Done::from)
         }
         (Loc::S3(from), Loc::Local(mut path), false) => {
-            if c.dest != "-" && (c.dest.ends_with('/') || path.is_dir()) {
-                let name = from.key.rsplit('/').next().unwrap_or(&from.key);
-                path.push(name);
+            if c.dest != "-" && path.is_dir() && !c.dest.ends_with('/') {
+                // An existing directory: the object goes in it (`get` does
+                // this for a DEST ending in '/').
+                path = PathBuf::from(format!("{}/", c.dest));
             }
             let get = Get {
                 url: from,
@@ -184,9 +184,6 @@ fn cp_tree(c: &Cp, cancel: &CancelHandle, tree: Tree<'_>) -> Result<Done, String
         .follow_symlinks(c.follow_symlinks)
         .cancel_handle(cancel);
     if let Some(n) = c.concurrency {
-        if n == 0 {
-            return Err("--concurrency must be at least 1".into());
-        }
         args = args.concurrency(n);
     }
     if let Some(f) = progress::start_tree(!c.output.no_progress) {
