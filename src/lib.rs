@@ -60,6 +60,7 @@ pub use s3::checksum::ChecksumAlgorithm;
 pub use s3::list::{DeleteError, DeleteObjectsOutput, ListObjects, ObjectSummary};
 pub use s3::multipart::{CompletedUpload, MultipartUpload, UploadedPart};
 pub use s3::object::ObjectInfo;
+pub use s3::presign::{MAX_PRESIGN_EXPIRY, PresignArgs, PresignOperation, PresignedRequest};
 pub use transport::pool::ConnectionStats;
 pub use tree::args::{DEFAULT_TREE_CONCURRENCY, TreeArgs, TreeFailure, TreeProgress, TreeSummary};
 pub use upload::args::{PayloadSigning, PutObjectArgs, PutObjectOutput};

@@ -6,4 +6,5 @@ pub(crate) mod checksum;
 pub(crate) mod list;
 pub(crate) mod multipart;
 pub(crate) mod object;
+pub(crate) mod presign;
 pub(crate) mod xml;

@@ -8,6 +8,7 @@ use crate::client::{Request, header, read_text, s3_error};
 use crate::s3::checksum::Crc;
 use crate::s3::object::{validate_bucket, validate_target};
 use crate::s3::xml;
+use crate::upload::args::WriteCondition;
 use crate::upload::part::{Target, send_slab};
 use crate::{ChecksumAlgorithm, Client, Error, PayloadSigning, PutObjectArgs, Result};
 
@@ -160,6 +161,23 @@ impl Client {
         parts: &[UploadedPart],
         checksum: ChecksumAlgorithm,
     ) -> Result<CompletedUpload> {
+        self.complete_upload(bucket, key, upload_id, parts, checksum, None)
+    }
+
+    /// [`Client::complete_multipart_upload`] with a write condition
+    /// (`If-None-Match: *` or `If-Match`), which S3 checks here: a refusal
+    /// names the key and the condition. A retry refused by the condition
+    /// may follow an attempt that completed (its reply lost): as for
+    /// `NoSuchUpload`, the object in place is then checked.
+    pub(crate) fn complete_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[UploadedPart],
+        checksum: ChecksumAlgorithm,
+        condition: Option<&WriteCondition>,
+    ) -> Result<CompletedUpload> {
         validate_target(bucket, key)?;
         let mut sorted: Vec<&UploadedPart> = parts.iter().collect();
         sorted.sort_by_key(|p| p.part_number);
@@ -186,7 +204,11 @@ impl Client {
                 .header(h, full.to_base64())
                 .header("x-amz-checksum-type", "FULL_OBJECT");
         }
-        self.retrying(&req, None, true, |attempt| {
+        if let Some(c) = condition {
+            let (name, value) = c.header();
+            req = req.header(&name, value);
+        }
+        let result = self.retrying(&req, None, true, |attempt| {
             let result = self.send(self.conn(), &req).and_then(|mut response| {
                 let text = read_text("CompleteMultipartUpload", &mut response)?;
                 // A 200 reply can still be an error document.
@@ -218,12 +240,21 @@ impl Client {
                          (BadDigest: {message})"
                     )))
                 }
-                Err(e) if attempt > 1 && e.s3_code() == Some("NoSuchUpload") => {
+                Err(e)
+                    if attempt > 1
+                        && (e.s3_code() == Some("NoSuchUpload")
+                            || (condition.is_some()
+                                && matches!(e, Error::S3 { status: 412, .. }))) =>
+                {
                     self.completed_earlier(bucket, key, &sorted).ok_or(e)
                 }
                 Err(e) => Err(e),
             }
-        })
+        });
+        match condition {
+            Some(c) => result.map_err(|e| c.explain(bucket, key, e)),
+            None => result,
+        }
     }
 
     /// After a retried Complete answered `NoSuchUpload`: whether the object

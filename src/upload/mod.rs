@@ -163,12 +163,13 @@ impl Upload {
                 checksum: sent.crc.map(|c| c.to_base64()),
             })
             .collect();
-        let done = match self.client.complete_multipart_upload(
+        let done = match self.client.complete_upload(
             &self.bucket,
             &self.key,
             upload_id,
             &list,
             self.args.checksum,
+            self.args.condition.as_ref(),
         ) {
             Ok(done) => done,
             // No definite answer (the connection failed, or the server kept

@@ -15,6 +15,7 @@ mod engine;
 mod faults;
 mod https_parts;
 mod list;
+mod presign;
 mod proxy;
 mod put_object;
 mod rdma;

@@ -24,6 +24,10 @@
 //!   checking parts, so a rejected Complete destroys the upload (S3 would keep it
 //!   open for a retry or an abort). Not papered over; the tracking below just
 //!   reports such an upload as gone.
+//! - Conditional writes (`If-None-Match: *`, `If-Match`): s3s-fs checks
+//!   them on PutObject (before writing; not atomically with the write) and
+//!   on its Complete; the Complete here replaces its own, so the wrapper
+//!   checks them there ([`Tracked::check_write_condition`]).
 //! - Unknown or finished upload ids: s3s-fs answers 403 `AccessDenied`; the
 //!   wrapper answers 404 `NoSuchUpload` like S3 (needed to test "a retried
 //!   Complete answers NoSuchUpload").
@@ -161,6 +165,12 @@ impl Tracked {
         &self,
         input: CompleteMultipartUploadInput,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        self.check_write_condition(
+            &input.bucket,
+            &input.key,
+            input.if_none_match.as_ref(),
+            input.if_match.as_ref(),
+        )?;
         let upload_id = input.upload_id;
         let parts = input
             .multipart_upload
@@ -303,6 +313,68 @@ impl Tracked {
             checksum_crc64nvme,
             ..Default::default()
         }))
+    }
+
+    /// S3's conditional write on CompleteMultipartUpload (s3s-fs checks
+    /// PutObject's itself, and would check Complete's, but the Complete here
+    /// replaces its own): `If-None-Match: *` refuses a key that holds an
+    /// object, `If-Match` one whose ETag differs (or a missing object), both
+    /// with 412 `PreconditionFailed` and the upload left open, as S3 does.
+    fn check_write_condition(
+        &self,
+        bucket: &str,
+        key: &str,
+        if_none_match: Option<&ETagCondition>,
+        if_match: Option<&ETagCondition>,
+    ) -> S3Result<()> {
+        let object = self.root.join(bucket).join(key);
+        let exists = object.is_file();
+        if if_none_match.is_some_and(ETagCondition::is_any) && exists {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold"
+            ));
+        }
+        let Some(condition) = if_match else {
+            return Ok(());
+        };
+        if !exists {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold (no object)"
+            ));
+        }
+        let Some(expected) = condition.as_etag() else {
+            return Ok(());
+        };
+        // The ETag s3s-fs (or the Complete here) recorded, else the MD5.
+        let enc = |s: &str| base64_url_no_pad(s.as_bytes());
+        let info = self.root.join(format!(
+            ".bucket-{}.object-{}.internal.json",
+            enc(bucket),
+            enc(key)
+        ));
+        let recorded = std::fs::read(&info)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("e_tag")?.as_str().map(str::to_owned));
+        let current = match recorded {
+            Some(e) => e,
+            None => {
+                use md5::Digest;
+                let bytes = std::fs::read(&object).map_err(|e| {
+                    S3Error::with_message(S3ErrorCode::InternalError, e.to_string())
+                })?;
+                hex_lower(&md5::Md5::digest(&bytes))
+            }
+        };
+        if !ETag::Strong(current).strong_cmp(expected) {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold (ETag)"
+            ));
+        }
+        Ok(())
     }
 
     /// Whether s3s-fs still knows the upload (its `.upload-<id>.json` file).

@@ -64,6 +64,10 @@ pub enum Command {
     /// Delete s3://BUCKET/KEY, or every object under a prefix (--recursive).
     #[command(after_help = EXIT_STATUS, args_override_self = true)]
     Rm(Rm),
+    /// Print a presigned URL for s3://BUCKET/KEY (GET or PUT), usable
+    /// without credentials until it expires.
+    #[command(after_help = crate::presign::PRESIGN_HELP, args_override_self = true)]
+    Presign(crate::presign::Presign),
 }
 
 /// Shown at the end of `cp --help`.

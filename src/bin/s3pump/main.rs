@@ -6,15 +6,17 @@
 //! s3pump cp SRC DEST [--recursive] [OPTIONS]
 //! s3pump ls s3://BUCKET[/PREFIX] [--json]
 //! s3pump rm s3://BUCKET/KEY [--recursive]
+//! s3pump presign s3://BUCKET/KEY [--expires-in SECONDS] [--method GET|PUT]
 //! ```
 //!
 //! `s3pump --help` and `s3pump put --help` say the rest. Modules: `args`
-//! (the command line), `many` (cp, ls, rm), `progress` (the bar), `signals`
+//! (the command line), `many` (cp, ls, rm), `presign`, `progress` (the bar), `signals`
 //! (SIGINT/SIGTERM cancel the transfer), `stream` (a stream source a cancel
 //! can interrupt).
 
 mod args;
 mod many;
+mod presign;
 mod progress;
 mod signals;
 mod stream;
@@ -65,6 +67,7 @@ fn main() -> ExitCode {
         Command::Cp(c) => (many::cp(c, &cancel), false),
         Command::Ls(l) => (many::ls(l), false),
         Command::Rm(r) => (many::rm(r), false),
+        Command::Presign(p) => (presign::presign(p), false),
     };
     progress::finish();
     match (result, interrupt.signal()) {
