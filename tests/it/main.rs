@@ -7,6 +7,7 @@
 mod support;
 
 mod cli;
+mod conditional;
 mod credentials;
 mod direct_get;
 mod direct_http;
