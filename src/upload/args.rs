@@ -118,16 +118,20 @@ impl WriteCondition {
                 message,
                 request_id,
             } if status == 412 || code == "ConditionalRequestConflict" => {
-                let what = if code == "ConditionalRequestConflict" {
-                    "conflicted with a concurrent write to the key; upload it again"
+                let condition = self.describe();
+                let message = if status == 412 {
+                    format!(
+                        "precondition failed: {condition} does not hold for {bucket}/{key}, \
+                         which was not written ({message})"
+                    )
                 } else {
-                    "failed"
+                    format!(
+                        "conditional write conflict: {condition} on {bucket}/{key} raced a \
+                         concurrent write; nothing was written, upload it again ({message})"
+                    )
                 };
                 Error::S3 {
-                    message: format!(
-                        "{bucket}/{key} was not written: the condition {} {what} ({message})",
-                        self.describe()
-                    ),
+                    message,
                     code: if status == 412 {
                         "PreconditionFailed".into()
                     } else {

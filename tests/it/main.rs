@@ -7,6 +7,7 @@
 mod support;
 
 mod cli;
+mod cli_presign;
 mod conditional;
 mod credentials;
 mod direct_get;

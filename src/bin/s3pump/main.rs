@@ -286,7 +286,9 @@ fn put(p: &Put, cancel: &CancelHandle) -> Result<Report, String> {
     if let Some(f) = progress::start(!p.output.no_progress, size) {
         args = args.on_progress(f);
     }
-    args = args.keep_failed_upload(p.keep_failed_upload);
+    args = p
+        .condition
+        .apply(args.keep_failed_upload(p.keep_failed_upload));
     let (bucket, key) = (&url.bucket, &url.key);
     let started = Instant::now();
     let out = match (stdin, &p.resume) {

@@ -36,6 +36,8 @@ fn upload_only(c: &Cp) -> Option<&'static str> {
         (c.content_type.is_some(), "--content-type"),
         (!c.meta.is_empty(), "--meta"),
         (c.follow_symlinks, "--follow-symlinks"),
+        (c.condition.if_none_match, "--if-none-match"),
+        (c.condition.if_match.is_some(), "--if-match"),
     ]
     .into_iter()
     .find_map(|(set, name)| set.then_some(name))
@@ -72,6 +74,9 @@ pub fn check_cp(c: &Cp) -> Result<(), String> {
     if c.recursive {
         if c.src == "-" || c.dest == "-" {
             return Err("--recursive copies a directory, not standard input or output".into());
+        }
+        if c.condition.if_match.is_some() {
+            return Err("--if-match names the ETag of one object; not with --recursive".into());
         }
     } else {
         for (set, flag) in [
@@ -129,6 +134,7 @@ pub fn cp(c: &Cp, cancel: &CancelHandle) -> Result<Done, String> {
                 meta: c.meta.clone(),
                 keep_failed_upload: false,
                 resume: None,
+                condition: c.condition.clone(),
                 transfer: c.transfer.clone(),
                 connection: c.connection.clone(),
                 output: c.output.clone(),
@@ -259,7 +265,7 @@ fn put_args(c: &Cp) -> Result<PutObjectArgs, String> {
     if let Some(provider) = rdma_provider(&c.transfer)? {
         args = args.rdma(provider);
     }
-    Ok(args)
+    Ok(c.condition.apply(args))
 }
 
 /// Each object's download arguments, as `get` makes them.
