@@ -13,6 +13,9 @@
 //! (in any order) or a [`std::io::Write`] (strictly in order).
 //! [`Client::upload_dir`] and [`Client::download_prefix`] move whole trees,
 //! many objects at once, with one progress callback and a [`TreeSummary`].
+//! [`Client::presign`] signs a request into a URL that works without
+//! credentials until it expires; [`PutObjectArgs::if_none_match`] and
+//! [`PutObjectArgs::if_match`] make any upload a conditional write.
 //!
 //! ```no_run
 //! use s3pump::{Client, PutObjectArgs};
