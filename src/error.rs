@@ -93,11 +93,13 @@ pub enum Error {
     /// The checksum the server computed differs from the one computed locally.
     #[error("checksum mismatch: {0}")]
     ChecksumMismatch(String),
-    /// The object was replaced (or deleted) while it was being downloaded: a
-    /// ranged GET was refused with 412 `PreconditionFailed` because its
-    /// `If-Match` no longer held, or answered for another version of the
-    /// object. A download into a file leaves no file behind.
-    #[error("the object changed during the download: {0}")]
+    /// The object was replaced (or deleted) while it was being downloaded
+    /// or copied: a ranged GET (or a copy request) was refused with 412
+    /// `PreconditionFailed` because its `If-Match`
+    /// (`x-amz-copy-source-if-match`) no longer held, or answered for
+    /// another version of the object. A download into a file leaves no file
+    /// behind; a copy leaves no copy and no upload open.
+    #[error("the object changed during the download or copy: {0}")]
     ObjectChanged(String),
     /// The upload was cancelled by the progress callback or a [`CancelHandle`](crate::CancelHandle).
     #[error("cancelled")]
@@ -276,7 +278,7 @@ pub enum ErrorKind {
     /// (the multipart upload is gone): the whole upload may be started
     /// again, after looking at what the key now holds.
     ConditionalConflict,
-    /// The object changed during a download ([`Error::ObjectChanged`]).
+    /// The object changed during a download or a copy ([`Error::ObjectChanged`]).
     ObjectChanged,
     /// An argument was invalid, locally ([`Error::InvalidArgument`],
     /// [`Error::SizeMismatch`]) or for the server (400 `InvalidArgument`,

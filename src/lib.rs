@@ -41,6 +41,7 @@ mod auth;
 #[doc(hidden)]
 pub mod bench;
 mod client;
+mod copy;
 mod download;
 mod error;
 mod pipeline;
@@ -53,6 +54,7 @@ mod upload;
 pub use auth::credentials::{Credentials, ProvideCredentials};
 pub use client::retry::RetryPolicy;
 pub use client::{Addressing, Client, ClientBuilder};
+pub use copy::args::{CopyObjectArgs, CopyObjectOutput, DEFAULT_COPY_THRESHOLD};
 pub use download::{DownloadArgs, DownloadOutput};
 pub use error::{Error, ErrorKind, Result};
 pub use pipeline::slab::SlabStats;

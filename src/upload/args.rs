@@ -88,6 +88,15 @@ pub(crate) enum WriteCondition {
 }
 
 impl WriteCondition {
+    /// `If-Match: etag`, quoted when it is not.
+    pub(crate) fn etag(etag: String) -> WriteCondition {
+        if etag.starts_with('"') || etag.starts_with("W/") {
+            WriteCondition::ETag(etag)
+        } else {
+            WriteCondition::ETag(format!("\"{etag}\""))
+        }
+    }
+
     /// The request header that carries the condition.
     pub(crate) fn header(&self) -> (String, String) {
         match self {
@@ -363,13 +372,7 @@ impl PutObjectArgs {
     ///
     /// Defaults to off.
     pub fn if_match(mut self, etag: impl Into<String>) -> Self {
-        let etag = etag.into();
-        let quoted = if etag.starts_with('"') || etag.starts_with("W/") {
-            etag
-        } else {
-            format!("\"{etag}\"")
-        };
-        self.condition = Some(WriteCondition::ETag(quoted));
+        self.condition = Some(WriteCondition::etag(etag.into()));
         self
     }
 

@@ -9,6 +9,7 @@ mod support;
 mod cli;
 mod cli_presign;
 mod conditional;
+mod copy;
 mod credentials;
 mod direct_get;
 mod direct_http;

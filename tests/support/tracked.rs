@@ -27,7 +27,10 @@
 //! - Conditional writes (`If-None-Match: *`, `If-Match`): s3s-fs checks
 //!   them on PutObject (before writing; not atomically with the write) and
 //!   on its Complete; the Complete here replaces its own, so the wrapper
-//!   checks them there ([`Tracked::check_write_condition`]).
+//!   checks them there ([`Tracked::check_write_condition`]), and on
+//!   CopyObject (which s3s 0.14 does not parse them for).
+//! - `UploadPartCopy`: s3s-fs ignores `x-amz-copy-source-if-match`; the
+//!   wrapper checks it (412), and records the part's MD5 for the Complete.
 //! - Unknown or finished upload ids: s3s-fs answers 403 `AccessDenied`; the
 //!   wrapper answers 404 `NoSuchUpload` like S3 (needed to test "a retried
 //!   Complete answers NoSuchUpload").
@@ -347,7 +350,18 @@ impl Tracked {
         let Some(expected) = condition.as_etag() else {
             return Ok(());
         };
-        // The ETag s3s-fs (or the Complete here) recorded, else the MD5.
+        if !ETag::Strong(self.current_etag(bucket, key)?).strong_cmp(expected) {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold (ETag)"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The ETag of the object `bucket/key` (which exists): the one s3s-fs
+    /// (or the Complete here) recorded, else its MD5.
+    fn current_etag(&self, bucket: &str, key: &str) -> S3Result<String> {
         let enc = |s: &str| base64_url_no_pad(s.as_bytes());
         let info = self.root.join(format!(
             ".bucket-{}.object-{}.internal.json",
@@ -358,23 +372,33 @@ impl Tracked {
             .ok()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .and_then(|v| v.get("e_tag")?.as_str().map(str::to_owned));
-        let current = match recorded {
-            Some(e) => e,
+        match recorded {
+            Some(e) => Ok(e),
             None => {
                 use md5::Digest;
-                let bytes = std::fs::read(&object).map_err(|e| {
-                    S3Error::with_message(S3ErrorCode::InternalError, e.to_string())
-                })?;
-                hex_lower(&md5::Md5::digest(&bytes))
+                let bytes = std::fs::read(self.root.join(bucket).join(key))
+                    .map_err(|_| s3_error!(NoSuchKey))?;
+                Ok(hex_lower(&md5::Md5::digest(&bytes)))
             }
-        };
-        if !ETag::Strong(current).strong_cmp(expected) {
-            return Err(s3_error!(
-                PreconditionFailed,
-                "At least one of the pre-conditions you specified did not hold (ETag)"
-            ));
         }
-        Ok(())
+    }
+
+    /// The destination conditions of a CopyObject (`If-None-Match`,
+    /// `If-Match`: s3s 0.14 has no fields for them on CopyObject), checked
+    /// as on Complete.
+    fn check_copy_condition(&self, req: &S3Request<CopyObjectInput>) -> S3Result<()> {
+        let condition = |name: &str| {
+            req.headers
+                .get(name)
+                .and_then(|v| ETagCondition::parse_http_header(v.as_bytes()).ok())
+        };
+        let (none, matching) = (condition("if-none-match"), condition("if-match"));
+        self.check_write_condition(
+            &req.input.bucket,
+            &req.input.key,
+            none.as_ref(),
+            matching.as_ref(),
+        )
     }
 
     /// Whether s3s-fs still knows the upload (its `.upload-<id>.json` file).
@@ -646,7 +670,6 @@ macro_rules! impl_s3 {
 impl_s3! {
     delegate {
         create_bucket(CreateBucketInput) -> CreateBucketOutput;
-        copy_object(CopyObjectInput) -> CopyObjectOutput;
         delete_bucket(DeleteBucketInput) -> DeleteBucketOutput;
         delete_object(DeleteObjectInput) -> DeleteObjectOutput;
         get_bucket_location(GetBucketLocationInput) -> GetBucketLocationOutput;
@@ -773,13 +796,33 @@ impl_s3! {
             Ok(resp)
         }
 
+        async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+            self.check_copy_condition(&req)?;
+            self.fs.copy_object(req).await
+        }
+
         async fn upload_part_copy(
             &self,
             req: S3Request<UploadPartCopyInput>,
         ) -> S3Result<S3Response<UploadPartCopyOutput>> {
             let req = one_account(req);
             self.no_such_upload(&req.input.upload_id)?;
-            self.fs.upload_part_copy(req).await
+            // s3s-fs ignores x-amz-copy-source-if-match on UploadPartCopy;
+            // S3 answers 412 when the source's ETag differs.
+            if let (Some(condition), CopySource::Bucket { bucket, key, .. }) =
+                (&req.input.copy_source_if_match, &req.input.copy_source)
+                && let Some(expected) = condition.as_etag()
+                && !ETag::Strong(self.current_etag(bucket, key)?).strong_cmp(expected)
+            {
+                return Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold (x-amz-copy-source-if-match)"));
+            }
+            let part_key = (req.input.upload_id.clone(), req.input.part_number);
+            let resp = self.fs.upload_part_copy(req).await?;
+            // Known to the Complete here, as an uploaded part is.
+            if let Some(md5) = resp.output.copy_part_result.as_ref().and_then(|r| r.e_tag.as_ref()) {
+                self.part_md5s.lock().insert(part_key, md5.value().to_owned());
+            }
+            Ok(resp)
         }
 
         async fn list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {
