@@ -93,11 +93,13 @@ pub enum Error {
     /// The checksum the server computed differs from the one computed locally.
     #[error("checksum mismatch: {0}")]
     ChecksumMismatch(String),
-    /// The object was replaced (or deleted) while it was being downloaded: a
-    /// ranged GET was refused with 412 `PreconditionFailed` because its
-    /// `If-Match` no longer held, or answered for another version of the
-    /// object. A download into a file leaves no file behind.
-    #[error("the object changed during the download: {0}")]
+    /// The object was replaced (or deleted) while it was being downloaded
+    /// or copied: a ranged GET (or a copy request) was refused with 412
+    /// `PreconditionFailed` because its `If-Match`
+    /// (`x-amz-copy-source-if-match`) no longer held, or answered for
+    /// another version of the object. A download into a file leaves no file
+    /// behind; a copy leaves no copy and no upload open.
+    #[error("the object changed during the download or copy: {0}")]
     ObjectChanged(String),
     /// The upload was cancelled by the progress callback or a [`CancelHandle`](crate::CancelHandle).
     #[error("cancelled")]
@@ -259,10 +261,24 @@ pub enum ErrorKind {
     /// The server's certificate failed verification ([`Error::Tls`]): not
     /// retried; trust its CA (`AWS_CA_BUNDLE`) or fix the endpoint's name.
     Tls,
-    /// A condition of the request did not hold (412 `PreconditionFailed`,
-    /// 409 conflicts, 416 `InvalidRange`).
+    /// A condition of the request did not hold (409 conflicts, 416
+    /// `InvalidRange`).
     Precondition,
-    /// The object changed during a download ([`Error::ObjectChanged`]).
+    /// The server refused a request's precondition (412
+    /// `PreconditionFailed`): a conditional write
+    /// ([`PutObjectArgs::if_none_match`](crate::PutObjectArgs::if_none_match),
+    /// [`if_match`](crate::PutObjectArgs::if_match)) found an object where
+    /// it wanted none, or another ETag. The message names the key and the
+    /// condition; nothing was written and no upload is left open. Not
+    /// retried.
+    PreconditionFailed,
+    /// A conditional write raced another write to the same key (409
+    /// `ConditionalRequestConflict`, when a CompleteMultipartUpload
+    /// conflicts with a concurrent one). Retrying the request cannot help
+    /// (the multipart upload is gone): the whole upload may be started
+    /// again, after looking at what the key now holds.
+    ConditionalConflict,
+    /// The object changed during a download or a copy ([`Error::ObjectChanged`]).
     ObjectChanged,
     /// An argument was invalid, locally ([`Error::InvalidArgument`],
     /// [`Error::SizeMismatch`]) or for the server (400 `InvalidArgument`,
@@ -317,7 +333,9 @@ fn s3_kind(status: u16, code: &str) -> ErrorKind {
             return ErrorKind::Checksum;
         }
         "InternalError" => return ErrorKind::ServerError,
-        "PreconditionFailed" | "InvalidRange" | "Conflict" | "OperationAborted" => {
+        "PreconditionFailed" => return ErrorKind::PreconditionFailed,
+        "ConditionalRequestConflict" => return ErrorKind::ConditionalConflict,
+        "InvalidRange" | "Conflict" | "OperationAborted" => {
             return ErrorKind::Precondition;
         }
         _ => {}
@@ -326,7 +344,8 @@ fn s3_kind(status: u16, code: &str) -> ErrorKind {
         404 => ErrorKind::NotFound,
         401 | 403 => ErrorKind::AccessDenied,
         429 | 503 => ErrorKind::Throttled,
-        409 | 412 | 416 => ErrorKind::Precondition,
+        412 => ErrorKind::PreconditionFailed,
+        409 | 416 => ErrorKind::Precondition,
         400 | 405 | 411 | 413 | 414 => ErrorKind::InvalidArgument,
         500.. => ErrorKind::ServerError,
         _ => ErrorKind::Other,
@@ -365,7 +384,15 @@ mod tests {
             (502, "BadGateway", ErrorKind::ServerError),
             (400, "RequestTimeout", ErrorKind::Timeout),
             (400, "BadDigest", ErrorKind::Checksum),
-            (412, "PreconditionFailed", ErrorKind::Precondition),
+            (412, "PreconditionFailed", ErrorKind::PreconditionFailed),
+            (412, "Whatever", ErrorKind::PreconditionFailed),
+            (
+                409,
+                "ConditionalRequestConflict",
+                ErrorKind::ConditionalConflict,
+            ),
+            (409, "BucketNotEmpty", ErrorKind::Precondition),
+            (416, "InvalidRange", ErrorKind::Precondition),
             (400, "EntityTooSmall", ErrorKind::InvalidArgument),
             (301, "PermanentRedirect", ErrorKind::Other),
         ] {

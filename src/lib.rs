@@ -13,6 +13,9 @@
 //! (in any order) or a [`std::io::Write`] (strictly in order).
 //! [`Client::upload_dir`] and [`Client::download_prefix`] move whole trees,
 //! many objects at once, with one progress callback and a [`TreeSummary`].
+//! [`Client::presign`] signs a request into a URL that works without
+//! credentials until it expires; [`PutObjectArgs::if_none_match`] and
+//! [`PutObjectArgs::if_match`] make any upload a conditional write.
 //!
 //! ```no_run
 //! use s3pump::{Client, PutObjectArgs};
@@ -38,6 +41,7 @@ mod auth;
 #[doc(hidden)]
 pub mod bench;
 mod client;
+mod copy;
 mod download;
 mod error;
 mod pipeline;
@@ -50,6 +54,7 @@ mod upload;
 pub use auth::credentials::{Credentials, ProvideCredentials};
 pub use client::retry::RetryPolicy;
 pub use client::{Addressing, Client, ClientBuilder};
+pub use copy::args::{CopyObjectArgs, CopyObjectOutput, DEFAULT_COPY_THRESHOLD};
 pub use download::{DownloadArgs, DownloadOutput};
 pub use error::{Error, ErrorKind, Result};
 pub use pipeline::slab::SlabStats;
@@ -60,6 +65,7 @@ pub use s3::checksum::ChecksumAlgorithm;
 pub use s3::list::{DeleteError, DeleteObjectsOutput, ListObjects, ObjectSummary};
 pub use s3::multipart::{CompletedUpload, MultipartUpload, UploadedPart};
 pub use s3::object::ObjectInfo;
+pub use s3::presign::{MAX_PRESIGN_EXPIRY, PresignArgs, PresignOperation, PresignedRequest};
 pub use transport::pool::ConnectionStats;
 pub use tree::args::{
     DEFAULT_TREE_CONCURRENCY, RefusedKey, TreeArgs, TreeFailure, TreeProgress, TreeSummary,

@@ -2,7 +2,8 @@
 //!
 //! `credentials` has the public types and the refreshing cache; `chain` the
 //! AWS SDKs' default chain over the sources in `profile` (shared files),
-//! `sts`, `sso`, `container` and `imds`; `ini` reads the shared files.
+//! `sts`, `sso`, `container` and `imds`; `ini` reads the shared files;
+//! `sigv4` signs requests in headers, `presign` in the query string.
 
 pub(crate) mod chain;
 pub(crate) mod container;
@@ -10,6 +11,7 @@ pub(crate) mod credentials;
 pub(crate) mod http;
 pub(crate) mod imds;
 pub(crate) mod ini;
+pub(crate) mod presign;
 pub(crate) mod profile;
 pub(crate) mod sigv4;
 pub(crate) mod sso;

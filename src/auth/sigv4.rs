@@ -23,8 +23,10 @@ pub(crate) const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 pub(crate) const EMPTY_SHA256: &str =
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
-const ALGORITHM: &str = "AWS4-HMAC-SHA256";
-const SERVICE: &str = "s3";
+/// The signing algorithm (also a presigned URL's `X-Amz-Algorithm`).
+pub(crate) const ALGORITHM: &str = "AWS4-HMAC-SHA256";
+/// The service name of S3 in the credential scope.
+pub(crate) const SERVICE: &str = "s3";
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -187,29 +189,89 @@ fn sign_detailed(
         added.push(("x-amz-security-token", token));
     }
 
-    // Everything signed: the caller's headers and the ones added here.
-    let mut headers: Vec<(Cow<str>, Cow<str>)> =
-        Vec::with_capacity(req.headers.len() + added.len());
-    headers.extend(
-        req.headers
+    let (header_lines, signed_headers) = canonical_headers(req.headers, &added);
+    let canonical = canonical_request(req, &header_lines, &signed_headers, None);
+    let (scope, signature) = signature(creds, service, region, date_time, &canonical);
+
+    let access_key_id = creds.access_key_id();
+    let mut authorization = String::with_capacity(
+        ALGORITHM.len() + access_key_id.len() + scope.len() + signed_headers.len() + 64 + 40,
+    );
+    authorization.push_str(ALGORITHM);
+    authorization.push_str(" Credential=");
+    authorization.push_str(access_key_id);
+    authorization.push('/');
+    authorization.push_str(&scope);
+    authorization.push_str(",SignedHeaders=");
+    authorization.push_str(&signed_headers);
+    authorization.push_str(",Signature=");
+    authorization.push_str(&signature);
+
+    let mut out: Vec<(String, String)> = Vec::with_capacity(added.len() + 1);
+    out.extend(added.iter().map(|&(n, v)| (n.to_owned(), v.to_owned())));
+    out.push(("authorization".to_owned(), authorization));
+    (out, canonical)
+}
+
+/// The canonical header lines (`name:value\n`, sorted by name, repeated
+/// headers joined by commas) of `headers` and `added`, and the
+/// `SignedHeaders` list (`host;x-amz-date`).
+pub(crate) fn canonical_headers(
+    headers: &[(String, String)],
+    added: &[(&str, &str)],
+) -> (String, String) {
+    let mut all: Vec<(Cow<str>, Cow<str>)> = Vec::with_capacity(headers.len() + added.len());
+    all.extend(
+        headers
             .iter()
             .map(|(n, v)| (lowercase(n), normalize_value(v))),
     );
-    headers.extend(
+    all.extend(
         added
             .iter()
             .map(|&(n, v)| (Cow::Borrowed(n), Cow::Borrowed(v))),
     );
     // Stable: repeated headers keep their order when joined with commas.
-    headers.sort_by(|a, b| a.0.cmp(&b.0));
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut signed = String::with_capacity(all.len() * 16);
+    let mut lines = String::with_capacity(
+        all.iter()
+            .map(|(n, v)| n.len() + v.len() + 2)
+            .sum::<usize>(),
+    );
+    let mut prev: Option<&str> = None;
+    for (name, value) in &all {
+        if prev == Some(name.as_ref()) {
+            // A repeated header: one line, values joined by commas. Undo the
+            // newline of the previous value.
+            lines.pop();
+            lines.push(',');
+        } else {
+            if prev.is_some() {
+                signed.push(';');
+            }
+            signed.push_str(name);
+            lines.push_str(name);
+            lines.push(':');
+        }
+        lines.push_str(value);
+        lines.push('\n');
+        prev = Some(name);
+    }
+    (lines, signed)
+}
 
-    let mut signed_headers = String::with_capacity(headers.len() * 16);
+/// The canonical request of `req` with its header lines and signed-header
+/// list from [`canonical_headers`]; `query`, when given, replaces
+/// `req.query` as the canonical query string (already encoded and sorted).
+pub(crate) fn canonical_request(
+    req: &SigningRequest,
+    header_lines: &str,
+    signed_headers: &str,
+    query: Option<&str>,
+) -> String {
     let mut canonical = String::with_capacity(
-        256 + req.canonical_uri.len()
-            + headers
-                .iter()
-                .map(|(n, v)| n.len() + v.len() + 2)
-                .sum::<usize>(),
+        256 + req.canonical_uri.len() + header_lines.len() + query.map_or(0, str::len),
     );
     canonical.push_str(req.method);
     canonical.push('\n');
@@ -219,73 +281,43 @@ fn sign_detailed(
         req.canonical_uri
     });
     canonical.push('\n');
-    write_canonical_query(&mut canonical, req.query);
-    canonical.push('\n');
-    let mut prev: Option<&str> = None;
-    for (name, value) in &headers {
-        if prev == Some(name.as_ref()) {
-            // A repeated header: one line, values joined by commas. Undo the
-            // newline of the previous value.
-            canonical.pop();
-            canonical.push(',');
-        } else {
-            if prev.is_some() {
-                signed_headers.push(';');
-            }
-            signed_headers.push_str(name);
-            canonical.push_str(name);
-            canonical.push(':');
-        }
-        canonical.push_str(value);
-        canonical.push('\n');
-        prev = Some(name);
+    match query {
+        Some(q) => canonical.push_str(q),
+        None => write_canonical_query(&mut canonical, req.query),
     }
     canonical.push('\n');
-    canonical.push_str(&signed_headers);
+    canonical.push_str(header_lines);
+    canonical.push('\n');
+    canonical.push_str(signed_headers);
     canonical.push('\n');
     canonical.push_str(req.payload_hash);
+    canonical
+}
 
+/// The credential scope (`20130524/us-east-1/s3/aws4_request`) and the hex
+/// signature of `canonical` at `date_time` (`20130524T000000Z`).
+pub(crate) fn signature(
+    creds: &Credentials,
+    service: &str,
+    region: &str,
+    date_time: &str,
+    canonical: &str,
+) -> (String, String) {
     let date = date_time.get(..8).unwrap_or(date_time);
-    let mut string_to_sign = String::with_capacity(
-        ALGORITHM.len() + date_time.len() + date.len() + region.len() + 64 + 32,
-    );
+    let scope = format!("{date}/{region}/{service}/aws4_request");
+    let mut string_to_sign =
+        String::with_capacity(ALGORITHM.len() + date_time.len() + scope.len() + 64 + 3);
     string_to_sign.push_str(ALGORITHM);
     string_to_sign.push('\n');
     string_to_sign.push_str(date_time);
     string_to_sign.push('\n');
-    let scope_start = string_to_sign.len();
-    string_to_sign.push_str(date);
-    string_to_sign.push('/');
-    string_to_sign.push_str(region);
-    string_to_sign.push('/');
-    string_to_sign.push_str(service);
-    string_to_sign.push_str("/aws4_request");
-    let scope_end = string_to_sign.len();
+    string_to_sign.push_str(&scope);
     string_to_sign.push('\n');
     push_hex(&mut string_to_sign, &Sha256::digest(canonical.as_bytes()));
-
     let key = signing_key(creds.secret_access_key(), date, region, service);
-    let signature = hmac(&key, string_to_sign.as_bytes());
-
-    let scope = &string_to_sign[scope_start..scope_end];
-    let access_key_id = creds.access_key_id();
-    let mut authorization = String::with_capacity(
-        ALGORITHM.len() + access_key_id.len() + scope.len() + signed_headers.len() + 64 + 40,
-    );
-    authorization.push_str(ALGORITHM);
-    authorization.push_str(" Credential=");
-    authorization.push_str(access_key_id);
-    authorization.push('/');
-    authorization.push_str(scope);
-    authorization.push_str(",SignedHeaders=");
-    authorization.push_str(&signed_headers);
-    authorization.push_str(",Signature=");
-    push_hex(&mut authorization, &signature);
-
-    let mut out: Vec<(String, String)> = Vec::with_capacity(added.len() + 1);
-    out.extend(added.iter().map(|&(n, v)| (n.to_owned(), v.to_owned())));
-    out.push(("authorization".to_owned(), authorization));
-    (out, canonical)
+    let mut hex = String::with_capacity(64);
+    push_hex(&mut hex, &hmac(&key, string_to_sign.as_bytes()));
+    (scope, hex)
 }
 
 /// `kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), "s3"), "aws4_request")`.

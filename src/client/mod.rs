@@ -607,6 +607,21 @@ impl Client {
         self.inner.credentials.as_ref().map(|c| c.describe())
     }
 
+    /// The credentials to sign with now (refreshed when about to expire);
+    /// `None` when requests are not signed.
+    pub(crate) fn current_credentials(&self) -> Result<Option<Arc<Credentials>>> {
+        self.inner
+            .credentials
+            .as_ref()
+            .map(CredentialsCache::get)
+            .transpose()
+    }
+
+    /// `http` or `https`.
+    pub(crate) fn scheme(&self) -> &str {
+        &self.inner.scheme
+    }
+
     /// The part buffers shared by this client's transfers.
     pub(crate) fn slabs(&self) -> &Arc<SlabPool> {
         &self.inner.slabs

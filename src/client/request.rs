@@ -332,7 +332,7 @@ impl Client {
     }
 
     /// The region to sign requests on `bucket` for: learnt, else configured.
-    fn bucket_region(&self, bucket: &str) -> String {
+    pub(crate) fn bucket_region(&self, bucket: &str) -> String {
         self.inner
             .bucket_regions
             .read()
@@ -372,6 +372,26 @@ impl Client {
         }
     }
 
+    /// The `Host` and the encoded path (as sent and signed) of a request on
+    /// `bucket` (and `key`) signed for `region`.
+    pub(crate) fn host_and_path(
+        &self,
+        bucket: &str,
+        key: Option<&str>,
+        region: &str,
+    ) -> (String, String) {
+        let (authority, mut path) = self.address(bucket, region);
+        match key {
+            Some(key) => {
+                path.push('/');
+                path.push_str(&sigv4::uri_encode(key, true));
+            }
+            None if path.is_empty() => path.push('/'),
+            None => {}
+        }
+        (authority, path)
+    }
+
     /// One signed (or anonymous) send; a ranged GET's body into `into` when
     /// the direct sender takes it (then with `true`).
     fn send_signed(
@@ -383,15 +403,7 @@ impl Client {
         into: Option<&mut RangeInto<'_>>,
     ) -> Result<(Response, bool)> {
         let i = &self.inner;
-        let (authority, mut path) = self.address(req.bucket, region);
-        match req.key {
-            Some(key) => {
-                path.push('/');
-                path.push_str(&sigv4::uri_encode(key, true));
-            }
-            None if path.is_empty() => path.push('/'),
-            None => {}
-        }
+        let (authority, path) = self.host_and_path(req.bucket, req.key, region);
         let payload_hash = match resolve_signing(req.payload, &i.scheme, req) {
             PayloadSigning::Unsigned => sigv4::UNSIGNED_PAYLOAD.to_string(),
             _ if req.body.is_empty() => sigv4::EMPTY_SHA256.to_string(),

@@ -7,4 +7,5 @@ pub(crate) mod list;
 pub(crate) mod multipart;
 pub(crate) mod object;
 pub(crate) mod pages;
+pub(crate) mod presign;
 pub(crate) mod xml;

@@ -10,6 +10,7 @@ use crate::s3::object::{validate_bucket, validate_target};
 use crate::s3::pages::{Pages, quote};
 use crate::s3::xml;
 use crate::transport::stop::Stop;
+use crate::upload::args::WriteCondition;
 use crate::upload::part::{Target, send_slab};
 use crate::{ChecksumAlgorithm, Client, Error, PayloadSigning, PutObjectArgs, Result};
 
@@ -175,11 +176,15 @@ impl Client {
         parts: &[UploadedPart],
         checksum: ChecksumAlgorithm,
     ) -> Result<CompletedUpload> {
-        self.complete_upload(bucket, key, upload_id, parts, checksum, None)
+        self.complete_upload(bucket, key, upload_id, parts, checksum, None, None)
     }
 
-    /// [`complete_multipart_upload`](Self::complete_multipart_upload) for a
-    /// transfer that `stop` stops.
+    /// [`Client::complete_multipart_upload`] with a write condition
+    /// (`If-None-Match: *` or `If-Match`), which S3 checks here: a refusal
+    /// names the key and the condition. A retry refused by the condition
+    /// may follow an attempt that completed (its reply lost): as for
+    /// `NoSuchUpload`, the object in place is then checked. A transfer's
+    /// Complete is cut short when `stop` is set.
     pub(crate) fn complete_upload(
         &self,
         bucket: &str,
@@ -187,6 +192,7 @@ impl Client {
         upload_id: &str,
         parts: &[UploadedPart],
         checksum: ChecksumAlgorithm,
+        condition: Option<&WriteCondition>,
         stop: Option<&Stop>,
     ) -> Result<CompletedUpload> {
         validate_target(bucket, key)?;
@@ -216,7 +222,11 @@ impl Client {
                 .header(h, full.to_base64())
                 .header("x-amz-checksum-type", "FULL_OBJECT");
         }
-        self.retrying(&req, None, true, |attempt| {
+        if let Some(c) = condition {
+            let (name, value) = c.header();
+            req = req.header(&name, value);
+        }
+        let result = self.retrying(&req, None, true, |attempt| {
             let result = self.send(self.conn(), &req).and_then(|mut response| {
                 let text = read_text("CompleteMultipartUpload", &mut response)?;
                 // A 200 reply can still be an error document.
@@ -252,12 +262,21 @@ impl Client {
                          (BadDigest: {message})"
                     )))
                 }
-                Err(e) if attempt > 1 && e.s3_code() == Some("NoSuchUpload") => {
+                Err(e)
+                    if attempt > 1
+                        && (e.s3_code() == Some("NoSuchUpload")
+                            || (condition.is_some()
+                                && matches!(e, Error::S3 { status: 412, .. }))) =>
+                {
                     self.completed_earlier(bucket, key, &sorted).ok_or(e)
                 }
                 Err(e) => Err(e),
             }
-        })
+        });
+        match condition {
+            Some(c) => result.map_err(|e| c.explain(bucket, key, e)),
+            None => result,
+        }
     }
 
     /// After a retried Complete answered `NoSuchUpload`: whether the object

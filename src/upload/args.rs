@@ -3,9 +3,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::ChecksumAlgorithm;
 use crate::pipeline::{CancelHandle, Progress, ProgressFn};
 use crate::rdma::RdmaProvider;
+use crate::{ChecksumAlgorithm, Error};
 
 /// How the body of each part is vouched for in the request signature.
 ///
@@ -74,6 +74,85 @@ pub struct PutObjectArgs {
     pub(crate) cancel: Option<CancelHandle>,
     pub(crate) rdma: Option<Arc<dyn RdmaProvider>>,
     pub(crate) keep_failed_upload: bool,
+    pub(crate) condition: Option<WriteCondition>,
+}
+
+/// A condition on what a write may replace: S3's conditional writes, sent on
+/// PutObject and on CompleteMultipartUpload (never on Create or the parts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum WriteCondition {
+    /// `If-None-Match: *`: only if no object has the key.
+    Absent,
+    /// `If-Match: ETAG`: only if the object in place has this ETag (quoted).
+    ETag(String),
+}
+
+impl WriteCondition {
+    /// `If-Match: etag`, quoted when it is not.
+    pub(crate) fn etag(etag: String) -> WriteCondition {
+        if etag.starts_with('"') || etag.starts_with("W/") {
+            WriteCondition::ETag(etag)
+        } else {
+            WriteCondition::ETag(format!("\"{etag}\""))
+        }
+    }
+
+    /// The request header that carries the condition.
+    pub(crate) fn header(&self) -> (String, String) {
+        match self {
+            WriteCondition::Absent => ("if-none-match".into(), "*".into()),
+            WriteCondition::ETag(etag) => ("if-match".into(), etag.clone()),
+        }
+    }
+
+    /// The condition, for messages.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            WriteCondition::Absent => "If-None-Match: * (create only if absent)".into(),
+            WriteCondition::ETag(etag) => {
+                format!("If-Match: {etag} (replace only the object with that ETag)")
+            }
+        }
+    }
+
+    /// `e` with a message naming `bucket`/`key` and the condition when it is
+    /// the server's refusal of the condition (412) or a conflict with a
+    /// concurrent conditional write (409 `ConditionalRequestConflict`);
+    /// any other error as it is.
+    pub(crate) fn explain(&self, bucket: &str, key: &str, e: Error) -> Error {
+        match e {
+            Error::S3 {
+                status,
+                code,
+                message,
+                request_id,
+            } if status == 412 || code == "ConditionalRequestConflict" => {
+                let condition = self.describe();
+                let message = if status == 412 {
+                    format!(
+                        "precondition failed: {condition} does not hold for {bucket}/{key}, \
+                         which was not written ({message})"
+                    )
+                } else {
+                    format!(
+                        "conditional write conflict: {condition} on {bucket}/{key} raced a \
+                         concurrent write; nothing was written, upload it again ({message})"
+                    )
+                };
+                Error::S3 {
+                    message,
+                    code: if status == 412 {
+                        "PreconditionFailed".into()
+                    } else {
+                        code
+                    },
+                    status,
+                    request_id,
+                }
+            }
+            e => e,
+        }
+    }
 }
 
 impl Default for PutObjectArgs {
@@ -92,6 +171,7 @@ impl Default for PutObjectArgs {
             cancel: None,
             rdma: None,
             keep_failed_upload: false,
+            condition: None,
         }
     }
 }
@@ -115,6 +195,7 @@ impl fmt::Debug for PutObjectArgs {
             .field("cancel", &self.cancel)
             .field("rdma", &self.rdma.is_some())
             .field("keep_failed_upload", &self.keep_failed_upload)
+            .field("condition", &self.condition)
             .finish()
     }
 }
@@ -247,6 +328,51 @@ impl PutObjectArgs {
     /// Defaults to `false`: a failed upload is aborted.
     pub fn keep_failed_upload(mut self, keep: bool) -> Self {
         self.keep_failed_upload = keep;
+        self
+    }
+
+    /// Writes the object only if no object has its key (`If-None-Match: *`,
+    /// S3's conditional write): when one does, or appears before the upload
+    /// completes, the upload fails with
+    /// [`ErrorKind::PreconditionFailed`](crate::ErrorKind::PreconditionFailed)
+    /// (412), nothing is written and no multipart upload is left open.
+    ///
+    /// The condition is checked by the server when the object is written: on
+    /// the PutObject of a one-part upload, on CompleteMultipartUpload of a
+    /// multipart one (after every part was sent). Two such writes racing
+    /// may make S3 answer 409 `ConditionalRequestConflict`
+    /// ([`ErrorKind::ConditionalConflict`](crate::ErrorKind::ConditionalConflict)):
+    /// then start the whole upload again. Replaces [`if_match`](Self::if_match).
+    ///
+    /// ```no_run
+    /// # let client = s3pump::Client::from_env()?;
+    /// use s3pump::{ErrorKind, PutObjectArgs};
+    /// let args = PutObjectArgs::new().if_none_match();
+    /// match client.put_object_bytes("bucket", "lock", b"mine", &args) {
+    ///     Ok(_) => println!("created"),
+    ///     Err(e) if e.kind() == ErrorKind::PreconditionFailed => println!("taken: {e}"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok::<(), s3pump::Error>(())
+    /// ```
+    ///
+    /// Defaults to off: the write replaces whatever is there.
+    pub fn if_none_match(mut self) -> Self {
+        self.condition = Some(WriteCondition::Absent);
+        self
+    }
+
+    /// Writes the object only if the object in place has this ETag
+    /// (`If-Match`, as [`head_object`](crate::Client::head_object) returned
+    /// it; quotes are added when missing): a read-modify-write that never
+    /// overwrites someone else's newer version. A missing object or another
+    /// ETag fails the upload as [`if_none_match`](Self::if_none_match)
+    /// does, with [`ErrorKind::PreconditionFailed`](crate::ErrorKind::PreconditionFailed).
+    /// Replaces [`if_none_match`](Self::if_none_match).
+    ///
+    /// Defaults to off.
+    pub fn if_match(mut self, etag: impl Into<String>) -> Self {
+        self.condition = Some(WriteCondition::etag(etag.into()));
         self
     }
 

@@ -185,6 +185,7 @@ impl Upload {
             upload_id,
             &list,
             self.args.checksum,
+            self.args.condition.as_ref(),
             Some(&self.stopped),
         ) {
             Ok(done) => done,

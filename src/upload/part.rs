@@ -83,8 +83,10 @@ pub(crate) fn send_slab(
     }
 
     let req = req.body(data, args.payload_signing).stop(stop);
-    let response = client.retrying_until(&req, part, true, stop, |_| client.send(conn, &req))?;
-    sent(response, operation, crc)
+    client.retrying_until(&req, part, true, stop, |n| {
+        let result = client.send(conn, &req);
+        settle(client, (bucket, key, target), args, data, n, result, crc)
+    })
 }
 
 /// Sends `len` bytes of `file` from `offset` as `target` over HTTP, the
@@ -106,16 +108,61 @@ pub(crate) fn send_from_file(
     stop: Option<&Stop>,
     check: &dyn Fn() -> Result<()>,
 ) -> Result<Sent> {
-    let (operation, part) = operation(target);
+    let (_, part) = operation(target);
     let mut req = request(bucket, key, target, args, crc)
         .body(mapped, args.payload_signing)
         .stop(stop);
     req.file = Some((file, offset));
-    let response = client.retrying_until(&req, part, true, stop, |_| {
+    client.retrying_until(&req, part, true, stop, |n| {
         check()?;
-        client.send(conn, &req)
-    })?;
-    sent(response, operation, crc)
+        let result = client.send(conn, &req);
+        settle(client, (bucket, key, target), args, mapped, n, result, crc)
+    })
+}
+
+/// The outcome of attempt `n` of sending `body` as `target`. A conditional
+/// PutObject ([`PutObjectArgs::if_none_match`], [`PutObjectArgs::if_match`])
+/// refused with 412 on a retry may have been written by an earlier attempt
+/// whose reply was lost: when the object in place is this body (its ETag is
+/// the body's MD5, as S3 gives a PutObject without SSE-KMS), that was the
+/// write. Otherwise the refusal names the key and the condition.
+fn settle(
+    client: &Client,
+    (bucket, key, target): (&str, &str, &Target<'_>),
+    args: &PutObjectArgs,
+    body: &[u8],
+    n: u32,
+    result: Result<Response>,
+    crc: Option<Crc>,
+) -> Result<Sent> {
+    let (operation, _) = operation(target);
+    let e = match result {
+        Ok(response) => return sent(response, operation, crc),
+        Err(e) => e,
+    };
+    let (Target::Object, Some(condition)) = (target, &args.condition) else {
+        return Err(e);
+    };
+    if n > 1 && matches!(e, Error::S3 { status: 412, .. }) {
+        use md5::{Digest, Md5};
+        let md5: String = Md5::digest(body)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if let Ok(info) = client.head_object(bucket, key)
+            && info.etag.trim_matches('"') == md5
+        {
+            log::debug!(
+                "PutObject {bucket}/{key}: a retry was refused, the earlier attempt wrote it"
+            );
+            return Ok(Sent {
+                etag: info.etag,
+                version_id: info.version_id,
+                crc,
+            });
+        }
+    }
+    Err(condition.explain(bucket, key, e))
 }
 
 /// The operation's name, and the part number of a part.
@@ -150,6 +197,10 @@ fn request<'r>(
     };
     if let (Some(c), Some(h)) = (crc, args.checksum.header()) {
         req = req.header(h, c.to_base64());
+    }
+    if let (Target::Object, Some(condition)) = (target, &args.condition) {
+        let (name, value) = condition.header();
+        req = req.header(&name, value);
     }
     req
 }

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use support::harness::{Harness, data, multipart_etag};
 use support::server::{ACCESS_KEY, Fault, FaultKind, Op, REGION, SECRET_KEY, TestServer};
 
-fn bin() -> Command {
+pub(crate) fn bin() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_s3pump"));
     cmd.env_clear()
         .env("HOME", std::env::temp_dir())
@@ -48,7 +48,7 @@ fn bin() -> Command {
 }
 
 /// The binary with credentials for the test server, and `--endpoint` after `args`.
-fn s3pump(h: &Harness, args: &[&str]) -> Command {
+pub(crate) fn s3pump(h: &Harness, args: &[&str]) -> Command {
     let mut cmd = bin();
     cmd.args(args)
         .args(["--endpoint", h.endpoint()])
@@ -58,7 +58,7 @@ fn s3pump(h: &Harness, args: &[&str]) -> Command {
     cmd
 }
 
-fn stderr_of(out: &std::process::Output) -> String {
+pub(crate) fn stderr_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 

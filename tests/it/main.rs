@@ -7,6 +7,9 @@
 mod support;
 
 mod cli;
+mod cli_presign;
+mod conditional;
+mod copy;
 mod credentials;
 mod deadlines;
 mod direct_get;
@@ -17,6 +20,7 @@ mod faults;
 mod hostile;
 mod https_parts;
 mod list;
+mod presign;
 mod proxy;
 mod put_object;
 mod rdma;

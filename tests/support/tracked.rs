@@ -24,6 +24,13 @@
 //!   checking parts, so a rejected Complete destroys the upload (S3 would keep it
 //!   open for a retry or an abort). Not papered over; the tracking below just
 //!   reports such an upload as gone.
+//! - Conditional writes (`If-None-Match: *`, `If-Match`): s3s-fs checks
+//!   them on PutObject (before writing; not atomically with the write) and
+//!   on its Complete; the Complete here replaces its own, so the wrapper
+//!   checks them there ([`Tracked::check_write_condition`]), and on
+//!   CopyObject (which s3s 0.14 does not parse them for).
+//! - `UploadPartCopy`: s3s-fs ignores `x-amz-copy-source-if-match`; the
+//!   wrapper checks it (412), and records the part's MD5 for the Complete.
 //! - Unknown or finished upload ids: s3s-fs answers 403 `AccessDenied`; the
 //!   wrapper answers 404 `NoSuchUpload` like S3 (needed to test "a retried
 //!   Complete answers NoSuchUpload").
@@ -161,6 +168,12 @@ impl Tracked {
         &self,
         input: CompleteMultipartUploadInput,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        self.check_write_condition(
+            &input.bucket,
+            &input.key,
+            input.if_none_match.as_ref(),
+            input.if_match.as_ref(),
+        )?;
         let upload_id = input.upload_id;
         let parts = input
             .multipart_upload
@@ -303,6 +316,89 @@ impl Tracked {
             checksum_crc64nvme,
             ..Default::default()
         }))
+    }
+
+    /// S3's conditional write on CompleteMultipartUpload (s3s-fs checks
+    /// PutObject's itself, and would check Complete's, but the Complete here
+    /// replaces its own): `If-None-Match: *` refuses a key that holds an
+    /// object, `If-Match` one whose ETag differs (or a missing object), both
+    /// with 412 `PreconditionFailed` and the upload left open, as S3 does.
+    fn check_write_condition(
+        &self,
+        bucket: &str,
+        key: &str,
+        if_none_match: Option<&ETagCondition>,
+        if_match: Option<&ETagCondition>,
+    ) -> S3Result<()> {
+        let object = self.root.join(bucket).join(key);
+        let exists = object.is_file();
+        if if_none_match.is_some_and(ETagCondition::is_any) && exists {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold"
+            ));
+        }
+        let Some(condition) = if_match else {
+            return Ok(());
+        };
+        if !exists {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold (no object)"
+            ));
+        }
+        let Some(expected) = condition.as_etag() else {
+            return Ok(());
+        };
+        if !ETag::Strong(self.current_etag(bucket, key)?).strong_cmp(expected) {
+            return Err(s3_error!(
+                PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold (ETag)"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The ETag of the object `bucket/key` (which exists): the one s3s-fs
+    /// (or the Complete here) recorded, else its MD5.
+    fn current_etag(&self, bucket: &str, key: &str) -> S3Result<String> {
+        let enc = |s: &str| base64_url_no_pad(s.as_bytes());
+        let info = self.root.join(format!(
+            ".bucket-{}.object-{}.internal.json",
+            enc(bucket),
+            enc(key)
+        ));
+        let recorded = std::fs::read(&info)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("e_tag")?.as_str().map(str::to_owned));
+        match recorded {
+            Some(e) => Ok(e),
+            None => {
+                use md5::Digest;
+                let bytes = std::fs::read(self.root.join(bucket).join(key))
+                    .map_err(|_| s3_error!(NoSuchKey))?;
+                Ok(hex_lower(&md5::Md5::digest(&bytes)))
+            }
+        }
+    }
+
+    /// The destination conditions of a CopyObject (`If-None-Match`,
+    /// `If-Match`: s3s 0.14 has no fields for them on CopyObject), checked
+    /// as on Complete.
+    fn check_copy_condition(&self, req: &S3Request<CopyObjectInput>) -> S3Result<()> {
+        let condition = |name: &str| {
+            req.headers
+                .get(name)
+                .and_then(|v| ETagCondition::parse_http_header(v.as_bytes()).ok())
+        };
+        let (none, matching) = (condition("if-none-match"), condition("if-match"));
+        self.check_write_condition(
+            &req.input.bucket,
+            &req.input.key,
+            none.as_ref(),
+            matching.as_ref(),
+        )
     }
 
     /// Whether s3s-fs still knows the upload (its `.upload-<id>.json` file).
@@ -574,7 +670,6 @@ macro_rules! impl_s3 {
 impl_s3! {
     delegate {
         create_bucket(CreateBucketInput) -> CreateBucketOutput;
-        copy_object(CopyObjectInput) -> CopyObjectOutput;
         delete_bucket(DeleteBucketInput) -> DeleteBucketOutput;
         delete_object(DeleteObjectInput) -> DeleteObjectOutput;
         get_bucket_location(GetBucketLocationInput) -> GetBucketLocationOutput;
@@ -701,13 +796,33 @@ impl_s3! {
             Ok(resp)
         }
 
+        async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {
+            self.check_copy_condition(&req)?;
+            self.fs.copy_object(req).await
+        }
+
         async fn upload_part_copy(
             &self,
             req: S3Request<UploadPartCopyInput>,
         ) -> S3Result<S3Response<UploadPartCopyOutput>> {
             let req = one_account(req);
             self.no_such_upload(&req.input.upload_id)?;
-            self.fs.upload_part_copy(req).await
+            // s3s-fs ignores x-amz-copy-source-if-match on UploadPartCopy;
+            // S3 answers 412 when the source's ETag differs.
+            if let (Some(condition), CopySource::Bucket { bucket, key, .. }) =
+                (&req.input.copy_source_if_match, &req.input.copy_source)
+                && let Some(expected) = condition.as_etag()
+                && !ETag::Strong(self.current_etag(bucket, key)?).strong_cmp(expected)
+            {
+                return Err(s3_error!(PreconditionFailed, "At least one of the pre-conditions you specified did not hold (x-amz-copy-source-if-match)"));
+            }
+            let part_key = (req.input.upload_id.clone(), req.input.part_number);
+            let resp = self.fs.upload_part_copy(req).await?;
+            // Known to the Complete here, as an uploaded part is.
+            if let Some(md5) = resp.output.copy_part_result.as_ref().and_then(|r| r.e_tag.as_ref()) {
+                self.part_md5s.lock().insert(part_key, md5.value().to_owned());
+            }
+            Ok(resp)
         }
 
         async fn list_parts(&self, req: S3Request<ListPartsInput>) -> S3Result<S3Response<ListPartsOutput>> {

@@ -64,6 +64,10 @@ pub enum Command {
     /// Delete s3://BUCKET/KEY, or every object under a prefix (--recursive).
     #[command(after_help = EXIT_STATUS, args_override_self = true)]
     Rm(Rm),
+    /// Print a presigned URL for s3://BUCKET/KEY (GET or PUT), usable
+    /// without credentials until it expires.
+    #[command(after_help = crate::presign::PRESIGN_HELP, args_override_self = true)]
+    Presign(crate::presign::Presign),
 }
 
 /// Shown at the end of `cp --help`.
@@ -129,6 +133,8 @@ pub struct Put {
     #[arg(long, value_name = "UPLOAD_ID", allow_hyphen_values = true)]
     pub resume: Option<String>,
     #[command(flatten)]
+    pub condition: Condition,
+    #[command(flatten)]
     pub transfer: Transfer,
     #[command(flatten)]
     pub connection: Connection,
@@ -156,6 +162,33 @@ pub struct Get {
     pub connection: Connection,
     #[command(flatten)]
     pub output: Output,
+}
+
+/// S3's conditional writes: what the upload may replace.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Condition")]
+pub struct Condition {
+    /// Upload only if no object has the key (If-None-Match: *); otherwise
+    /// the upload fails (exit status 1, "precondition failed") and the
+    /// object is left as it was.
+    #[arg(long, conflicts_with = "if_match")]
+    pub if_none_match: bool,
+    /// Upload only if the object in place has this ETag (If-Match), as `ls
+    /// --json` or a `put` printed it; otherwise the upload fails as with
+    /// --if-none-match.
+    #[arg(long, value_name = "ETAG", allow_hyphen_values = true)]
+    pub if_match: Option<String>,
+}
+
+impl Condition {
+    /// `args` with the condition.
+    pub fn apply(&self, args: s3pump::PutObjectArgs) -> s3pump::PutObjectArgs {
+        match (&self.if_match, self.if_none_match) {
+            (Some(etag), _) => args.if_match(etag),
+            (None, true) => args.if_none_match(),
+            (None, false) => args,
+        }
+    }
 }
 
 /// How the object is cut into parts (or ranges).
@@ -248,6 +281,8 @@ pub struct Cp {
     /// Download: do not check the objects' full-object checksums.
     #[arg(long)]
     pub no_verify_checksum: bool,
+    #[command(flatten)]
+    pub condition: Condition,
     #[command(flatten)]
     pub transfer: Transfer,
     #[command(flatten)]

@@ -6,16 +6,18 @@
 //! s3pump cp SRC DEST [--recursive] [OPTIONS]
 //! s3pump ls s3://BUCKET[/PREFIX] [--json]
 //! s3pump rm s3://BUCKET/KEY [--recursive]
+//! s3pump presign s3://BUCKET/KEY [--expires-in SECONDS] [--method GET|PUT]
 //! ```
 //!
 //! `s3pump --help` and `s3pump put --help` say the rest. Modules: `args`
-//! (the command line), `many` (cp, ls, rm), `progress` (the bar), `signals`
+//! (the command line), `many` (cp, ls, rm), `presign`, `progress` (the bar), `signals`
 //! (SIGINT/SIGTERM cancel the transfer), `stream` (a stream source a cancel
 //! can interrupt).
 
 mod args;
 mod escape;
 mod many;
+mod presign;
 mod progress;
 mod signals;
 mod stream;
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
             Command::Cp(_) => "cp",
             Command::Ls(_) => "ls",
             Command::Rm(_) => "rm",
+            Command::Presign(_) => "presign",
         };
         eprintln!(
             "s3pump: error: {}; try 's3pump {name} --help'",
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Command::Cp(c) => (many::cp(c, &cancel), false),
         Command::Ls(l) => (many::ls(l), false),
         Command::Rm(r) => (many::rm(r), false),
+        Command::Presign(p) => (presign::presign(p), false),
     };
     progress::finish();
     match (result, interrupt.signal()) {
@@ -160,7 +164,7 @@ fn check_usage(command: &Command) -> Result<(), String> {
             download_path(&g.url, &g.dest, false).map(drop)
         }
         Command::Cp(c) => many::check_cp(c),
-        Command::Ls(_) | Command::Rm(_) => Ok(()),
+        Command::Ls(_) | Command::Rm(_) | Command::Presign(_) => Ok(()),
     }
 }
 
@@ -374,7 +378,9 @@ fn put(p: &Put, cancel: &CancelHandle) -> Result<Report, String> {
     if let Some(f) = progress::start(!p.output.no_progress, size) {
         args = args.on_progress(f);
     }
-    args = args.keep_failed_upload(p.keep_failed_upload);
+    args = p
+        .condition
+        .apply(args.keep_failed_upload(p.keep_failed_upload));
     let (bucket, key) = (&url.bucket, &url.key);
     let started = Instant::now();
     let out = match (stdin, &p.resume) {

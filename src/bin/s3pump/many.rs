@@ -37,6 +37,8 @@ fn upload_only(c: &Cp) -> Option<&'static str> {
         (c.content_type.is_some(), "--content-type"),
         (!c.meta.is_empty(), "--meta"),
         (c.follow_symlinks, "--follow-symlinks"),
+        (c.condition.if_none_match, "--if-none-match"),
+        (c.condition.if_match.is_some(), "--if-match"),
     ]
     .into_iter()
     .find_map(|(set, name)| set.then_some(name))
@@ -75,16 +77,18 @@ pub fn check_cp(c: &Cp) -> Result<(), String> {
         if c.src == "-" || c.dest == "-" {
             return Err("--recursive copies a directory, not standard input or output".into());
         }
-        let local = match (&src, &dest) {
-            (Loc::Local(path), _) | (_, Loc::Local(path)) => path,
-            _ => unreachable!("one side is local"),
-        };
-        if local.exists() && !local.is_dir() {
+        if let (Loc::Local(local), _) | (_, Loc::Local(local)) = (&src, &dest)
+            && local.exists()
+            && !local.is_dir()
+        {
             return Err(format!(
                 "{} is not a directory; --recursive copies a directory tree (without it, \
                  one file)",
                 local.display()
             ));
+        }
+        if c.condition.if_match.is_some() {
+            return Err("--if-match names the ETag of one object; not with --recursive".into());
         }
     } else {
         for (set, flag) in [
@@ -129,6 +133,7 @@ pub fn cp(c: &Cp, cancel: &CancelHandle) -> Result<Done, String> {
                 meta: c.meta.clone(),
                 keep_failed_upload: false,
                 resume: None,
+                condition: c.condition.clone(),
                 transfer: c.transfer.clone(),
                 connection: c.connection.clone(),
                 output: c.output.clone(),
@@ -277,7 +282,7 @@ fn put_args(c: &Cp) -> Result<PutObjectArgs, String> {
     if let Some(provider) = rdma_provider(&c.transfer)? {
         args = args.rdma(provider);
     }
-    Ok(args)
+    Ok(c.condition.apply(args))
 }
 
 /// Each object's download arguments, as `get` makes them.
