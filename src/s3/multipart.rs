@@ -185,6 +185,7 @@ impl Client {
     /// may follow an attempt that completed (its reply lost): as for
     /// `NoSuchUpload`, the object in place is then checked. A transfer's
     /// Complete is cut short when `stop` is set.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn complete_upload(
         &self,
         bucket: &str,
