@@ -30,7 +30,9 @@ pub extern "C" fn s3pump_cancel_cancel(cancel: *const s3pump_cancel) {
 #[unsafe(no_mangle)]
 pub extern "C" fn s3pump_cancel_is_cancelled(cancel: *const s3pump_cancel) -> c_int {
     // SAFETY: as in `s3pump_cancel_cancel`.
-    value(0, || unsafe { cancel.as_ref() }.is_some_and(|c| c.0.is_cancelled()) as c_int)
+    value(0, || {
+        unsafe { cancel.as_ref() }.is_some_and(|c| c.0.is_cancelled()) as c_int
+    })
 }
 
 #[unsafe(no_mangle)]

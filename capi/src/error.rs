@@ -120,7 +120,10 @@ pub(crate) fn status(err: *mut *mut s3pump_error, f: impl FnOnce() -> Result<(),
 }
 
 /// Runs the body of a function that returns a new handle (NULL on failure).
-pub(crate) fn handle<T>(err: *mut *mut s3pump_error, f: impl FnOnce() -> Result<T, Error>) -> *mut T {
+pub(crate) fn handle<T>(
+    err: *mut *mut s3pump_error,
+    f: impl FnOnce() -> Result<T, Error>,
+) -> *mut T {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(value)) => Box::into_raw(Box::new(value)),
         Ok(Err(e)) => {

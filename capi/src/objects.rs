@@ -7,8 +7,8 @@ use std::ptr;
 use s3pump_core::{Error, ListObjects};
 
 use crate::args::{
-    CStruct, check_output, free_string, free_struct, handle_arg, handle_mut, init_struct,
-    out_opt, out_string, str_arg, write_output,
+    CStruct, check_output, free_string, free_struct, handle_arg, handle_mut, init_struct, out_opt,
+    out_string, str_arg, write_output,
 };
 use crate::client::s3pump_client;
 use crate::error::{handle, quietly, s3pump_error, status};

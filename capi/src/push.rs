@@ -66,7 +66,9 @@ impl io::Read for PipeReader {
         let mut s = self.0.lock();
         loop {
             if s.end == End::Abort {
-                return Err(io::Error::other("the upload was aborted (s3pump_upload_abort)"));
+                return Err(io::Error::other(
+                    "the upload was aborted (s3pump_upload_abort)",
+                ));
             }
             if s.pos < s.len {
                 let n = buf.len().min(s.len - s.pos);
@@ -154,7 +156,9 @@ impl s3pump_upload {
                 self.failed.as_deref().unwrap_or("finished")
             ))),
             Some(t) => t.join().unwrap_or_else(|_| {
-                Err(Error::Panic("the push upload's thread panicked".to_string()))
+                Err(Error::Panic(
+                    "the push upload's thread panicked".to_string(),
+                ))
             }),
         }
     }
