@@ -445,7 +445,7 @@ impl Client {
             small_body: i.limits.small_body(req.operation),
             proxy,
             tls: &i.direct_tls,
-            slot: conn.direct.as_ref(),
+            slot: &conn.direct,
             stop: req.stop,
         };
         // A request of a transfer goes out where a stop can cut it.

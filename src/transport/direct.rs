@@ -1,17 +1,18 @@
-//! Sends a request with a large body over HTTP/1.1, plain or TLS, straight
-//! from the caller's memory.
+//! The direct path: a request sent and its reply read by s3pump itself,
+//! over HTTP/1.1, plain or TLS, on a kept-alive connection s3pump holds
+//! (so that a transfer's stop can shut its socket down).
 //!
 //! ureq copies a request body through its 128 KiB output buffer and writes
 //! it in 128 KiB `send`s. For a part that is a second pass over every byte
 //! and 128 system calls per 16 MiB, about 0.05 CPU s per GiB on loopback
 //! (docs/PERFORMANCE.md). Here, over plain HTTP, the head goes out in one
-//! `send` and the whole body in one more, straight from the slab. Over TLS
-//! (rustls on a `TcpStream`) the body is encrypted from the slab in
-//! [`TLS_CHUNK`] pieces, each written out as a run of 16 KiB records in one
-//! `writev`: rustls's copy into its records, encrypting, is the one pass
-//! over the bytes. The (small) reply is read back into memory and handed
-//! over as an ordinary `http::Response<ureq::Body>`, so everything after the
-//! send (status check, ETag, error parsing, retries) is unchanged.
+//! `send` and the whole body in one more, straight from the slab (or the
+//! file, with `sendfile(2)`). Over TLS the body is encrypted from the slab
+//! in 256 KiB pieces, each written out as a run of 16 KiB records:
+//! rustls's copy into its records, encrypting, is the one pass over the
+//! bytes. The (small) reply is read back into memory and handed over as an
+//! ordinary `http::Response<ureq::Body>`, so everything after the send
+//! (status check, ETag, error parsing, retries) is the same as for ureq.
 //!
 //! A download's ranged GETs ([`get_into`]) go the other way on the same
 //! connections: the head out, the reply head parsed, and a 2xx body of the
@@ -24,51 +25,39 @@
 //! spoken to in plain HTTP: for `http://` with the absolute-form request
 //! target (`PUT http://host/...`), for `https://` in a `CONNECT` tunnel made
 //! on the socket before the handshake; both with the proxy's
-//! `Proxy-Authorization`. Everything else goes through ureq. A part
-//! connection of the client's pool keeps its own keep-alive connection (so
-//! it serves transfer after transfer); a request sent on the client's
-//! shared connection uses one kept per calling thread. Every TLS connection
-//! of a client shares the client's one `rustls::ClientConfig`, so a new
-//! connection resumes a session of an earlier one (a shorter handshake).
+//! `Proxy-Authorization`. A part connection of the client's pool keeps its
+//! own keep-alive connection (so it serves transfer after transfer); the
+//! client's shared connection keeps a few for the requests sent on it from
+//! any thread ([`Slot`]). Every TLS connection of a client shares the client's one
+//! `rustls::ClientConfig`, so a new connection resumes a session of an
+//! earlier one (a shorter handshake).
 //!
-//! Over 600 lines only with its unit tests, which script hostile and broken
-//! replies against the private reply parser.
+//! This file holds the exchanges and the kept-alive connection; the wire
+//! format is `http1`, the socket (TCP, tunnel, TLS, pacing) `socket`. Over
+//! 800 lines only with its unit tests, which script hostile and broken
+//! replies against real sockets.
 
-use std::cell::RefCell;
 use std::fs::File;
-use std::io::{self, ErrorKind, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::io::{self, ErrorKind, Read};
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, StreamOwned};
+use rustls::ClientConfig;
 use ureq::http;
 
-use super::pace::{Limits, Rate, deadline_error, remaining};
+use super::http1::{MAX_BODY, read_final_head, reply_in_memory, request_head, response};
+use super::pace::{Limits, Rate};
 use super::proxy::Proxy;
+use super::socket::{Stream, Timed, connect};
 use super::stop::{Stop, stopped};
-use super::{sendfile, tls};
 
 /// Bodies at least this long are sent directly; smaller ones through ureq.
 pub(crate) const MIN_BODY: usize = 1 << 20;
 
-/// How much of a body is encrypted into TLS records before they are written
-/// out (16 records of 16 KiB): large enough that the system calls do not
-/// count, small enough that the records are still in cache when sent.
-const TLS_CHUNK: usize = 256 << 10;
-
 /// How long a kept-alive connection may sit unused and still be reused
 /// (ureq's default `max_idle_age`).
 const MAX_IDLE: Duration = Duration::from_secs(15);
-/// Largest reply head accepted.
-const MAX_HEAD: usize = 64 * 1024;
-/// Largest reply body read into memory (error documents are small).
-const MAX_BODY: u64 = 16 << 20;
-/// Largest trailer section of a chunked reply.
-const MAX_TRAILERS: usize = 64 << 10;
-const MAX_HEADERS: usize = 64;
 
 /// Whether a request goes out here rather than through ureq: an UploadPart
 /// or a PutObject of at least [`MIN_BODY`] bytes to an `http://` or
@@ -121,214 +110,6 @@ impl Body<'_> {
     }
 }
 
-/// The socket of a connection: plain, or TLS over it.
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
-}
-
-impl Read for Stream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Plain(s) => s.read(buf),
-            Stream::Tls(s) => s.read(buf),
-        }
-    }
-}
-
-impl Stream {
-    /// The socket underneath.
-    fn sock(&self) -> &TcpStream {
-        match self {
-            Stream::Plain(s) => s,
-            Stream::Tls(s) => &s.sock,
-        }
-    }
-
-    /// Writes `data` (the request head, or its body) straight from memory,
-    /// at no less than `rate`'s minimum: the socket's send timeout is cut to
-    /// [`Rate::poll`] meanwhile, so that the rate is looked at while a send
-    /// blocks.
-    fn send(&mut self, data: &[u8], rate: &mut Rate) -> io::Result<()> {
-        self.sock().set_write_timeout(Some(rate.poll()))?;
-        let sent = self.send_paced(data, rate);
-        self.sock().set_write_timeout(Some(rate.idle()))?;
-        sent
-    }
-
-    fn send_paced(&mut self, data: &[u8], rate: &mut Rate) -> io::Result<()> {
-        match self {
-            // std sends with MSG_NOSIGNAL, so a connection reset mid-body is
-            // an error, never a SIGPIPE in a host program that has not
-            // ignored it (`writev` cannot take that flag).
-            Stream::Plain(s) => {
-                let mut done = 0;
-                while done < data.len() {
-                    match s.write(&data[done..]) {
-                        Ok(0) => return Err(ErrorKind::WriteZero.into()),
-                        Ok(n) => {
-                            done += n;
-                            rate.moved(n, "the request body")?;
-                        }
-                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                            rate.stalled("the request body")?
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                Ok(())
-            }
-            Stream::Tls(s) => {
-                for chunk in data.chunks(TLS_CHUNK) {
-                    // Encrypts the whole chunk into records (no buffer limit:
-                    // see `connect`), then writes them out.
-                    s.conn.writer().write_all(chunk)?;
-                    while s.conn.wants_write() {
-                        match s.conn.write_tls(&mut s.sock) {
-                            Ok(0) => return Err(ErrorKind::WriteZero.into()),
-                            Ok(n) => rate.moved(n, "the request body")?,
-                            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                                rate.stalled("the request body")?
-                            }
-                            Err(e) => return Err(e),
-                        }
-                    }
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// Sends `len` bytes of `file` from `offset`: with `sendfile(2)` over
-    /// plain HTTP; over TLS read in [`TLS_CHUNK`] pieces into one small
-    /// buffer, each encrypted and sent while it is still in cache. No slab:
-    /// the part's bytes are not first copied into one and read back out of
-    /// it to be encrypted. A file that ends early is an `UnexpectedEof`
-    /// error naming where.
-    fn send_file(
-        &mut self,
-        file: &File,
-        offset: u64,
-        len: usize,
-        rate: &mut Rate,
-    ) -> io::Result<()> {
-        if let Stream::Plain(s) = self {
-            s.set_write_timeout(Some(rate.poll()))?;
-            let sent = sendfile::send(s, file, offset, len, &mut |n| match n {
-                0 => rate.stalled("the request body"),
-                n => rate.moved(n, "the request body"),
-            });
-            s.set_write_timeout(Some(rate.idle()))?;
-            return sent;
-        }
-        let mut buf = vec![0u8; TLS_CHUNK.min(len)];
-        let mut done = 0;
-        while done < len {
-            let want = (len - done).min(buf.len());
-            let at = offset + done as u64;
-            file.read_exact_at(&mut buf[..want], at).map_err(|e| {
-                if e.kind() != ErrorKind::UnexpectedEof {
-                    return e;
-                }
-                io::Error::new(
-                    ErrorKind::UnexpectedEof,
-                    format!(
-                        "the file ends before byte {}, before the {len} bytes from byte \
-                         {offset} were sent (it was truncated)",
-                        at + want as u64
-                    ),
-                )
-            })?;
-            self.send(&buf[..want], rate)?;
-            done += want;
-        }
-        Ok(())
-    }
-
-    /// Whether a kept-alive connection can take another request: nothing
-    /// to read (over TLS: nothing but a session ticket or the like, which
-    /// is taken in) and not closed by the server.
-    fn is_open(&mut self) -> bool {
-        if self.sock().set_nonblocking(true).is_err() {
-            return false;
-        }
-        let open = match self {
-            Stream::Plain(s) => {
-                let mut byte = [0u8; 1];
-                matches!(s.peek(&mut byte), Err(e) if e.kind() == ErrorKind::WouldBlock)
-            }
-            Stream::Tls(s) => loop {
-                match s.conn.read_tls(&mut s.sock) {
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break true,
-                    Ok(0) | Err(_) => break false,
-                    Ok(_) => {
-                        if s.conn.process_new_packets().is_err() {
-                            break false;
-                        }
-                        // Application data out of step, or the server's
-                        // close_notify, or a close without one: not open.
-                        match s.conn.reader().read(&mut [0u8; 1]) {
-                            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                            _ => break false,
-                        }
-                    }
-                }
-            },
-        };
-        self.sock().set_nonblocking(false).is_ok() && open
-    }
-}
-
-/// Reads from a [`Stream`] that must deliver what is read (a reply head, a
-/// small reply body) within `limit` of `since`: the socket's read timeout
-/// is cut to what is left before each read, and put back to the idle
-/// timeout when this is dropped (the connection may be kept).
-struct Timed<'a> {
-    stream: &'a mut Stream,
-    since: Instant,
-    limit: Duration,
-    idle: Duration,
-    what: &'static str,
-}
-
-impl<'a> Timed<'a> {
-    fn new(stream: &'a mut Stream, limit: Duration, idle: Duration, what: &'static str) -> Self {
-        Timed {
-            stream,
-            since: Instant::now(),
-            limit,
-            idle,
-            what,
-        }
-    }
-}
-
-impl Read for Timed<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = remaining(self.since, self.limit, self.what)?;
-        let wait = left.min(self.idle);
-        self.stream.sock().set_read_timeout(Some(wait))?;
-        match self.stream.read(buf) {
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                if wait < self.idle {
-                    Err(deadline_error(self.what, self.limit))
-                } else {
-                    Err(e)
-                }
-            }
-            other => other,
-        }
-    }
-}
-
-impl Drop for Timed<'_> {
-    fn drop(&mut self) {
-        let _ = self.stream.sock().set_read_timeout(Some(self.idle));
-    }
-}
-
 /// How a request goes out on the direct path.
 pub(crate) struct Route<'a> {
     /// The client's time limits.
@@ -339,9 +120,8 @@ pub(crate) struct Route<'a> {
     pub proxy: Option<&'a Proxy>,
     /// The client's TLS configuration (shared, for session resumption).
     pub tls: &'a Arc<ClientConfig>,
-    /// The kept-alive connection of a part connection of the client's
-    /// pool; `None`: this thread's.
-    pub slot: Option<&'a parking_lot::Mutex<Option<Conn>>>,
+    /// Where the kept-alive connections of this way to the server wait.
+    pub slot: &'a Slot,
     /// The stop of the transfer the request belongs to: setting it shuts
     /// the request's socket down.
     pub stop: Option<&'a Stop>,
@@ -355,9 +135,38 @@ pub(crate) struct Conn {
     idle_since: Instant,
 }
 
-thread_local! {
-    /// This thread's keep-alive connection.
-    static CONN: RefCell<Option<Conn>> = const { RefCell::new(None) };
+/// The idle kept-alive connections of a way to the server, newest last: a
+/// part connection of the client's pool keeps at most one (it is leased to
+/// one part at a time); the client's shared connection, used from any
+/// thread, up to [`MAX_SHARED_IDLE`]. The client owns them: they are closed
+/// when it goes away.
+pub(crate) type Slot = parking_lot::Mutex<Vec<Conn>>;
+
+/// The most idle connections a [`Slot`] keeps (the oldest goes first).
+const MAX_SHARED_IDLE: usize = 32;
+
+/// A kept-alive connection of the slot to `key`, if one is young enough
+/// and still open; the stale ones met on the way are closed.
+fn take_idle(slot: &Slot, key: &str) -> Option<Conn> {
+    let mut idle = slot.lock();
+    idle.retain(|c| c.idle_since.elapsed() < MAX_IDLE);
+    while let Some(i) = idle.iter().rposition(|c| c.key == key) {
+        let mut conn = idle.remove(i);
+        if conn.stream.is_open() {
+            return Some(conn);
+        }
+    }
+    None
+}
+
+/// Keeps `conn` in the slot for the next request.
+fn keep_idle(slot: &Slot, mut conn: Conn) {
+    conn.idle_since = Instant::now();
+    let mut idle = slot.lock();
+    if idle.len() >= MAX_SHARED_IDLE {
+        idle.remove(0);
+    }
+    idle.push(conn);
 }
 
 /// Sends `request` (already validated by the `http` crate's builder) and
@@ -411,7 +220,7 @@ fn on_connection<T>(
     route: &Route<'_>,
     exchange: impl FnOnce(&mut Stream, bool) -> io::Result<(T, bool)>,
 ) -> Result<T, ureq::Error> {
-    let (proxy, slot) = (route.proxy, route.slot);
+    let proxy = route.proxy;
     if route.stop.is_some_and(Stop::is_set) {
         return Err(ureq::Error::Io(stopped()));
     }
@@ -421,17 +230,15 @@ fn on_connection<T>(
         Some(p) => format!("{} via {}", origin(uri), p.authority),
         None => origin(uri),
     };
-    let taken = match slot {
-        Some(slot) => slot.lock().take(),
-        None => CONN.with(|c| c.borrow_mut().take()),
-    };
-    let cached = taken
-        .filter(|c| c.key == key && c.idle_since.elapsed() < MAX_IDLE)
-        .and_then(|mut c| c.stream.is_open().then_some(c));
+    let cached = take_idle(route.slot, &key);
     let reused = cached.is_some();
     let result = match cached {
         Some(c) => Ok(c),
-        None => connect(authority, https, proxy, key, route.limits, route.tls),
+        None => connect(authority, https, proxy, route.limits, route.tls).map(|stream| Conn {
+            key,
+            stream,
+            idle_since: Instant::now(),
+        }),
     }
     .and_then(|mut conn| {
         let watch = route
@@ -445,11 +252,7 @@ fn on_connection<T>(
         };
         drop(watch);
         if keep_alive {
-            conn.idle_since = Instant::now();
-            match slot {
-                Some(slot) => *slot.lock() = Some(conn),
-                None => CONN.with(|c| *c.borrow_mut() = Some(conn)),
-            }
+            keep_idle(route.slot, conn);
         }
         Ok(out)
     });
@@ -461,117 +264,6 @@ fn on_connection<T>(
             _ => e,
         })
     })
-}
-
-/// `authority` with its port, `default_port` when it names none.
-fn with_port(authority: &str, default_port: u16) -> String {
-    if tls::host_name(authority) == authority {
-        format!("{authority}:{default_port}")
-    } else {
-        authority.to_string()
-    }
-}
-
-/// Connects to the server at `authority` (through `proxy` when there is
-/// one), over TLS when `https`, the handshake done.
-fn connect(
-    authority: &str,
-    https: bool,
-    proxy: Option<&Proxy>,
-    key: String,
-    limits: &Limits,
-    config: &Arc<ClientConfig>,
-) -> io::Result<Conn> {
-    let server = with_port(authority, if https { 443 } else { 80 });
-    let mut sock = match proxy {
-        Some(p) => tcp(&with_port(&p.authority, 80), limits.connect, limits.idle)?,
-        None => tcp(&server, limits.connect, limits.idle)?,
-    };
-    let stream = if https {
-        if let Some(p) = proxy {
-            tunnel(&mut sock, &server, p)?;
-        }
-        let host = tls::host_name(authority).trim_matches(['[', ']']);
-        let name = ServerName::try_from(host.to_string()).map_err(|e| {
-            io::Error::new(
-                ErrorKind::InvalidInput,
-                format!("TLS server name {host:?}: {e}"),
-            )
-        })?;
-        let mut conn = ClientConnection::new(Arc::clone(config), name)
-            .map_err(|e| io::Error::new(ErrorKind::InvalidData, e))?;
-        // `Stream::send` encrypts a whole TLS_CHUNK before writing it out.
-        conn.set_buffer_limit(None);
-        while conn.is_handshaking() {
-            conn.complete_io(&mut sock)?;
-        }
-        log::trace!(
-            "direct sender: TLS connection to {server}: {:?} handshake, {:?}",
-            conn.handshake_kind(),
-            conn.negotiated_cipher_suite().map(|s| s.suite())
-        );
-        Stream::Tls(Box::new(StreamOwned::new(conn, sock)))
-    } else {
-        Stream::Plain(sock)
-    };
-    Ok(Conn {
-        key,
-        stream,
-        idle_since: Instant::now(),
-    })
-}
-
-/// A TCP connection to `authority` (`host:port`).
-fn tcp(
-    authority: &str,
-    connect_timeout: Duration,
-    idle_timeout: Duration,
-) -> io::Result<TcpStream> {
-    let mut last = io::Error::new(ErrorKind::NotFound, "the host has no address");
-    for addr in authority.to_socket_addrs()? {
-        match TcpStream::connect_timeout(&addr, connect_timeout) {
-            Ok(stream) => {
-                stream.set_nodelay(true)?;
-                stream.set_read_timeout(Some(idle_timeout))?;
-                stream.set_write_timeout(Some(idle_timeout))?;
-                return Ok(stream);
-            }
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
-}
-
-/// Opens a `CONNECT` tunnel to `server` (`host:port`) through the proxy
-/// `sock` is connected to.
-fn tunnel(sock: &mut TcpStream, server: &str, proxy: &Proxy) -> io::Result<()> {
-    let mut head = format!("CONNECT {server} HTTP/1.1\r\nhost: {server}\r\n");
-    if let Some(auth) = &proxy.authorization {
-        head.push_str("proxy-authorization: ");
-        head.push_str(auth);
-        head.push_str("\r\n");
-    }
-    head.push_str("\r\n");
-    sock.write_all(head.as_bytes())?;
-    let mut buf = Vec::new();
-    let reply = loop {
-        let reply = read_head(sock, &mut buf)?;
-        if !(100..200).contains(&reply.status) {
-            break reply;
-        }
-    };
-    if !(200..300).contains(&reply.status) {
-        return Err(io::Error::other(format!(
-            "the proxy refused CONNECT {server}: status {}",
-            reply.status
-        )));
-    }
-    if !buf.is_empty() {
-        return Err(invalid(
-            "the proxy sent bytes into the tunnel before the handshake",
-        ));
-    }
-    Ok(())
 }
 
 /// Writes the request, reads the reply; also says whether the connection
@@ -601,263 +293,6 @@ fn exchange(
     let head_request = request.method() == http::Method::HEAD;
     let mut body = Timed::new(stream, route.small_body, idle, "the reply body");
     reply_in_memory(&mut body, head, buf, head_request, MAX_BODY)
-}
-
-/// The HTTP/1.1 head of `request`, with a `content-length` when it has a
-/// body. Through a proxy over plain HTTP, the request target is the
-/// absolute URL, with the proxy's `Proxy-Authorization` (in a tunnel, the
-/// path as usual).
-fn request_head<B>(
-    request: &http::Request<B>,
-    proxy: Option<&Proxy>,
-    content_length: Option<usize>,
-) -> Vec<u8> {
-    let uri = request.uri().to_string();
-    let absolute = proxy.is_some() && request.uri().scheme_str() != Some("https");
-    let target = if absolute {
-        uri.as_str()
-    } else {
-        request.uri().path_and_query().map_or("/", |p| p.as_str())
-    };
-    let mut head = Vec::with_capacity(1024);
-    for part in [request.method().as_str(), " ", target, " HTTP/1.1\r\n"] {
-        head.extend_from_slice(part.as_bytes());
-    }
-    if let Some(auth) = proxy
-        .and_then(|p| p.authorization.as_deref())
-        .filter(|_| absolute)
-    {
-        head.extend_from_slice(b"proxy-authorization: ");
-        head.extend_from_slice(auth.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
-    for (name, value) in request.headers() {
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
-    head.extend_from_slice(
-        concat!("user-agent: s3pump/", env!("CARGO_PKG_VERSION"), "\r\n").as_bytes(),
-    );
-    if let Some(len) = content_length {
-        head.extend_from_slice(format!("content-length: {len}\r\n").as_bytes());
-    }
-    head.extend_from_slice(b"\r\n");
-    head
-}
-
-/// A parsed reply head.
-struct Head {
-    status: u16,
-    http_1_0: bool,
-    headers: Vec<(String, Vec<u8>)>,
-}
-
-impl Head {
-    fn get(&self, name: &str) -> Option<String> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
-    }
-
-    /// Whether the server lets the connection carry another request.
-    fn keep_alive(&self) -> bool {
-        !self.http_1_0
-            && !self
-                .get("connection")
-                .is_some_and(|v| v.eq_ignore_ascii_case("close"))
-    }
-
-    fn chunked(&self) -> bool {
-        self.get("transfer-encoding")
-            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
-    }
-}
-
-/// The head of the final reply (past any 1xx), into `buf` with whatever
-/// was read past it.
-fn read_final_head(stream: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<Head> {
-    loop {
-        let head = read_head(stream, buf)?;
-        if !(100..200).contains(&head.status) {
-            return Ok(head);
-        }
-    }
-}
-
-/// Reads until `buf` starts with a complete reply head; parses and removes it.
-fn read_head(stream: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<Head> {
-    loop {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Response::new(&mut slots);
-        match parsed.parse(buf) {
-            Ok(httparse::Status::Complete(len)) => {
-                let head = Head {
-                    status: parsed.code.unwrap_or(0),
-                    http_1_0: parsed.version == Some(0),
-                    headers: parsed
-                        .headers
-                        .iter()
-                        .map(|h| (h.name.to_string(), h.value.to_vec()))
-                        .collect(),
-                };
-                buf.drain(..len);
-                return Ok(head);
-            }
-            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
-            Ok(httparse::Status::Partial) => return Err(invalid("reply head too large")),
-            Err(e) => return Err(invalid(&format!("bad reply head: {e}"))),
-        }
-        if read_more(stream, buf)? == 0 {
-            return Err(io::Error::new(
-                ErrorKind::UnexpectedEof,
-                "the server closed the connection before its reply",
-            ));
-        }
-    }
-}
-
-/// Reads the body of the reply `head` into memory (`buf` holds what was
-/// read past the head; at most `limit` bytes) and says whether the
-/// connection can be kept.
-fn reply_in_memory(
-    stream: &mut impl Read,
-    head: Head,
-    buf: Vec<u8>,
-    head_request: bool,
-    limit: u64,
-) -> io::Result<(http::Response<ureq::Body>, bool)> {
-    let mut keep_alive = head.keep_alive();
-    let body = if head_request || head.status == 204 || head.status == 304 {
-        keep_alive &= buf.is_empty();
-        Vec::new()
-    } else if head.chunked() {
-        let (body, clean) = read_chunked(stream, buf, limit)?;
-        keep_alive &= clean;
-        body
-    } else if let Some(len) = head.get("content-length") {
-        let len: u64 = len
-            .trim()
-            .parse()
-            .map_err(|_| invalid("bad Content-Length"))?;
-        if len > limit {
-            return Err(invalid("reply body too large"));
-        }
-        let (body, clean) = read_exact_body(stream, buf, len as usize)?;
-        keep_alive &= clean;
-        body
-    } else {
-        // Delimited by the end of the connection.
-        keep_alive = false;
-        let mut body = buf;
-        stream.by_ref().take(limit).read_to_end(&mut body)?;
-        body
-    };
-    Ok((response(&head, body)?, keep_alive))
-}
-
-fn invalid(message: &str) -> io::Error {
-    io::Error::new(ErrorKind::InvalidData, message.to_string())
-}
-
-/// Appends what one `read` returns to `buf`; returns its length.
-fn read_more(stream: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<usize> {
-    let start = buf.len();
-    buf.resize(start + 8192, 0);
-    let result = loop {
-        match stream.read(&mut buf[start..]) {
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            other => break other,
-        }
-    };
-    buf.truncate(start + *result.as_ref().unwrap_or(&0));
-    result
-}
-
-/// Reads a body of `len` bytes; `buf` holds what was already read. Also says
-/// whether nothing followed the body (else the connection is out of step).
-fn read_exact_body(
-    stream: &mut impl Read,
-    mut buf: Vec<u8>,
-    len: usize,
-) -> io::Result<(Vec<u8>, bool)> {
-    if buf.len() > len {
-        buf.truncate(len);
-        return Ok((buf, false));
-    }
-    let have = buf.len();
-    buf.resize(len, 0);
-    stream.read_exact(&mut buf[have..])?;
-    Ok((buf, true))
-}
-
-/// Decodes a chunked body; `buf` holds what was already read. Also says
-/// whether nothing followed the body.
-fn read_chunked(
-    stream: &mut impl Read,
-    mut buf: Vec<u8>,
-    limit: u64,
-) -> io::Result<(Vec<u8>, bool)> {
-    let mut body = Vec::new();
-    let mut pos = 0;
-    // Makes sure `buf[pos..]` holds at least `n` bytes.
-    let mut fill = |buf: &mut Vec<u8>, pos: usize, n: usize| -> io::Result<()> {
-        while buf.len() - pos < n {
-            if read_more(stream, buf)? == 0 {
-                return Err(ErrorKind::UnexpectedEof.into());
-            }
-        }
-        Ok(())
-    };
-    loop {
-        // The size line.
-        let line_end = loop {
-            if let Some(i) = buf[pos..].windows(2).position(|w| w == b"\r\n") {
-                break pos + i;
-            }
-            if buf.len() - pos > 1024 {
-                return Err(invalid("chunk size line too long"));
-            }
-            let want = buf.len() - pos + 1;
-            fill(&mut buf, pos, want)?;
-        };
-        let line =
-            std::str::from_utf8(&buf[pos..line_end]).map_err(|_| invalid("bad chunk size"))?;
-        let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| invalid("bad chunk size"))?;
-        pos = line_end + 2;
-        if size == 0 {
-            // Trailers, if any, up to the empty line; a server that sends
-            // more than MAX_TRAILERS bytes of them is broken or hostile.
-            let trailers_start = pos;
-            loop {
-                let end = loop {
-                    if let Some(i) = buf[pos..].windows(2).position(|w| w == b"\r\n") {
-                        break pos + i;
-                    }
-                    if buf.len() - trailers_start > MAX_TRAILERS {
-                        return Err(invalid("chunked trailers too long"));
-                    }
-                    let want = buf.len() - pos + 1;
-                    fill(&mut buf, pos, want)?;
-                };
-                let empty = end == pos;
-                pos = end + 2;
-                if empty {
-                    return Ok((body, pos == buf.len()));
-                }
-            }
-        }
-        // `size` is the server's word: check it before any arithmetic.
-        if size as u64 > limit.saturating_sub(body.len() as u64) {
-            return Err(invalid("reply body too large"));
-        }
-        fill(&mut buf, pos, size + 2)?;
-        body.extend_from_slice(&buf[pos..pos + size]);
-        pos += size + 2;
-    }
 }
 
 /// Whether a ranged GET of `len` bytes is read here straight into its
@@ -1027,21 +462,13 @@ fn read_body_into(
     }
 }
 
-/// The reply `head` with `body`, as ureq would hand it over.
-fn response(head: &Head, body: Vec<u8>) -> io::Result<http::Response<ureq::Body>> {
-    let mut builder = http::Response::builder().status(head.status);
-    for (name, value) in &head.headers {
-        builder = builder.header(name.as_str(), value.as_slice());
-    }
-    builder
-        .body(ureq::Body::builder().data(body))
-        .map_err(|e| invalid(&format!("bad reply: {e}")))
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::tls;
     use super::*;
-    use std::net::TcpListener;
+    use rustls::StreamOwned;
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
@@ -1249,7 +676,17 @@ mod tests {
     }
 
     fn put(addr: &str, body: &[u8]) -> Result<(u16, String, Vec<u8>), ureq::Error> {
-        put_over("http", &no_tls(), None, addr, body)
+        put_over("http", &no_tls(), this_thread(), addr, body)
+    }
+
+    thread_local! {
+        /// The kept-alive connections of this test's thread.
+        static SLOT: &'static Slot = Box::leak(Box::default());
+    }
+
+    /// The slot of this test's thread (as a client's shared one).
+    fn this_thread() -> &'static Slot {
+        SLOT.with(|s| *s)
     }
 
     /// Limits with this idle timeout (and a 5 s connect timeout).
@@ -1262,11 +699,7 @@ mod tests {
     }
 
     /// A route straight to the server, with no stop.
-    fn route<'a>(
-        limits: &'a Limits,
-        tls: &'a Arc<ClientConfig>,
-        slot: Option<&'a parking_lot::Mutex<Option<Conn>>>,
-    ) -> Route<'a> {
+    fn route<'a>(limits: &'a Limits, tls: &'a Arc<ClientConfig>, slot: &'a Slot) -> Route<'a> {
         Route {
             limits,
             small_body: limits.reply,
@@ -1282,7 +715,7 @@ mod tests {
     fn put_over(
         scheme: &str,
         tls: &Arc<ClientConfig>,
-        slot: Option<&parking_lot::Mutex<Option<Conn>>>,
+        slot: &Slot,
         addr: &str,
         body: &[u8],
     ) -> Result<(u16, String, Vec<u8>), ureq::Error> {
@@ -1424,7 +857,11 @@ mod tests {
         });
         let started = Instant::now();
         let (limits, tls) = (limits(Duration::from_millis(200)), no_tls());
-        let err = send(&request(&addr, b"small"), &route(&limits, &tls, None)).unwrap_err();
+        let err = send(
+            &request(&addr, b"small"),
+            &route(&limits, &tls, this_thread()),
+        )
+        .unwrap_err();
         assert_eq!(io_kind(&err), ErrorKind::TimedOut, "{err:?}");
         assert!(started.elapsed() < Duration::from_secs(2));
     }
@@ -1441,10 +878,10 @@ mod tests {
             Some(server),
         );
         let client = client_tls(&ca);
-        let slot = parking_lot::Mutex::new(None);
+        let slot = Slot::default();
         // Not a multiple of TLS_CHUNK, nor of the record size.
         let body: Vec<u8> = (0..3_000_001u32).map(|i| (i % 251) as u8).collect();
-        let put = |b: &[u8]| put_over("https", &client, Some(&slot), &f.addr, b).unwrap();
+        let put = |b: &[u8]| put_over("https", &client, &slot, &f.addr, b).unwrap();
         assert_eq!(put(&body), (200, "\"a\"".into(), vec![]));
         assert_eq!(put(b"second"), (200, "\"b\"".into(), vec![]));
         assert_eq!(f.connections.load(Ordering::SeqCst), 1, "kept alive");
@@ -1478,7 +915,7 @@ mod tests {
             "HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n",
         ] {
             let f = fake_with(vec![reply], Some(Arc::clone(&server)));
-            let err = put_over("https", &client, None, &f.addr, b"x").unwrap_err();
+            let err = put_over("https", &client, this_thread(), &f.addr, b"x").unwrap_err();
             assert_eq!(io_kind(&err), ErrorKind::InvalidData, "{err:?}");
         }
     }
@@ -1488,7 +925,14 @@ mod tests {
         let (server, _) = test_tls();
         let (_, other_ca) = test_tls();
         let f = fake_with(vec![], Some(server));
-        let err = put_over("https", &client_tls(&other_ca), None, &f.addr, b"x").unwrap_err();
+        let err = put_over(
+            "https",
+            &client_tls(&other_ca),
+            this_thread(),
+            &f.addr,
+            b"x",
+        )
+        .unwrap_err();
         let mapped = tls::certificate_error("UploadPart", &f.addr, &err).expect("a TLS error");
         assert!(matches!(mapped, crate::Error::Tls { .. }), "{mapped:?}");
         assert!(mapped.to_string().contains("unknown issuer"), "{mapped}");
@@ -1501,7 +945,7 @@ mod tests {
     fn get_over(
         scheme: &str,
         tls: &Arc<ClientConfig>,
-        slot: Option<&parking_lot::Mutex<Option<Conn>>>,
+        slot: &Slot,
         addr: &str,
         len: usize,
     ) -> Result<(u16, bool, Vec<u8>), ureq::Error> {
@@ -1537,8 +981,8 @@ mod tests {
             "HTTP/1.1 503 Slow Down\r\nContent-Length: 8\r\n\r\n<Error/>",
             "HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n\r\nabcdefghij",
         ]);
-        let slot = parking_lot::Mutex::new(None);
-        let get = || get_over("http", &no_tls(), Some(&slot), &f.addr, 10).unwrap();
+        let slot = Slot::default();
+        let get = || get_over("http", &no_tls(), &slot, &f.addr, 10).unwrap();
         assert_eq!(get(), (206, true, b"0123456789".to_vec()));
         // An error reply comes back in memory, as ureq would hand it over.
         assert_eq!(get(), (503, false, b"<Error/>".to_vec()));
@@ -1564,9 +1008,9 @@ mod tests {
         );
         let f = fake_with(vec![reply, reply], Some(server));
         let client = client_tls(&ca);
-        let slot = parking_lot::Mutex::new(None);
+        let slot = Slot::default();
         for _ in 0..2 {
-            let got = get_over("https", &client, Some(&slot), &f.addr, 100_001).unwrap();
+            let got = get_over("https", &client, &slot, &f.addr, 100_001).unwrap();
             assert_eq!((got.0, got.1), (206, true));
             assert!(got.2 == body.as_bytes());
         }
@@ -1597,7 +1041,7 @@ mod tests {
             file_error: None,
         };
         let limits = limits(Duration::from_millis(500));
-        let got = get_into(&request, &route(&limits, tls, None), &mut into);
+        let got = get_into(&request, &route(&limits, tls, this_thread()), &mut into);
         let file_error = into.file_error.take();
         (got.map(|(_, filled)| filled), buf, file_error)
     }
@@ -1663,13 +1107,13 @@ mod tests {
         let f = fake(vec![
             "CLOSE HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n\r\n01234",
         ]);
-        let err = get_over("http", &no_tls(), None, &f.addr, 10).unwrap_err();
+        let err = get_over("http", &no_tls(), this_thread(), &f.addr, 10).unwrap_err();
         assert_eq!(io_kind(&err), ErrorKind::UnexpectedEof, "{err:?}");
         assert!(err.to_string().contains("after 5 of 10 bytes"), "{err}");
 
         // Garbage instead of a head.
         let f = fake(vec!["CLOSE \x00\x01garbage\r\n\r\n"]);
-        let err = get_over("http", &no_tls(), None, &f.addr, 10).unwrap_err();
+        let err = get_over("http", &no_tls(), this_thread(), &f.addr, 10).unwrap_err();
         assert_eq!(io_kind(&err), ErrorKind::InvalidData, "{err:?}");
 
         // Another length (oversize): handed back unread, the connection closed.
@@ -1677,21 +1121,21 @@ mod tests {
             "HTTP/1.1 206 Partial Content\r\nContent-Length: 99999999999\r\n\r\n0123456789",
             "HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n\r\n0123456789",
         ]);
-        let slot = parking_lot::Mutex::new(None);
-        let got = get_over("http", &no_tls(), Some(&slot), &f.addr, 10).unwrap();
+        let slot = Slot::default();
+        let got = get_over("http", &no_tls(), &slot, &f.addr, 10).unwrap();
         assert_eq!(got, (206, false, vec![]));
-        assert!(slot.lock().is_none(), "not kept");
-        get_over("http", &no_tls(), Some(&slot), &f.addr, 10).unwrap();
+        assert!(slot.lock().is_empty(), "not kept");
+        get_over("http", &no_tls(), &slot, &f.addr, 10).unwrap();
         assert_eq!(f.connections.load(Ordering::SeqCst), 2);
 
         // The right length, then more bytes: the body, the connection not kept.
         let f = fake(vec![
             "HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n\r\n0123456789EXTRA",
         ]);
-        let slot = parking_lot::Mutex::new(None);
-        let got = get_over("http", &no_tls(), Some(&slot), &f.addr, 10).unwrap();
+        let slot = Slot::default();
+        let got = get_over("http", &no_tls(), &slot, &f.addr, 10).unwrap();
         assert_eq!(got, (206, true, b"0123456789".to_vec()));
-        assert!(slot.lock().is_none(), "out of step: not kept");
+        assert!(slot.lock().is_empty(), "out of step: not kept");
 
         // Chunked, or up to the close: in memory, as before (at most len + 1).
         let f = fake(vec![
@@ -1699,12 +1143,12 @@ mod tests {
             "HTTP/1.1 206 Partial Content\r\nTransfer-Encoding: chunked\r\n\r\nff\r\n",
             "HTTP/1.1 206 Partial Content\r\n\r\n0123456789",
         ]);
-        let got = get_over("http", &no_tls(), None, &f.addr, 10).unwrap();
+        let got = get_over("http", &no_tls(), this_thread(), &f.addr, 10).unwrap();
         assert_eq!(got, (206, false, b"0123456789".to_vec()));
         // A chunk longer than the range: refused before it is read.
-        let err = get_over("http", &no_tls(), None, &f.addr, 10).unwrap_err();
+        let err = get_over("http", &no_tls(), this_thread(), &f.addr, 10).unwrap_err();
         assert_eq!(io_kind(&err), ErrorKind::InvalidData, "{err:?}");
-        let got = get_over("http", &no_tls(), None, &f.addr, 10).unwrap();
+        let got = get_over("http", &no_tls(), this_thread(), &f.addr, 10).unwrap();
         assert_eq!(got, (206, false, b"0123456789".to_vec()));
 
         // A server that stops mid-body: a timeout, not a hang.
@@ -1719,7 +1163,7 @@ mod tests {
             std::thread::sleep(Duration::from_secs(3));
         });
         let started = Instant::now();
-        let err = get_over("http", &no_tls(), None, &addr, 10).unwrap_err();
+        let err = get_over("http", &no_tls(), this_thread(), &addr, 10).unwrap_err();
         assert_eq!(io_kind(&err), ErrorKind::TimedOut, "{err:?}");
         assert!(started.elapsed() < Duration::from_secs(2));
     }

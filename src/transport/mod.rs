@@ -3,10 +3,12 @@
 //! connections, trust (TLS roots) and proxies.
 
 pub(crate) mod direct;
+mod http1;
 pub(crate) mod pace;
 pub(crate) mod pool;
 pub(crate) mod proxy;
 mod sendfile;
+mod socket;
 pub(crate) mod stop;
 pub(crate) mod tls;
 

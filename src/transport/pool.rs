@@ -23,9 +23,9 @@ pub(crate) const IDLE_CONNECTION_TIME: Duration = Duration::from_secs(15);
 /// theirs (http or https), the direct sender's kept-alive socket.
 pub(crate) struct Conn {
     pub agent: Agent,
-    /// `None` for the client's shared connection, used from any thread:
-    /// the direct sender then keeps one socket per calling thread.
-    pub direct: Option<Mutex<Option<direct::Conn>>>,
+    /// The direct sender's kept-alive sockets (one for a part connection,
+    /// a few for the client's shared one, used from any thread).
+    pub direct: direct::Slot,
 }
 
 impl Conn {
@@ -33,7 +33,7 @@ impl Conn {
     pub fn shared(agent: Agent) -> Conn {
         Conn {
             agent,
-            direct: None,
+            direct: direct::Slot::default(),
         }
     }
 }
@@ -125,7 +125,7 @@ impl Connections {
                         drop(st);
                         let conn = Conn {
                             agent: (self.make)(),
-                            direct: Some(Mutex::new(None)),
+                            direct: direct::Slot::default(),
                         };
                         return Some(Lease {
                             pool: self,

@@ -124,14 +124,30 @@ fn a_cancel_cuts_parts_in_flight_to_a_silent_server_and_aborts_the_upload() {
 
 #[test]
 fn a_cancel_cuts_a_stalled_complete_and_aborts_the_upload() {
-    let server = multipart(|r| is_complete(r).then(|| Reply::step(Step::Hang)));
+    let server = Arc::new(multipart(|r| {
+        is_complete(r).then(|| Reply::step(Step::Hang))
+    }));
     let client = builder(&server.endpoint())
         .reply_timeout(Duration::from_secs(60))
         .build()
         .unwrap();
     let cancel = CancelHandle::new();
-    let canceller = cancel_after(&cancel, Duration::from_millis(800));
-    let started = Instant::now();
+    // Cancelled once the Complete has waited a little.
+    let canceller = {
+        let (server, cancel) = (server.clone(), cancel.clone());
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            while !server.requests().iter().any(is_complete) {
+                if started.elapsed() > Duration::from_secs(30) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            std::thread::sleep(Duration::from_millis(300));
+            cancel.cancel();
+            Instant::now()
+        })
+    };
     let err = client
         .put_object(
             "bkt",
@@ -140,12 +156,12 @@ fn a_cancel_cuts_a_stalled_complete_and_aborts_the_upload() {
             upload_args().cancel_handle(&cancel),
         )
         .unwrap_err();
-    canceller.join().unwrap();
+    let cancelled = canceller.join().unwrap();
     assert!(err.is_cancelled(), "{err}");
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        cancelled.elapsed() < Duration::from_secs(5),
         "{:?}",
-        started.elapsed()
+        cancelled.elapsed()
     );
     let requests = server.requests();
     assert!(

@@ -88,8 +88,8 @@ fn parts_over_https_go_through_the_direct_sender_on_pooled_connections() {
     assert_eq!(server.stats().upload_part_calls, 5);
     let pooled = c.connection_stats().opened;
     assert!((1..=2).contains(&pooled), "{pooled}");
-    // The caller's thread's own direct connection (Create, Complete) is the
-    // only other handshake.
+    // The client's shared connection (Create, Complete, on the direct path
+    // too) is the only other handshake.
     let tls_connections = direct_lines(port, "TLS connection to");
     assert_eq!(
         tls_connections.len() as u64,
