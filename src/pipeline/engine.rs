@@ -1,4 +1,5 @@
-//! The part workers of a client, shared by all its transfers (DESIGN.md §9).
+//! The part workers of a client, shared by all its transfers
+//! (docs/ARCHITECTURE.md, "The engine").
 //!
 //! A transfer does not start threads of its own to send or fetch parts: it
 //! hands each part, as a task, to the client's [`Engine`]. A transfer's

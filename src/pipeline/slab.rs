@@ -7,7 +7,7 @@
 //! it may wait there, holding nothing, until enough memory is free), and
 //! then takes and gives back up to that many slabs ([`Reservation`]). A
 //! transfer never waits for memory while it holds slabs, so no combination
-//! of transfers can deadlock (DESIGN.md §9). Bytes mapped, busy and idle
+//! of transfers can deadlock (docs/ARCHITECTURE.md, "The engine"). Bytes mapped, busy and idle
 //! together, never exceed the limit: an idle slab of another size is
 //! unmapped to make room. Sizes are rounded up to a few classes
 //! ([`size_class`]: powers of two under 1 MiB, whole MiB above), so that

@@ -1,4 +1,4 @@
-//! Uploads: the parallel pipeline of DESIGN.md §1. A stream is read by one
+//! Uploads: the parallel pipeline of docs/ARCHITECTURE.md. A stream is read by one
 //! producer thread into slabs that N workers send as parts (`stream`); a
 //! file's parts are read by the workers themselves (`file`); either way
 //! the caller's thread gathers the part ETags (`crate::pipeline::run`) and

@@ -1,5 +1,5 @@
 //! Emulations of the AWS credential services on 127.0.0.1, speaking their
-//! documented wire formats (DESIGN.md §7): EC2 instance metadata (IMDSv2),
+//! documented wire formats (README.md, "Credentials"): EC2 instance metadata (IMDSv2),
 //! the container credentials endpoint, STS (`AssumeRole` with its SigV4
 //! signature verified, `AssumeRoleWithWebIdentity`) and the SSO portal.
 //!

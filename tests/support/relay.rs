@@ -1,6 +1,6 @@
 //! [`Relay`]: a throttling, fault-injecting TCP relay on loopback (plain std
 //! threads). This kernel has no `netem`, so per-connection bandwidth caps and
-//! latency are emulated here (DESIGN.md §4).
+//! latency are emulated here (docs/PERFORMANCE.md says how the figures were taken).
 //!
 //! Each accepted connection gets its own upstream connection and four threads:
 //! per direction, a reader (reads ≤ 64 KiB, paces itself to the rate, stamps

@@ -59,7 +59,7 @@ pub const SECRET_KEY: &str = "s3pump/test/secret/key+0123456789abcdef";
 /// Region clients should sign with (the server does not enforce it).
 pub const REGION: &str = "us-east-1";
 
-/// Request header carrying an RDMA token (DESIGN.md §2).
+/// Request header carrying an RDMA token (docs/RDMA.md).
 pub const RDMA_TOKEN_HEADER: &str = "x-amz-rdma-token";
 /// Reply header telling the client its RDMA token was honoured.
 pub const RDMA_REPLY_HEADER: &str = "x-amz-rdma-reply";
@@ -188,7 +188,7 @@ impl FaultKind {
     }
 }
 
-/// How the server treats `x-amz-rdma-token` (DESIGN.md §2).
+/// How the server treats `x-amz-rdma-token` (docs/RDMA.md).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum RdmaMode {
     /// The header is passed through and ignored: a tokened UploadPart with an
