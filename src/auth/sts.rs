@@ -188,7 +188,7 @@ pub(crate) struct WebIdentity {
 
 impl ProvideCredentials for WebIdentity {
     fn provide(&self) -> crate::Result<Credentials> {
-        let token = std::fs::read_to_string(&self.token_file).map_err(|e| {
+        let token = crate::auth::file::read_bounded(&self.token_file).map_err(|e| {
             Error::Credentials(format!(
                 "{}: cannot read the web identity token file {}: {e}",
                 self.describe(),
