@@ -127,6 +127,20 @@ pub enum Error {
     },
 }
 
+/// Longest piece of a token, key or name quoted in an error message.
+const QUOTE_MAX: usize = 80;
+
+/// `s` in quotes as Rust's `{:?}` does, cut to [`QUOTE_MAX`] characters
+/// (with `…` and its length in bytes when cut): error messages stay short
+/// whatever a server or a user sends.
+pub(crate) fn quote(s: &str) -> String {
+    if s.chars().count() <= QUOTE_MAX {
+        return format!("{s:?}");
+    }
+    let head: String = s.chars().take(QUOTE_MAX).collect();
+    format!("{head:?}… ({} bytes)", s.len())
+}
+
 fn request_id_suffix(id: &Option<String>) -> String {
     match id {
         Some(id) => format!(" (request id {id})"),
@@ -339,6 +353,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quotes_are_short() {
+        assert_eq!(quote("a\nb"), "\"a\\nb\"");
+        let long = "x".repeat(10_000);
+        let q = quote(&long);
+        assert!(q.len() < 120, "{q}");
+        assert!(q.ends_with("… (10000 bytes)"), "{q}");
+    }
 
     fn s3(status: u16, code: &str) -> Error {
         Error::S3 {

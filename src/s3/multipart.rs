@@ -5,9 +5,10 @@ use md5::{Digest, Md5};
 use ureq::http::Method;
 
 use crate::client::{Request, header, read_text, s3_error};
+use crate::error::quote;
 use crate::s3::checksum::Crc;
 use crate::s3::object::{validate_bucket, validate_target};
-use crate::s3::pages::{Pages, quote};
+use crate::s3::pages::Pages;
 use crate::s3::xml;
 use crate::upload::part::{Target, send_slab};
 use crate::{ChecksumAlgorithm, Client, Error, PayloadSigning, PutObjectArgs, Result};

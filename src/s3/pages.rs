@@ -11,10 +11,8 @@
 
 use std::collections::HashSet;
 
+use crate::error::quote;
 use crate::{Error, Result};
-
-/// Longest piece of a token, key or prefix quoted in an error message.
-const QUOTE_MAX: usize = 80;
 
 /// The state of one listing's pagination.
 #[derive(Debug)]
@@ -76,17 +74,6 @@ impl Pages {
     }
 }
 
-/// `s` in quotes as Rust's `{:?}` does, cut to [`QUOTE_MAX`] characters
-/// (with `…` and its length in bytes when cut): error messages stay short
-/// whatever a server or a user sends.
-pub(crate) fn quote(s: &str) -> String {
-    if s.chars().count() <= QUOTE_MAX {
-        return format!("{s:?}");
-    }
-    let head: String = s.chars().take(QUOTE_MAX).collect();
-    format!("{head:?}… ({} bytes)", s.len())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,14 +97,5 @@ mod tests {
         }
         let e = p.next(Some("C"), false).unwrap_err().to_string();
         assert!(e.contains("adds no entry"), "{e}");
-    }
-
-    #[test]
-    fn quotes_are_short() {
-        assert_eq!(quote("a\nb"), "\"a\\nb\"");
-        let long = "x".repeat(10_000);
-        let q = quote(&long);
-        assert!(q.len() < 120, "{q}");
-        assert!(q.ends_with("… (10000 bytes)"), "{q}");
     }
 }

@@ -14,6 +14,7 @@ use quick_xml::Reader;
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::Event;
 
+use crate::error::quote;
 use crate::{Error, Result};
 
 /// Deepest element nesting accepted (S3 replies nest four deep at most).
@@ -196,8 +197,9 @@ impl Element {
         let text = self.req(name)?;
         text.trim().parse().map_err(|_| {
             self.error(format!(
-                "<{name}> of <{}> is not a valid value: {text:?}",
-                self.name
+                "<{name}> of <{}> is not a valid value: {}",
+                self.name,
+                quote(text)
             ))
         })
     }

@@ -20,9 +20,9 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
+use crate::error::quote;
 use crate::pipeline::{CancelHandle, Progress};
 use crate::s3::object::validate_bucket;
-use crate::s3::pages::quote;
 use crate::{Client, Error, Result};
 use args::{RefusedKey, TreeArgs, TreeFailure, TreeProgress, TreeSummary};
 use paths::Found;
