@@ -483,6 +483,15 @@ mod tests {
         }
     }
 
+    /// Runs `command` with `limit`; its error, which must come within 10 s.
+    fn fails_in_time(command: &str, limit: Duration) -> String {
+        let started = Instant::now();
+        let e = process(command, limit).run().unwrap_err();
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(10), "{command}: {took:?}");
+        e
+    }
+
     /// Whether process `pid` is gone (exited and reaped: not even a zombie).
     fn gone(pid: &str) -> bool {
         !std::path::Path::new(&format!("/proc/{pid}")).exists()
@@ -492,57 +501,32 @@ mod tests {
     fn a_credential_process_that_never_ends_is_killed_and_reaped() {
         let dir = tempfile::tempdir().unwrap();
         let pid_file = dir.path().join("pid");
-        let started = Instant::now();
-        let e = process(
-            &format!("echo $$ > {}; exec sleep 30", pid_file.display()),
-            Duration::from_secs(1),
-        )
-        .run()
-        .unwrap_err();
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{:?}",
-            started.elapsed()
-        );
-        assert!(
-            e.contains("did not finish within 1 s; it was stopped"),
-            "{e}"
-        );
-        let pid = std::fs::read_to_string(&pid_file).unwrap();
-        assert!(gone(pid.trim()), "pid {pid} still there");
-
-        // Closing its output is not enough: it must exit too.
-        let e = process(
-            &format!("echo $$ > {}; exec sleep 30 >&-", pid_file.display()),
-            Duration::from_secs(1),
-        )
-        .run()
-        .unwrap_err();
-        assert!(e.contains("within 1 s; it was stopped"), "{e}");
-        let pid = std::fs::read_to_string(&pid_file).unwrap();
-        assert!(gone(pid.trim()), "pid {pid} still there");
+        // Still printing nothing; then with its output closed but not exited.
+        for (command, want) in [
+            ("exec sleep 30", "did not finish within 1 s; it was stopped"),
+            (
+                "exec sleep 30 >&-",
+                "did not exit within 1 s; it was stopped",
+            ),
+        ] {
+            let command = format!("echo $$ > {}; {command}", pid_file.display());
+            let e = fails_in_time(&command, Duration::from_secs(1));
+            assert!(e.contains(want), "{e}");
+            let pid = std::fs::read_to_string(&pid_file).unwrap();
+            assert!(gone(pid.trim()), "pid {pid} still there");
+        }
     }
 
     #[test]
     fn a_credential_process_that_prints_forever_is_stopped() {
-        let started = Instant::now();
-        let e = process("yes AAAAAAAAAAAAAAAA", Duration::from_secs(60))
-            .run()
-            .unwrap_err();
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{:?}",
-            started.elapsed()
-        );
+        let e = fails_in_time("yes AAAAAAAAAAAAAAAA", Duration::from_secs(60));
         assert!(e.contains("printed more than 65536 bytes"), "{e}");
         assert!(e.len() < 100, "{e}");
         // Output just under the cap is read (and then judged as JSON).
-        let e = process(
+        let e = fails_in_time(
             "head -c 60000 /dev/zero | tr '\\0' a",
             Duration::from_secs(60),
-        )
-        .run()
-        .unwrap_err();
+        );
         assert!(!e.contains("printed more"), "{e}");
     }
 
