@@ -225,6 +225,7 @@ impl Client {
             token: None,
             pages: Pages::new(
                 "ListObjectsV2",
+                "<NextContinuationToken>",
                 format!("bucket {}, prefix {}", quote(bucket), quote(prefix)),
             ),
             last_key: None,

@@ -276,6 +276,7 @@ impl Client {
         let mut marker: Option<String> = None;
         let mut pages = Pages::new(
             "ListParts",
+            "<NextPartNumberMarker>",
             format!(
                 "the parts of upload {} of {bucket}/{}",
                 quote(upload_id),
@@ -318,7 +319,11 @@ impl Client {
         validate_bucket(bucket)?;
         let mut uploads: Vec<MultipartUpload> = Vec::new();
         let mut markers: Option<(String, String)> = None;
-        let mut pages = Pages::new("ListMultipartUploads", format!("bucket {}", quote(bucket)));
+        let mut pages = Pages::new(
+            "ListMultipartUploads",
+            "<NextKeyMarker>/<NextUploadIdMarker>",
+            format!("bucket {}", quote(bucket)),
+        );
         loop {
             let mut req = Request::new("ListMultipartUploads", Method::GET, bucket, None)
                 .query("uploads", "");

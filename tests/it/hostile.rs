@@ -75,12 +75,12 @@ fn listings_that_would_never_end_are_errors_naming_what_was_listed() {
                 let (key, next) = [("p/1", "A"), ("p/2", "B"), ("p/3", "A")][n.min(2)];
                 Reply::ok_xml(&list_page(&[key], true, Some(next)))
             },
-            "page 3 points again at \"A\"",
+            "page 3 gives the <NextContinuationToken> \"A\" again",
         ),
         (
             "ListObjectsV2 truncated without a token",
             |_, _| Reply::ok_xml(&list_page(&["p/1"], true, None)),
-            "says where the next page starts with nothing",
+            "is truncated but has no <NextContinuationToken>",
         ),
         (
             "ListObjectsV2 the same page under fresh tokens",
@@ -103,7 +103,7 @@ fn listings_that_would_never_end_are_errors_naming_what_was_listed() {
                      </ListPartsResult>"
                 ))
             },
-            "points again at \"1\"",
+            "gives the <NextPartNumberMarker> \"1\" again",
         ),
         (
             "ListMultipartUploads truncated without markers",
@@ -114,7 +114,7 @@ fn listings_that_would_never_end_are_errors_naming_what_was_listed() {
                      </ListMultipartUploadsResult>",
                 )
             },
-            "with nothing",
+            "has no <NextKeyMarker>/<NextUploadIdMarker>",
         ),
     ];
     for (case, pager, want) in cases {
@@ -573,5 +573,77 @@ mod cli {
         no_raw_controls(&stderr);
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.contains("AccessDenied"), "{stderr}");
+    }
+}
+
+#[cfg(feature = "cli")]
+mod cli_targets {
+    use super::*;
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    use std::process::Command;
+
+    /// An object `k` of 3 bytes ("abc"), HEAD and GET.
+    fn one_object(req: &HostileRequest) -> Reply {
+        match req.method.as_str() {
+            "HEAD" => Reply::status(200, &[("Content-Length", "3"), ("ETag", "\"e\"")], b""),
+            _ => Reply::status(200, &[("ETag", "\"e\"")], b"abc"),
+        }
+    }
+
+    fn get(server: &HostileServer, dest: &std::path::Path) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_s3pump"))
+            .args(["get", "s3://bkt/k"])
+            .arg(dest)
+            .args(["--endpoint", &server.endpoint(), "--no-progress"])
+            .env_clear()
+            .env("HOME", std::env::temp_dir())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+            .env("AWS_SECRET_ACCESS_KEY", "secret")
+            .env("AWS_REGION", "us-east-1")
+            .output()
+            .unwrap()
+    }
+
+    #[test]
+    fn get_writes_through_a_fifo_and_keeps_a_files_mode() {
+        let server = HostileServer::start(one_object);
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: `c` is a NUL-terminated path that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo).unwrap())
+        };
+        let out = get(&server, &fifo);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(reader.join().unwrap(), b"abc");
+        assert!(
+            std::fs::symlink_metadata(&fifo)
+                .unwrap()
+                .file_type()
+                .is_fifo()
+        );
+
+        let file = dir.path().join("secret");
+        std::fs::write(&file, b"old").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let out = get(&server, &file);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(std::fs::read(&file).unwrap(), b"abc");
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // Nothing else in the directory (no temporary file left).
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 }
