@@ -210,7 +210,7 @@ impl Client {
                     size: object.size,
                 }),
                 Err(reason) => {
-                    log::warn!("{bucket}/{}: skipped: {reason}", quote(&object.key));
+                    log::warn!("skipped s3://{bucket}/{}: {reason}", quote(&object.key));
                     refused.push(RefusedKey {
                         key: object.key,
                         reason,

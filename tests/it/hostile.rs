@@ -517,6 +517,33 @@ mod cli {
     }
 
     #[test]
+    fn cp_recursive_skips_keys_outside_the_prefix_with_a_warning_and_exits_1() {
+        let server = HostileServer::start(outside_the_prefix);
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("t");
+        let target_arg = target.display().to_string();
+        let out = s3pump(&server, &["cp", "--recursive", "s3://bkt/p", &target_arg]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        let line = text(&out.stdout);
+        assert!(
+            line.contains(r#""objects":1,"bytes":3,"failed":0,"refused":4,"#),
+            "{line}"
+        );
+        assert_eq!(
+            stderr.matches("s3pump: warning: skipped s3://bkt/").count(),
+            4,
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("\"other/x\": not under the prefix \"p/\""),
+            "{stderr}"
+        );
+        assert_eq!(std::fs::read(target.join("a")).unwrap(), b"abc");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
     fn a_failed_later_delete_batch_says_what_earlier_batches_deleted() {
         let keys: Vec<String> = (0..1500).map(|i| format!("p/{i:05}")).collect();
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();

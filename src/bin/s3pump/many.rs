@@ -219,14 +219,7 @@ fn cp_tree(c: &Cp, cancel: &CancelHandle, tree: Tree<'_>) -> Result<Done, String
             )
         })
         .collect();
-    for r in &summary.refused {
-        errors.push(format!(
-            "skipped: s3://{}/{}: {}",
-            url.bucket,
-            short_key(&r.key),
-            r.reason
-        ));
-    }
+    // Each refused key was a warning already (the library logs it).
     if summary.not_started > 0 {
         errors.push(format!(
             "{} objects not started after the first failure (--keep-going goes on)",
