@@ -141,6 +141,19 @@ pub(crate) fn quote(s: &str) -> String {
     format!("{head:?}… ({} bytes)", s.len())
 }
 
+/// Longest server message kept in an error.
+pub(crate) const MESSAGE_MAX: usize = 300;
+
+/// `s` as it is when at most `max` characters, else its first `max` and
+/// `… (N bytes)`: a server's message in an error stays short.
+pub(crate) fn cut(s: String, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s;
+    }
+    let head: String = s.chars().take(max).collect();
+    format!("{head}… ({} bytes)", s.len())
+}
+
 fn request_id_suffix(id: &Option<String>) -> String {
     match id {
         Some(id) => format!(" (request id {id})"),
@@ -361,6 +374,8 @@ mod tests {
         let q = quote(&long);
         assert!(q.len() < 120, "{q}");
         assert!(q.ends_with("… (10000 bytes)"), "{q}");
+        assert_eq!(cut("short".into(), 10), "short");
+        assert_eq!(cut("x".repeat(500), 3), "xxx… (500 bytes)");
     }
 
     fn s3(status: u16, code: &str) -> Error {

@@ -600,6 +600,20 @@ mod cli {
         no_raw_controls(&stderr);
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.contains("AccessDenied"), "{stderr}");
+        assert!(
+            stderr.contains("go away\\e]0;owned\\a\\nforged"),
+            "{stderr}"
+        );
+
+        // A megabyte of message: a short line.
+        let server = HostileServer::start(|_| {
+            Reply::s3_error(403, "AccessDenied", &"blah ".repeat(200_000))
+        });
+        let out = s3pump(&server, &["rm", "s3://bkt/k"]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.len() < 1000, "{} bytes", stderr.len());
+        assert!(stderr.contains("… (1000000 bytes)"), "{stderr}");
     }
 }
 

@@ -376,7 +376,7 @@ pub fn rm(r: &Rm) -> Result<Done, String> {
             keys.push(key);
             continue;
         };
-        errors.push(format!("skipped: s3://{bucket}/{}: {why}", short_key(&key)));
+        errors.push(format!("skipped: s3://{bucket}/{}: {why}", short(&key)));
     }
     // A batch at a time, so that a failed batch can say what went before.
     let mut deleted = 0;
@@ -394,9 +394,9 @@ pub fn rm(r: &Rm) -> Result<Done, String> {
         errors.extend(out.errors.iter().map(|e| {
             format!(
                 "failed: s3://{bucket}/{}: {}: {}",
-                short_key(&e.key),
+                short(&e.key),
                 escape::field(&e.code),
-                escape::field(&e.message)
+                short(&e.message)
             )
         }));
     }
@@ -408,9 +408,9 @@ const MAX_KEY: usize = 1024;
 /// Keys per DeleteObjects request (S3's most).
 const DELETE_BATCH: usize = 1000;
 
-/// A key for a message line: escaped, and cut to its first 200 characters
-/// (with its length) when longer.
-fn short_key(key: &str) -> String {
+/// A key or a server's message for a line: escaped, and cut to its first
+/// 200 characters (with its length) when longer.
+fn short(key: &str) -> String {
     const SHOWN: usize = 200;
     if key.chars().count() <= SHOWN {
         return escape::field(key);
