@@ -169,7 +169,8 @@ impl Client {
     /// bytes) is refused: warned of in the log, listed in
     /// [`TreeSummary::refused`], nothing asked or written for it, and the
     /// other objects go on. No file is written through a symbolic link found
-    /// under `dir`. Without [`TreeArgs::keep_going`] the first failure starts
+    /// under `dir`, nor into a FIFO, device or socket there (that object fails).
+    /// Without [`TreeArgs::keep_going`] the first failure starts
     /// no new object. The error is for the whole tree: the listing failed,
     /// `dir` cannot be made, or [`Error::Cancelled`].
     ///

@@ -242,6 +242,34 @@ fn a_tree_download_acts_only_on_keys_under_the_prefix_and_goes_on() {
     ends_clean(&server, started, "tree download");
 }
 
+#[test]
+fn a_fifo_planted_in_a_tree_download_fails_that_object_and_does_not_hang() {
+    let server = HostileServer::start(outside_the_prefix);
+    let target = tempfile::tempdir().unwrap();
+    let fifo = target.path().join("a");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `c` is a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let started = Instant::now();
+    let client = client(&server);
+    let out = client
+        .download_prefix(BUCKET, "p", target.path(), TreeArgs::new())
+        .unwrap();
+    assert_eq!(out.objects, 0);
+    assert_eq!(out.failures.len(), 1);
+    let msg = out.failures[0].error.to_string();
+    assert!(msg.contains("is not a regular file"), "{msg}");
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    drop(client);
+    ends_clean(&server, started, "FIFO in the tree");
+}
+
 // ------------------------------------------------------- sizes and ETags --
 
 /// A server for uploads whose `bad` reply is the misbehaviour.
