@@ -129,6 +129,33 @@ pub enum Error {
     },
 }
 
+/// Longest piece of a token, key or name quoted in an error message.
+const QUOTE_MAX: usize = 80;
+
+/// `s` in quotes as Rust's `{:?}` does, cut to [`QUOTE_MAX`] characters
+/// (with `…` and its length in bytes when cut): error messages stay short
+/// whatever a server or a user sends.
+pub(crate) fn quote(s: &str) -> String {
+    if s.chars().count() <= QUOTE_MAX {
+        return format!("{s:?}");
+    }
+    let head: String = s.chars().take(QUOTE_MAX).collect();
+    format!("{head:?}… ({} bytes)", s.len())
+}
+
+/// Longest server message kept in an error.
+pub(crate) const MESSAGE_MAX: usize = 300;
+
+/// `s` as it is when at most `max` characters, else its first `max` and
+/// `… (N bytes)`: a server's message in an error stays short.
+pub(crate) fn cut(s: String, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s;
+    }
+    let head: String = s.chars().take(max).collect();
+    format!("{head}… ({} bytes)", s.len())
+}
+
 fn request_id_suffix(id: &Option<String>) -> String {
     match id {
         Some(id) => format!(" (request id {id})"),
@@ -358,6 +385,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quotes_are_short() {
+        assert_eq!(quote("a\nb"), "\"a\\nb\"");
+        let long = "x".repeat(10_000);
+        let q = quote(&long);
+        assert!(q.len() < 120, "{q}");
+        assert!(q.ends_with("… (10000 bytes)"), "{q}");
+        assert_eq!(cut("short".into(), 10), "short");
+        assert_eq!(cut("x".repeat(500), 3), "xxx… (500 bytes)");
+    }
 
     fn s3(status: u16, code: &str) -> Error {
         Error::S3 {

@@ -86,7 +86,7 @@ impl Container {
 
     fn authorization(&self) -> Result<Option<String>, String> {
         if let Some(path) = &self.token_file {
-            let t = std::fs::read_to_string(path)
+            let t = crate::auth::file::read_bounded(path)
                 .map_err(|e| format!("cannot read {ENV_TOKEN_FILE} {}: {e}", path.display()))?;
             return Ok(Some(t.trim().to_owned()));
         }

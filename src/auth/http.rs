@@ -9,6 +9,7 @@ use ureq::http;
 
 use crate::auth::credentials::Credentials;
 use crate::auth::time::parse_rfc3339;
+use crate::error::quote;
 
 /// Largest reply read from a credential service.
 const MAX_REPLY: u64 = 1 << 20;
@@ -94,7 +95,7 @@ pub(crate) fn credentials_from_json(text: &str, what: &str) -> Result<Credential
     let mut creds = Credentials::new(key, secret, token);
     if let Some(exp) = json_str(&v, "Expiration") {
         let at = parse_rfc3339(&exp)
-            .ok_or_else(|| format!("{what}: Expiration {exp:?} is not an RFC 3339 time"))?;
+            .ok_or_else(|| format!("{what}: Expiration {} is not an RFC 3339 time", quote(&exp)))?;
         creds = creds.with_expiry(at);
     }
     Ok(creds)

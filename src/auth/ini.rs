@@ -77,9 +77,10 @@ pub(crate) enum FileKind {
     Config,
 }
 
-/// The parsed file, or None when it does not exist.
+/// The parsed file, or None when it does not exist. Only a regular file of
+/// at most [`MAX_LOCAL_FILE`](crate::auth::file::MAX_LOCAL_FILE) bytes is read.
 pub(crate) fn read_ini(path: &Path) -> Result<Option<Ini>, Error> {
-    match std::fs::read_to_string(path) {
+    match crate::auth::file::read_bounded(path) {
         Ok(text) => parse_ini(&text, path).map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::Credentials(format!(

@@ -3,8 +3,10 @@
 //! cycles refused), `web_identity_token_file`, `credential_process` and SSO.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::auth::container::Container;
 use crate::auth::credentials::{Credentials, ProvideCredentials, from_env_with};
@@ -121,6 +123,30 @@ impl ProvideCredentials for ProfileKeys {
     }
 }
 
+/// The most profiles a `source_profile` chain may hold.
+pub(crate) const MAX_CHAIN: usize = 32;
+
+/// A chain of profiles for a message, short whatever its length and names:
+/// the first three and the last two, each name cut to 40 characters.
+fn chain_text(chain: &[String]) -> String {
+    let name = |p: &String| {
+        if p.chars().count() > 40 {
+            format!("`{}…`", p.chars().take(40).collect::<String>())
+        } else {
+            format!("`{p}`")
+        }
+    };
+    let mut parts: Vec<String> = Vec::new();
+    if chain.len() > 5 {
+        parts.extend(chain[..3].iter().map(name));
+        parts.push(format!("… ({} more)", chain.len() - 5));
+        parts.extend(chain[chain.len() - 2..].iter().map(name));
+    } else {
+        parts.extend(chain.iter().map(name));
+    }
+    parts.join(" -> ")
+}
+
 /// Resolves profile `name`: `Ok(None)` when no file has it.
 pub(crate) fn resolve(
     env: Env,
@@ -143,14 +169,16 @@ fn resolve_in(
         chain.push(name.to_owned());
         return Err(Error::Credentials(format!(
             "the profiles form a cycle: {} (source_profile)",
-            chain
-                .iter()
-                .map(|p| format!("`{p}`"))
-                .collect::<Vec<_>>()
-                .join(" -> ")
+            chain_text(chain)
         )));
     }
     chain.push(name.to_owned());
+    if chain.len() > MAX_CHAIN {
+        return Err(Error::Credentials(format!(
+            "the source_profile chain is longer than {MAX_CHAIN} profiles: {}",
+            chain_text(chain)
+        )));
+    }
     let Some(values) = profiles.get(name) else {
         return Ok(None);
     };
@@ -252,6 +280,7 @@ fn resolve_in(
             provider: Box::new(Process {
                 command: command.to_owned(),
                 profile: name.to_owned(),
+                time_limit: PROCESS_TIME_LIMIT,
             }),
             refreshable: true,
         }));
@@ -330,11 +359,21 @@ fn sso(
     }
 }
 
+/// How long a `credential_process` may run before it is killed.
+pub(crate) const PROCESS_TIME_LIMIT: Duration = Duration::from_secs(60);
+
+/// The most a `credential_process` may print (its JSON is a few hundred
+/// bytes; 64 KiB leaves room for long session tokens).
+pub(crate) const MAX_PROCESS_OUTPUT: u64 = 64 << 10;
+
 /// `credential_process`: a command whose standard output is the credentials
-/// JSON (`Version` 1).
+/// JSON (`Version` 1). It runs with no standard input, its standard error
+/// goes to ours; it is killed (and reaped) if it prints more than
+/// [`MAX_PROCESS_OUTPUT`] bytes or has not exited within `time_limit`.
 pub(crate) struct Process {
     pub command: String,
     pub profile: String,
+    pub time_limit: Duration,
 }
 
 impl Process {
@@ -348,16 +387,62 @@ impl Process {
             c.arg("-c").arg(&self.command);
             c
         };
-        let out = cmd
+        let mut child = cmd
             .stdin(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
-            .output()
+            .spawn()
             .map_err(|e| format!("cannot run it: {e}"))?;
-        if !out.status.success() {
-            return Err(format!("it failed ({})", out.status));
+        let deadline = Instant::now() + self.time_limit;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        // The output is read on a thread so that the wait can time out.
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        std::thread::Builder::new()
+            .name("credential-process".into())
+            .spawn(move || {
+                let mut out = Vec::new();
+                let read = stdout.take(MAX_PROCESS_OUTPUT + 1).read_to_end(&mut out);
+                let _ = tx.send(read.map(|_| out));
+            })
+            .map_err(|e| format!("cannot read its output: {e}"))?;
+        let limit = self.time_limit.as_secs_f64();
+        let out = match rx.recv_deadline(deadline) {
+            Ok(Ok(out)) if out.len() as u64 > MAX_PROCESS_OUTPUT => {
+                end(&mut child);
+                return Err(format!(
+                    "it printed more than {MAX_PROCESS_OUTPUT} bytes; it was stopped"
+                ));
+            }
+            Ok(Ok(out)) => out,
+            Ok(Err(e)) => {
+                end(&mut child);
+                return Err(format!("cannot read its output: {e}"));
+            }
+            Err(_) => {
+                end(&mut child);
+                return Err(format!(
+                    "it did not finish within {limit} s; it was stopped"
+                ));
+            }
+        };
+        // The output is closed: wait for the exit, within the same limit.
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Ok(None) => {
+                    end(&mut child);
+                    return Err(format!("it did not exit within {limit} s; it was stopped"));
+                }
+                Err(e) => return Err(format!("cannot wait for it: {e}")),
+            }
+        };
+        if !status.success() {
+            return Err(format!("it failed ({status})"));
         }
-        let text =
-            String::from_utf8(out.stdout).map_err(|_| "its output is not UTF-8".to_owned())?;
+        let text = String::from_utf8(out).map_err(|_| "its output is not UTF-8".to_owned())?;
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
             && v.get("Version").and_then(|x| x.as_u64()) != Some(1)
         {
@@ -365,6 +450,12 @@ impl Process {
         }
         http::credentials_from_json(&text, "its output")
     }
+}
+
+/// Kills a child and reaps it.
+fn end(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 impl ProvideCredentials for Process {
@@ -377,5 +468,82 @@ impl ProvideCredentials for Process {
         // The command line may hold arguments the user considers private;
         // the profile names it well enough.
         format!("profile `{}`: credential_process", self.profile)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn process(command: &str, limit: Duration) -> Process {
+        Process {
+            command: command.to_owned(),
+            profile: "p".to_owned(),
+            time_limit: limit,
+        }
+    }
+
+    /// Runs `command` with `limit`; its error, which must come within 10 s.
+    fn fails_in_time(command: &str, limit: Duration) -> String {
+        let started = Instant::now();
+        let e = process(command, limit).run().unwrap_err();
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(10), "{command}: {took:?}");
+        e
+    }
+
+    /// Whether process `pid` is gone (exited and reaped: not even a zombie).
+    fn gone(pid: &str) -> bool {
+        !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    }
+
+    #[test]
+    fn a_credential_process_that_never_ends_is_killed_and_reaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        // Still printing nothing; then with its output closed but not exited.
+        for (command, want) in [
+            ("exec sleep 30", "did not finish within 1 s; it was stopped"),
+            (
+                "exec sleep 30 >&-",
+                "did not exit within 1 s; it was stopped",
+            ),
+        ] {
+            let command = format!("echo $$ > {}; {command}", pid_file.display());
+            let e = fails_in_time(&command, Duration::from_secs(1));
+            assert!(e.contains(want), "{e}");
+            let pid = std::fs::read_to_string(&pid_file).unwrap();
+            assert!(gone(pid.trim()), "pid {pid} still there");
+        }
+    }
+
+    #[test]
+    fn a_credential_process_that_prints_forever_is_stopped() {
+        let e = fails_in_time("yes AAAAAAAAAAAAAAAA", Duration::from_secs(60));
+        assert!(e.contains("printed more than 65536 bytes"), "{e}");
+        assert!(e.len() < 100, "{e}");
+        // Output just under the cap is read (and then judged as JSON).
+        let e = fails_in_time(
+            "head -c 60000 /dev/zero | tr '\\0' a",
+            Duration::from_secs(60),
+        );
+        assert!(!e.contains("printed more"), "{e}");
+    }
+
+    #[test]
+    fn chains_are_told_short() {
+        let chain: Vec<String> = (0..3000).map(|i| format!("p{i}")).collect();
+        let t = chain_text(&chain);
+        assert_eq!(
+            t,
+            "`p0` -> `p1` -> `p2` -> … (2995 more) -> `p2998` -> `p2999`"
+        );
+        let long = vec!["x".repeat(10_000), "y".into()];
+        let t = chain_text(&long);
+        assert!(t.len() < 60, "{t}");
+        assert_eq!(
+            chain_text(&["a".into(), "b".into(), "a".into()]),
+            "`a` -> `b` -> `a`"
+        );
     }
 }

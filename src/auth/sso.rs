@@ -69,7 +69,7 @@ impl Sso {
     }
 
     fn token(&self) -> Result<String, String> {
-        let text = std::fs::read_to_string(&self.cache_file).map_err(|e| {
+        let text = crate::auth::file::read_bounded(&self.cache_file).map_err(|e| {
             format!(
                 "cannot read the SSO token cache {} ({e}): run `aws sso login`",
                 self.cache_file.display()

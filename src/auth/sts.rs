@@ -11,6 +11,7 @@ use crate::auth::ini::{Env, var};
 use crate::auth::sigv4::{self, SigningRequest};
 use crate::auth::time::parse_rfc3339;
 use crate::error::Error;
+use crate::error::quote;
 
 /// The STS endpoint of a region: `AWS_ENDPOINT_URL_STS`, else
 /// `AWS_ENDPOINT_URL`, else `https://sts.<region>.amazonaws.com`.
@@ -107,8 +108,12 @@ impl Sts {
                 .ok_or_else(|| format!("{what}: no <{name}> in the reply"))
         };
         let expiration = field("Expiration")?;
-        let expiry = parse_rfc3339(&expiration)
-            .ok_or_else(|| format!("{what}: Expiration {expiration:?} is not an RFC 3339 time"))?;
+        let expiry = parse_rfc3339(&expiration).ok_or_else(|| {
+            format!(
+                "{what}: Expiration {} is not an RFC 3339 time",
+                quote(&expiration)
+            )
+        })?;
         Ok(Credentials::new(
             field("AccessKeyId")?,
             field("SecretAccessKey")?,
@@ -188,7 +193,7 @@ pub(crate) struct WebIdentity {
 
 impl ProvideCredentials for WebIdentity {
     fn provide(&self) -> crate::Result<Credentials> {
-        let token = std::fs::read_to_string(&self.token_file).map_err(|e| {
+        let token = crate::auth::file::read_bounded(&self.token_file).map_err(|e| {
             Error::Credentials(format!(
                 "{}: cannot read the web identity token file {}: {e}",
                 self.describe(),

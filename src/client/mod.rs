@@ -488,6 +488,7 @@ impl ClientBuilder {
                     .flatten()
             })
             .unwrap_or_else(|| "us-east-1".to_string());
+        validate_region(&region)?;
         let custom_endpoint = self
             .endpoint
             .or_else(|| env(ENV_ENDPOINT_S3))
@@ -514,8 +515,16 @@ impl ClientBuilder {
         let authority = uri
             .authority()
             .map(|a| a.as_str().to_string())
-            .filter(|a| !a.is_empty() && !a.contains('@'))
+            .filter(|a| !a.is_empty())
             .ok_or_else(|| Error::invalid(format!("endpoint {endpoint:?} has no host")))?;
+        if let Some((_, host)) = authority.rsplit_once('@') {
+            // Not echoed: what is before the `@` may be a password.
+            return Err(Error::invalid(format!(
+                "the endpoint has a user name or password before its host ({scheme}://…@{host}); \
+                 userinfo is not supported: give credentials as AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY, a profile or ClientBuilder::credentials"
+            )));
+        }
         if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
             return Err(Error::invalid(format!(
                 "endpoint {endpoint:?} must not have a path or query"
@@ -666,5 +675,25 @@ impl Client {
         let mut stats = self.inner.connections.stats();
         (stats.workers, stats.peak_workers) = self.inner.engine.threads();
         stats
+    }
+}
+
+/// A region is what S3 and SigV4 can carry: 1 to 64 characters of ASCII
+/// letters, digits, `-`, `_` and `.` (AWS's are `us-east-1`; other servers
+/// use names like `garage` or `my_region`). Anything else, such as a
+/// newline from a badly written config file, is an error saying so.
+fn validate_region(region: &str) -> Result<()> {
+    let ok = !region.is_empty()
+        && region.len() <= 64
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "the region {} is invalid: a region is 1 to 64 letters, digits, '-', '_' or '.'",
+            crate::error::quote(region)
+        )))
     }
 }

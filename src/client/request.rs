@@ -685,7 +685,10 @@ pub(crate) fn s3_error(status: u16, headers: &http::HeaderMap, body: &str) -> Er
         }
         .to_string()
     });
-    let message = field("Message").unwrap_or_else(|| format!("HTTP status {status}"));
+    let message = field("Message").map_or_else(
+        || format!("HTTP status {status}"),
+        |m| crate::error::cut(m, crate::error::MESSAGE_MAX),
+    );
     let request_id = header(headers, "x-amz-request-id").or_else(|| field("RequestId"));
     Error::S3 {
         status,

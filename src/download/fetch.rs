@@ -10,11 +10,11 @@ use ureq::http::Method;
 
 use super::Download;
 use crate::client::{Request, Response, check_status, header};
+use crate::error::quote;
 use crate::pipeline::slab::Slab;
 use crate::rdma::RdmaOp;
 use crate::rdma::attempt::{ByRdma, RDMA_LENGTH_HEADER, RDMA_REPLY_HEADER, attempt};
 use crate::s3::checksum::Crc;
-use crate::s3::pages::quote;
 use crate::transport::direct::RangeInto;
 use crate::transport::pace::RateReader;
 use crate::transport::pool::Conn;

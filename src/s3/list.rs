@@ -9,8 +9,9 @@ use md5::{Digest, Md5};
 use ureq::http::Method;
 
 use crate::client::{Request, read_text, s3_error};
+use crate::error::quote;
 use crate::s3::object::{validate_bucket, validate_key};
-use crate::s3::pages::{Pages, quote};
+use crate::s3::pages::Pages;
 use crate::s3::xml;
 use crate::{Client, Error, PayloadSigning, Result};
 
@@ -91,7 +92,7 @@ impl ListObjects {
         let encoded = match root.opt("EncodingType") {
             None => false,
             Some(e) if e.eq_ignore_ascii_case("url") => true,
-            Some(e) => return Err(root.error(format!("unknown <EncodingType> {e:?}"))),
+            Some(e) => return Err(root.error(format!("unknown <EncodingType> {}", quote(e)))),
         };
         // The whole page is checked before any of it is yielded.
         let mut items = Vec::new();
@@ -99,7 +100,10 @@ impl ListObjects {
             let raw = c.req("Key")?;
             let key = if encoded {
                 url_decode(raw).ok_or_else(|| {
-                    c.error(format!("<Key> {raw:?} is not valid URL encoding of UTF-8"))
+                    c.error(format!(
+                        "<Key> {} is not valid URL encoding of UTF-8",
+                        quote(raw)
+                    ))
                 })?
             } else {
                 raw.to_string()
@@ -221,6 +225,7 @@ impl Client {
             token: None,
             pages: Pages::new(
                 "ListObjectsV2",
+                "<NextContinuationToken>",
                 format!("bucket {}, prefix {}", quote(bucket), quote(prefix)),
             ),
             last_key: None,

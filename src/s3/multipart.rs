@@ -5,9 +5,10 @@ use md5::{Digest, Md5};
 use ureq::http::Method;
 
 use crate::client::{Request, header, read_text, s3_error};
+use crate::error::quote;
 use crate::s3::checksum::Crc;
 use crate::s3::object::{validate_bucket, validate_target};
-use crate::s3::pages::{Pages, quote};
+use crate::s3::pages::Pages;
 use crate::s3::xml;
 use crate::transport::stop::Stop;
 use crate::upload::args::WriteCondition;
@@ -324,6 +325,7 @@ impl Client {
         let mut marker: Option<String> = None;
         let mut pages = Pages::new(
             "ListParts",
+            "<NextPartNumberMarker>",
             format!(
                 "the parts of upload {} of {bucket}/{}",
                 quote(upload_id),
@@ -366,7 +368,11 @@ impl Client {
         validate_bucket(bucket)?;
         let mut uploads: Vec<MultipartUpload> = Vec::new();
         let mut markers: Option<(String, String)> = None;
-        let mut pages = Pages::new("ListMultipartUploads", format!("bucket {}", quote(bucket)));
+        let mut pages = Pages::new(
+            "ListMultipartUploads",
+            "<NextKeyMarker>/<NextUploadIdMarker>",
+            format!("bucket {}", quote(bucket)),
+        );
         loop {
             let mut req = Request::new("ListMultipartUploads", Method::GET, bucket, None)
                 .query("uploads", "");

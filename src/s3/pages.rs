@@ -11,15 +11,15 @@
 
 use std::collections::HashSet;
 
+use crate::error::quote;
 use crate::{Error, Result};
-
-/// Longest piece of a token, key or prefix quoted in an error message.
-const QUOTE_MAX: usize = 80;
 
 /// The state of one listing's pagination.
 #[derive(Debug)]
 pub(crate) struct Pages {
     operation: &'static str,
+    /// The element that says where the next page starts, for errors.
+    marker: &'static str,
     /// What is listed, for errors: `bucket "b", prefix "p/"`.
     what: String,
     /// Every next-page place given so far.
@@ -29,9 +29,10 @@ pub(crate) struct Pages {
 }
 
 impl Pages {
-    pub fn new(operation: &'static str, what: String) -> Pages {
+    pub fn new(operation: &'static str, marker: &'static str, what: String) -> Pages {
         Pages {
             operation,
+            marker,
             what,
             seen: HashSet::new(),
             pages: 0,
@@ -47,22 +48,23 @@ impl Pages {
             Some(n) if !n.is_empty() => n,
             _ => {
                 return Err(self.error(format!(
-                    "page {} is truncated but says where the next page starts with nothing",
-                    self.pages
+                    "page {} is truncated but has no {}",
+                    self.pages, self.marker
                 )));
             }
         };
+        if !self.seen.insert(next.to_string()) {
+            return Err(self.error(format!(
+                "page {} gives the {} {} again",
+                self.pages,
+                self.marker,
+                quote(next)
+            )));
+        }
         if !added {
             return Err(self.error(format!(
                 "page {} is truncated but adds no entry past the previous pages",
                 self.pages
-            )));
-        }
-        if !self.seen.insert(next.to_string()) {
-            return Err(self.error(format!(
-                "page {} points again at {}, given before in this listing",
-                self.pages,
-                quote(next)
             )));
         }
         Ok(next.to_string())
@@ -76,48 +78,36 @@ impl Pages {
     }
 }
 
-/// `s` in quotes as Rust's `{:?}` does, cut to [`QUOTE_MAX`] characters
-/// (with `…` and its length in bytes when cut): error messages stay short
-/// whatever a server or a user sends.
-pub(crate) fn quote(s: &str) -> String {
-    if s.chars().count() <= QUOTE_MAX {
-        return format!("{s:?}");
-    }
-    let head: String = s.chars().take(QUOTE_MAX).collect();
-    format!("{head:?}… ({} bytes)", s.len())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_listing_ends_on_a_repeated_a_missing_or_a_useless_token() {
-        let mut p = Pages::new("ListObjectsV2", "bucket \"b\", prefix \"p/\"".into());
+        let mut p = Pages::new(
+            "ListObjectsV2",
+            "<NextContinuationToken>",
+            "bucket \"b\", prefix \"p/\"".into(),
+        );
         assert_eq!(p.next(Some("A"), true).unwrap(), "A");
         assert_eq!(p.next(Some("B"), true).unwrap(), "B");
         let e = p.next(Some("A"), true).unwrap_err().to_string();
         assert!(e.contains("bucket \"b\", prefix \"p/\""), "{e}");
-        assert!(e.contains("page 3 points again at \"A\""), "{e}");
+        assert!(
+            e.contains("page 3 gives the <NextContinuationToken> \"A\" again"),
+            "{e}"
+        );
 
-        let mut p = Pages::new("ListParts", "x".into());
+        let mut p = Pages::new("ListParts", "<NextPartNumberMarker>", "x".into());
         for none in [None, Some("")] {
+            let mut p = Pages::new("ListParts", "<NextPartNumberMarker>", "x".into());
             let e = p.next(none, true).unwrap_err().to_string();
             assert!(
-                e.contains("says where the next page starts with nothing"),
+                e.contains("page 1 is truncated but has no <NextPartNumberMarker>"),
                 "{e}"
             );
         }
         let e = p.next(Some("C"), false).unwrap_err().to_string();
         assert!(e.contains("adds no entry"), "{e}");
-    }
-
-    #[test]
-    fn quotes_are_short() {
-        assert_eq!(quote("a\nb"), "\"a\\nb\"");
-        let long = "x".repeat(10_000);
-        let q = quote(&long);
-        assert!(q.len() < 120, "{q}");
-        assert!(q.ends_with("… (10000 bytes)"), "{q}");
     }
 }

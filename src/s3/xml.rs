@@ -14,6 +14,7 @@ use quick_xml::Reader;
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::Event;
 
+use crate::error::quote;
 use crate::{Error, Result};
 
 /// Deepest element nesting accepted (S3 replies nest four deep at most).
@@ -196,8 +197,9 @@ impl Element {
         let text = self.req(name)?;
         text.trim().parse().map_err(|_| {
             self.error(format!(
-                "<{name}> of <{}> is not a valid value: {text:?}",
-                self.name
+                "<{name}> of <{}> is not a valid value: {}",
+                self.name,
+                quote(text)
             ))
         })
     }
@@ -380,5 +382,133 @@ mod tests {
         let s = "a&b<c>\"d'e é\r\n]]>";
         let xml = format!("<R>{}</R>", escape(s));
         assert_eq!(parse("Op", &xml).unwrap().text(), s);
+    }
+
+    /// Property-style: random mutations of valid S3 replies (a bounded
+    /// number, from a fixed seed) never panic, and every error is an
+    /// `InvalidResponse` of the operation with a short message; what parses
+    /// can be walked as the callers walk it.
+    #[test]
+    fn mutated_replies_never_panic_and_errors_stay_short() {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+
+        let valid = [
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListBucketResult {NS}>\
+                 <Name>b</Name><Prefix>p/</Prefix><KeyCount>2</KeyCount>\
+                 <IsTruncated>true</IsTruncated><EncodingType>url</EncodingType>\
+                 <NextContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=</NextContinuationToken>\
+                 <Contents><Key>p/a%20b</Key><LastModified>2026-01-01T00:00:00.000Z</LastModified>\
+                 <ETag>&quot;0123&quot;</ETag><Size>3</Size></Contents>\
+                 <Contents><Key><![CDATA[p/c&d]]></Key><Size>18446744073709551615</Size></Contents>\
+                 </ListBucketResult>"
+            ),
+            format!(
+                "<ListPartsResult {NS}><UploadId>u</UploadId><IsTruncated>false</IsTruncated>\
+                 <NextPartNumberMarker>2</NextPartNumberMarker>\
+                 <Part><PartNumber>1</PartNumber><ETag>\"e1\"</ETag><Size>5242880</Size>\
+                 <ChecksumCRC64NVME>AAAAAAAAAAA=</ChecksumCRC64NVME></Part></ListPartsResult>"
+            ),
+            format!(
+                "<InitiateMultipartUploadResult {NS}><Bucket>b</Bucket><Key>k</Key>\
+                 <UploadId>VXBsb2FkIElE</UploadId></InitiateMultipartUploadResult>"
+            ),
+            format!(
+                "<CompleteMultipartUploadResult {NS}><Location>http://x/b/k</Location>\
+                 <Bucket>b</Bucket><Key>k</Key><ETag>\"3858f62230ac3c915f300c664312c11f-9\"</ETag>\
+                 </CompleteMultipartUploadResult>"
+            ),
+            "<Error><Code>SlowDown</Code><Message>Please &amp; reduce</Message>\
+             <RequestId>4442587FB7D0A2F9</RequestId><Region>eu-west-3</Region></Error>"
+                .to_string(),
+            format!(
+                "<DeleteResult {NS}><!-- c --><Error><Key>k&#x20;1</Key><Code>AccessDenied</Code>\
+                 <Message>no</Message></Error></DeleteResult>"
+            ),
+        ];
+        const PIECES: [&str; 12] = [
+            "<",
+            ">",
+            "&",
+            "&amp;",
+            "&#0;",
+            "&#x110000;",
+            "]]>",
+            "<!--",
+            "<![CDATA[",
+            "</",
+            "/>",
+            "\u{0}",
+        ];
+        let mut rng = StdRng::seed_from_u64(0x5339_7075_6d70);
+        let mut parsed = 0;
+        for doc in &valid {
+            for _ in 0..400 {
+                let mut bytes = doc.as_bytes().to_vec();
+                for _ in 0..rng.random_range(1..=4) {
+                    let at = rng.random_range(0..=bytes.len());
+                    match rng.random_range(0..6) {
+                        // Flip a byte.
+                        0 if at < bytes.len() => bytes[at] = rng.random(),
+                        // Cut the rest (a truncated reply).
+                        1 => bytes.truncate(at),
+                        // Delete a run.
+                        2 => {
+                            let end = (at + rng.random_range(1..32)).min(bytes.len());
+                            bytes.drain(at..end);
+                        }
+                        // Insert an XML piece.
+                        3 => {
+                            let piece = PIECES[rng.random_range(0..PIECES.len())];
+                            bytes.splice(at..at, piece.bytes());
+                        }
+                        // Repeat a run (duplicated elements, long names).
+                        4 => {
+                            let end = (at + rng.random_range(1..64)).min(bytes.len());
+                            let run = bytes[at..end].to_vec();
+                            bytes.splice(at..at, run);
+                        }
+                        // Swap two bytes.
+                        _ if bytes.len() > 1 => {
+                            let (last, other) = (bytes.len() - 1, rng.random_range(0..bytes.len()));
+                            bytes.swap(at.min(last), other);
+                        }
+                        _ => {}
+                    }
+                }
+                // Replies are read as text: invalid UTF-8 is lost lossily first.
+                let text = String::from_utf8_lossy(&bytes);
+                match parse("Op", &text) {
+                    Ok(root) => {
+                        parsed += 1;
+                        // Walk it as the callers do; errors are fine, panics are not.
+                        for c in root.children("Contents").chain(root.children("Part")) {
+                            let _ = c.req("Key");
+                            let _ = c.req_parse::<u64>("Size");
+                            let _ = c.opt_parse::<u32>("PartNumber");
+                        }
+                        let _ = root.flag("IsTruncated");
+                        let _ = root.descendant("Region");
+                        let _ = text_of(&root);
+                    }
+                    Err(e) => {
+                        let msg = message(e);
+                        assert!(msg.starts_with("Op: "), "{msg}");
+                        assert!(
+                            msg.len() < 400,
+                            "a short message ({} bytes): {msg}",
+                            msg.len()
+                        );
+                    }
+                }
+            }
+        }
+        // The mutations are not all fatal: some replies still parse.
+        assert!(parsed > 50, "{parsed}");
+    }
+
+    fn text_of(e: &Element) -> usize {
+        e.text().len() + e.children.iter().map(text_of).sum::<usize>()
     }
 }

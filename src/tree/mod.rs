@@ -20,9 +20,9 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
+use crate::error::quote;
 use crate::pipeline::{CancelHandle, Progress};
 use crate::s3::object::validate_bucket;
-use crate::s3::pages::quote;
 use crate::{Client, Error, Result};
 use args::{RefusedKey, TreeArgs, TreeFailure, TreeProgress, TreeSummary};
 use paths::Found;
@@ -169,7 +169,8 @@ impl Client {
     /// bytes) is refused: warned of in the log, listed in
     /// [`TreeSummary::refused`], nothing asked or written for it, and the
     /// other objects go on. No file is written through a symbolic link found
-    /// under `dir`. Without [`TreeArgs::keep_going`] the first failure starts
+    /// under `dir`, nor into a FIFO, device or socket there (that object fails).
+    /// Without [`TreeArgs::keep_going`] the first failure starts
     /// no new object. The error is for the whole tree: the listing failed,
     /// `dir` cannot be made, or [`Error::Cancelled`].
     ///
@@ -210,7 +211,7 @@ impl Client {
                     size: object.size,
                 }),
                 Err(reason) => {
-                    log::warn!("{bucket}/{}: skipped: {reason}", quote(&object.key));
+                    log::warn!("skipped s3://{bucket}/{}: {reason}", quote(&object.key));
                     refused.push(RefusedKey {
                         key: object.key,
                         reason,

@@ -60,7 +60,8 @@ pub(crate) fn safe_relative(rest: &str) -> std::result::Result<PathBuf, String> 
 /// Creates the directories of `rel` (all but its last component) under
 /// `root`, one at a time, refusing any that exists as something else than a
 /// real directory (a symbolic link there could lead outside `root`).
-/// Returns the full path of the file.
+/// Returns the full path of the file, refused if something other than a
+/// regular file is there (a symbolic link, a FIFO, a device, a directory).
 pub(crate) fn prepare_parent(root: &Path, rel: &Path) -> Result<PathBuf> {
     let mut dir = root.to_path_buf();
     let components: Vec<_> = rel.components().collect();
@@ -84,13 +85,19 @@ pub(crate) fn prepare_parent(root: &Path, rel: &Path) -> Result<PathBuf> {
         }
     }
     dir.push(last);
-    if fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
-        return Err(Error::invalid(format!(
+    match fs::symlink_metadata(&dir) {
+        Ok(m) if m.file_type().is_symlink() => Err(Error::invalid(format!(
             "{} is a symbolic link; it is not written through",
             dir.display()
-        )));
+        ))),
+        // A FIFO, device or socket planted in the tree is not written
+        // through (a FIFO's open would wait for a reader).
+        Ok(m) if !m.is_file() => Err(Error::invalid(format!(
+            "{} exists and is not a regular file; a tree download writes only regular files",
+            dir.display()
+        ))),
+        _ => Ok(dir),
     }
-    Ok(dir)
 }
 
 fn io_error(context: String, source: io::Error) -> Error {

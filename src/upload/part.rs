@@ -7,10 +7,10 @@ use std::fs::File;
 use ureq::http::Method;
 
 use crate::client::{Request, Response, check_status, header};
+use crate::error::quote;
 use crate::rdma::RdmaOp;
 use crate::rdma::attempt::{ByRdma, RdmaSlot, attempt};
 use crate::s3::checksum::Crc;
-use crate::s3::pages::quote;
 use crate::transport::pool::Conn;
 use crate::transport::stop::Stop;
 use crate::{Client, Error, PutObjectArgs, PutObjectOutput, Result};

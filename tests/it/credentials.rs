@@ -977,3 +977,45 @@ fn the_cli_finds_imds_and_credential_process() {
     );
     assert_eq!(used, "ASIACLIPROC");
 }
+
+#[test]
+fn local_inputs_are_bounded() {
+    let h = Harness::new();
+    let home = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    // A config file that is a FIFO nobody writes, /dev/zero, a 2 MiB file.
+    let fifo = home.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `c` is a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let big = home.path().join("big");
+    std::fs::write(&big, format!("[default]\n# {}\n", "x".repeat(2 << 20))).unwrap();
+    for (path, want) in [
+        (fifo.display().to_string(), "not a regular file"),
+        ("/dev/zero".to_string(), "not a regular file"),
+        (big.display().to_string(), "larger than 1048576 bytes"),
+    ] {
+        let e = client_from(&h, home.path(), &[("AWS_CONFIG_FILE", path.clone())])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want) && e.contains(&path), "{path}: {e}");
+    }
+
+    // A source_profile chain 3000 deep: a short error, no stack overflow.
+    let mut config = String::new();
+    for i in 0..3000 {
+        config.push_str(&format!(
+            "[profile p{i}]\nrole_arn = arn:aws:iam::1:role/r\nsource_profile = p{}\n",
+            i + 1
+        ));
+    }
+    config.push_str("[profile p3000]\naws_access_key_id = A\naws_secret_access_key = S\n");
+    write_config(home.path(), &config, "");
+    let e = client_from(&h, home.path(), &[("AWS_PROFILE", "p0".into())])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("longer than 32 profiles"), "{e}");
+    assert!(e.contains("`p0` -> `p1` -> `p2` -> …"), "{e}");
+    assert!(e.len() < 300, "a short error: {e}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

@@ -75,12 +75,12 @@ fn listings_that_would_never_end_are_errors_naming_what_was_listed() {
                 let (key, next) = [("p/1", "A"), ("p/2", "B"), ("p/3", "A")][n.min(2)];
                 Reply::ok_xml(&list_page(&[key], true, Some(next)))
             },
-            "page 3 points again at \"A\"",
+            "page 3 gives the <NextContinuationToken> \"A\" again",
         ),
         (
             "ListObjectsV2 truncated without a token",
             |_, _| Reply::ok_xml(&list_page(&["p/1"], true, None)),
-            "says where the next page starts with nothing",
+            "is truncated but has no <NextContinuationToken>",
         ),
         (
             "ListObjectsV2 the same page under fresh tokens",
@@ -103,7 +103,7 @@ fn listings_that_would_never_end_are_errors_naming_what_was_listed() {
                      </ListPartsResult>"
                 ))
             },
-            "points again at \"1\"",
+            "gives the <NextPartNumberMarker> \"1\" again",
         ),
         (
             "ListMultipartUploads truncated without markers",
@@ -114,7 +114,7 @@ fn listings_that_would_never_end_are_errors_naming_what_was_listed() {
                      </ListMultipartUploadsResult>",
                 )
             },
-            "with nothing",
+            "has no <NextKeyMarker>/<NextUploadIdMarker>",
         ),
     ];
     for (case, pager, want) in cases {
@@ -240,6 +240,34 @@ fn a_tree_download_acts_only_on_keys_under_the_prefix_and_goes_on() {
     }
     drop(client);
     ends_clean(&server, started, "tree download");
+}
+
+#[test]
+fn a_fifo_planted_in_a_tree_download_fails_that_object_and_does_not_hang() {
+    let server = HostileServer::start(outside_the_prefix);
+    let target = tempfile::tempdir().unwrap();
+    let fifo = target.path().join("a");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `c` is a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let started = Instant::now();
+    let client = client(&server);
+    let out = client
+        .download_prefix(BUCKET, "p", target.path(), TreeArgs::new())
+        .unwrap();
+    assert_eq!(out.objects, 0);
+    assert_eq!(out.failures.len(), 1);
+    let msg = out.failures[0].error.to_string();
+    assert!(msg.contains("is not a regular file"), "{msg}");
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+    drop(client);
+    ends_clean(&server, started, "FIFO in the tree");
 }
 
 // ------------------------------------------------------- sizes and ETags --
@@ -517,6 +545,33 @@ mod cli {
     }
 
     #[test]
+    fn cp_recursive_skips_keys_outside_the_prefix_with_a_warning_and_exits_1() {
+        let server = HostileServer::start(outside_the_prefix);
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("t");
+        let target_arg = target.display().to_string();
+        let out = s3pump(&server, &["cp", "--recursive", "s3://bkt/p", &target_arg]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        let line = text(&out.stdout);
+        assert!(
+            line.contains(r#""objects":1,"bytes":3,"failed":0,"refused":4,"#),
+            "{line}"
+        );
+        assert_eq!(
+            stderr.matches("s3pump: warning: skipped s3://bkt/").count(),
+            4,
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("\"other/x\": not under the prefix \"p/\""),
+            "{stderr}"
+        );
+        assert_eq!(std::fs::read(target.join("a")).unwrap(), b"abc");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
     fn a_failed_later_delete_batch_says_what_earlier_batches_deleted() {
         let keys: Vec<String> = (0..1500).map(|i| format!("p/{i:05}")).collect();
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
@@ -573,5 +628,91 @@ mod cli {
         no_raw_controls(&stderr);
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.contains("AccessDenied"), "{stderr}");
+        assert!(
+            stderr.contains("go away\\e]0;owned\\a\\nforged"),
+            "{stderr}"
+        );
+
+        // A megabyte of message: a short line.
+        let server = HostileServer::start(|_| {
+            Reply::s3_error(403, "AccessDenied", &"blah ".repeat(200_000))
+        });
+        let out = s3pump(&server, &["rm", "s3://bkt/k"]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.len() < 1000, "{} bytes", stderr.len());
+        assert!(stderr.contains("… (1000000 bytes)"), "{stderr}");
+    }
+}
+
+#[cfg(feature = "cli")]
+mod cli_targets {
+    use super::*;
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    use std::process::Command;
+
+    /// An object `k` of 3 bytes ("abc"), HEAD and GET.
+    fn one_object(req: &HostileRequest) -> Reply {
+        match req.method.as_str() {
+            "HEAD" => Reply::status(200, &[("Content-Length", "3"), ("ETag", "\"e\"")], b""),
+            _ => Reply::status(200, &[("ETag", "\"e\"")], b"abc"),
+        }
+    }
+
+    fn get(server: &HostileServer, dest: &std::path::Path) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_s3pump"))
+            .args(["get", "s3://bkt/k"])
+            .arg(dest)
+            .args(["--endpoint", &server.endpoint(), "--no-progress"])
+            .env_clear()
+            .env("HOME", std::env::temp_dir())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+            .env("AWS_SECRET_ACCESS_KEY", "secret")
+            .env("AWS_REGION", "us-east-1")
+            .output()
+            .unwrap()
+    }
+
+    #[test]
+    fn get_writes_through_a_fifo_and_keeps_a_files_mode() {
+        let server = HostileServer::start(one_object);
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: `c` is a NUL-terminated path that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo).unwrap())
+        };
+        let out = get(&server, &fifo);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(reader.join().unwrap(), b"abc");
+        assert!(
+            std::fs::symlink_metadata(&fifo)
+                .unwrap()
+                .file_type()
+                .is_fifo()
+        );
+
+        let file = dir.path().join("secret");
+        std::fs::write(&file, b"old").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let out = get(&server, &file);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(std::fs::read(&file).unwrap(), b"abc");
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // Nothing else in the directory (no temporary file left).
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 }

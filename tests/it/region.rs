@@ -147,3 +147,35 @@ fn an_unlearnable_region_names_the_configured_one() {
         "{msg}"
     );
 }
+
+#[test]
+fn a_bad_region_or_an_endpoint_with_userinfo_is_named_plainly() {
+    use s3pump::{Client, Credentials};
+    let build = |endpoint: &str, region: &str| {
+        Client::builder()
+            .endpoint(endpoint)
+            .region(region)
+            .credentials(Credentials::new("AKIDEXAMPLE", "secret", None))
+            .build()
+    };
+    for region in ["us-east-1\n", "us east 1", "", "eu/west", "ré"] {
+        let e = build("http://127.0.0.1:9", region).unwrap_err().to_string();
+        assert!(
+            e.contains("the region") && e.contains("is invalid"),
+            "{region:?}: {e}"
+        );
+        assert!(!e.contains("header"), "{e}");
+    }
+    for region in ["us-east-1", "garage", "my_region", "auto"] {
+        build("http://127.0.0.1:9", region).unwrap();
+    }
+    let e = build("http://user:hunter2@127.0.0.1:9", "us-east-1")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("userinfo is not supported"), "{e}");
+    assert!(e.contains("127.0.0.1:9"), "{e}");
+    assert!(
+        !e.contains("hunter2") && !e.contains("user:"),
+        "no secret: {e}"
+    );
+}

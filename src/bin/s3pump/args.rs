@@ -83,7 +83,7 @@ Examples:
 With --recursive a key is the prefix, a '/' and the file's path under the
 directory; keys ending in '/' are skipped on download, and a listed key that
 is not under the prefix or would leave the directory ('..', a leading '/',
-an empty segment) is skipped with a 'skipped:' line on stderr while the other
+an empty segment) is skipped with a warning on stderr while the other
 objects go on. One JSON line at the end:
 {\"objects\":N,\"bytes\":N,\"failed\":N,\"seconds\":F} (with \"refused\":N
 after \"failed\" when keys were skipped); each failed object is one line on

@@ -221,14 +221,7 @@ fn cp_tree(c: &Cp, cancel: &CancelHandle, tree: Tree<'_>) -> Result<Done, String
             )
         })
         .collect();
-    for r in &summary.refused {
-        errors.push(format!(
-            "skipped: s3://{}/{}: {}",
-            url.bucket,
-            short_key(&r.key),
-            r.reason
-        ));
-    }
+    // Each refused key was a warning already (the library logs it).
     if summary.not_started > 0 {
         errors.push(format!(
             "{} objects not started after the first failure (--keep-going goes on)",
@@ -385,7 +378,7 @@ pub fn rm(r: &Rm) -> Result<Done, String> {
             keys.push(key);
             continue;
         };
-        errors.push(format!("skipped: s3://{bucket}/{}: {why}", short_key(&key)));
+        errors.push(format!("skipped: s3://{bucket}/{}: {why}", short(&key)));
     }
     // A batch at a time, so that a failed batch can say what went before.
     let mut deleted = 0;
@@ -403,9 +396,9 @@ pub fn rm(r: &Rm) -> Result<Done, String> {
         errors.extend(out.errors.iter().map(|e| {
             format!(
                 "failed: s3://{bucket}/{}: {}: {}",
-                short_key(&e.key),
+                short(&e.key),
                 escape::field(&e.code),
-                escape::field(&e.message)
+                short(&e.message)
             )
         }));
     }
@@ -417,9 +410,9 @@ const MAX_KEY: usize = 1024;
 /// Keys per DeleteObjects request (S3's most).
 const DELETE_BATCH: usize = 1000;
 
-/// A key for a message line: escaped, and cut to its first 200 characters
-/// (with its length) when longer.
-fn short_key(key: &str) -> String {
+/// A key or a server's message for a line: escaped, and cut to its first
+/// 200 characters (with its length) when longer.
+fn short(key: &str) -> String {
     const SHOWN: usize = 200;
     if key.chars().count() <= SHOWN {
         return escape::field(key);
