@@ -91,7 +91,7 @@ fn across_buckets_and_replaced_metadata() {
     let mut back = Vec::new();
     client.get_object(&other, "copied/big", &mut back).unwrap();
     assert_eq!(back, bytes);
-    let mut head = |key: &str| {
+    let head = |key: &str| {
         let url = client
             .presign(
                 s3pump::PresignOperation::HeadObject,

@@ -7,6 +7,7 @@
 mod support;
 
 mod cli;
+mod cli_copy;
 mod cli_presign;
 mod conditional;
 mod copy;

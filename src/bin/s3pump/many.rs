@@ -1,7 +1,8 @@
 //! `cp` (one object, or a tree with `--recursive`), `ls` and `rm`.
 //!
 //! A single-object `cp` is `put` or `get` with the key or file name filled
-//! in; a tree goes through `Client::upload_dir` / `download_prefix`.
+//! in; a tree goes through `Client::upload_dir` / `download_prefix`; a copy
+//! between two s3:// URLs is `copy.rs`'s.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -48,8 +49,14 @@ fn upload_only(c: &Cp) -> Option<&'static str> {
 pub fn check_cp(c: &Cp) -> Result<(), String> {
     let (src, dest) = (loc(&c.src)?, loc(&c.dest)?);
     let upload = match (&src, &dest) {
-        (Loc::S3(_), Loc::S3(_)) => {
-            return Err("copying from S3 to S3 is not supported; one side must be local".into());
+        (Loc::S3(from), Loc::S3(_)) => {
+            if !c.recursive && (from.key.is_empty() || from.key.ends_with('/')) {
+                return Err(format!(
+                    "{} names no object; use --recursive to copy a prefix",
+                    from.text
+                ));
+            }
+            return crate::copy::check_s3_to_s3(c);
         }
         (Loc::Local(_), Loc::Local(_)) => {
             return Err("one of SRC and DEST must be an s3:// URL".into());
@@ -158,7 +165,8 @@ pub fn cp(c: &Cp, cancel: &CancelHandle) -> Result<Done, String> {
         }
         (Loc::Local(dir), Loc::S3(to), true) => cp_tree(c, cancel, Tree::Up(&dir, &to)),
         (Loc::S3(from), Loc::Local(dir), true) => cp_tree(c, cancel, Tree::Down(&from, &dir)),
-        _ => Err("one side must be local and the other an s3:// URL".into()),
+        (Loc::S3(from), Loc::S3(to), _) => crate::copy::s3_to_s3(c, cancel, &from, &to, false),
+        _ => Err("one of SRC and DEST must be an s3:// URL".into()),
     }
 }
 
@@ -169,12 +177,12 @@ enum Tree<'a> {
 
 /// The one JSON line of `cp --recursive`.
 #[derive(Serialize)]
-struct TreeReport {
-    objects: u64,
-    bytes: u64,
-    failed: u64,
+pub(crate) struct TreeReport {
+    pub objects: u64,
+    pub bytes: u64,
+    pub failed: u64,
     /// Wall time, rounded to the millisecond.
-    seconds: f64,
+    pub seconds: f64,
 }
 
 fn cp_tree(c: &Cp, cancel: &CancelHandle, tree: Tree<'_>) -> Result<Done, String> {
