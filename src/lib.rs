@@ -13,7 +13,8 @@
 //! (in any order) or a [`std::io::Write`] (strictly in order).
 //! [`Client::upload_dir`] and [`Client::download_prefix`] move whole trees,
 //! many objects at once, with one progress callback and a [`TreeSummary`].
-//! [`Client::presign`] signs a request into a URL that works without
+//! [`Client::copy_object`] copies on the server (in parallel parts when
+//! large), [`Client::move_object`] moves; [`Client::presign`] signs a request into a URL that works without
 //! credentials until it expires; [`PutObjectArgs::if_none_match`] and
 //! [`PutObjectArgs::if_match`] make any upload a conditional write.
 //!
