@@ -1187,13 +1187,33 @@ fn ls_pages_through_more_than_1000_keys() {
     }
     assert!(server.stats().list_objects_calls >= 2, "one page only");
 
-    let (code, stdout, stderr) = run(s3pump(&h, &["ls", "--json", &format!("s3://{}", h.bucket)]));
+    let (code, stdout, stderr) = run(s3pump(
+        &h,
+        &["ls", "--json", "--recursive", &format!("s3://{}", h.bucket)],
+    ));
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(stdout.lines().count(), keys.len() + 1);
     let first: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
     assert_eq!(first["key"], "many/00000");
     assert_eq!(first["size"], 10);
     assert!(first["last_modified"].is_string(), "{first}");
+
+    // Without --recursive: one "directory" level, as `aws s3 ls`.
+    let (code, stdout, stderr) = run(s3pump(&h, &["ls", &format!("s3://{}", h.bucket)]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["PRE", "many/"]
+    );
+    assert!(lines[1].ends_with(" other"), "{stdout}");
+    let (code, stdout, stderr) = run(s3pump(
+        &h,
+        &["ls", "--json", &format!("s3://{}/ma", h.bucket)],
+    ));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout.trim(), r#"{"prefix":"many/"}"#);
 }
 
 #[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]

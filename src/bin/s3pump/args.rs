@@ -62,7 +62,8 @@ pub enum Command {
     /// after its upload completed, an object after its download or copy).
     #[command(after_help = MV_HELP, args_override_self = true)]
     Mv(Cp),
-    /// List the objects under s3://BUCKET[/PREFIX]: size, last modified, key.
+    /// List s3://BUCKET[/PREFIX] by "directory" (`PRE prefix/` lines), or
+    /// every object under it with --recursive: size, last modified, key.
     #[command(after_help = EXIT_STATUS, args_override_self = true)]
     Ls(Ls),
     /// Delete s3://BUCKET/KEY, or every object under a prefix (--recursive).
@@ -312,13 +313,18 @@ pub struct Cp {
 /// `s3pump ls s3://BUCKET[/PREFIX]`.
 #[derive(Debug, Args)]
 pub struct Ls {
-    /// The bucket, and the prefix the keys start with (every object under
-    /// it, at any depth).
+    /// The bucket, and the prefix the keys start with: the objects directly
+    /// under it, and one `PRE prefix/` line for each "directory" below it
+    /// (with --recursive: every object under it, at any depth).
     #[arg(value_name = "s3://BUCKET[/PREFIX]", value_parser = parse_s3_location)]
     pub url: S3Url,
-    /// One JSON object a line: {"key","size","last_modified","etag"}.
+    /// One JSON object a line: {"key","size","last_modified","etag"}, and
+    /// {"prefix"} for a "directory".
     #[arg(long)]
     pub json: bool,
+    /// Every object under the prefix, at any depth, and no `PRE` lines.
+    #[arg(long)]
+    pub recursive: bool,
     #[command(flatten)]
     pub connection: Connection,
 }

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use s3pump::{CancelHandle, DownloadArgs, PayloadSigning, PutObjectArgs, TreeArgs};
+use s3pump::{CancelHandle, DownloadArgs, ListEntry, PayloadSigning, PutObjectArgs, TreeArgs};
 use serde::Serialize;
 
 use crate::args::{Cp, Get, Ls, Put, Rm, S3Url, parse_s3_location};
@@ -300,11 +300,34 @@ struct Listed<'a> {
     etag: Option<&'a str>,
 }
 
+/// A common prefix of `ls --json`.
+#[derive(Serialize)]
+struct ListedPrefix<'a> {
+    prefix: &'a str,
+}
+
 pub fn ls(l: &Ls) -> Result<Done, String> {
     let client = client(&l.connection)?;
     let mut out = std::io::stdout().lock();
-    for object in client.list_objects(&l.url.bucket, &l.url.key) {
-        let o = object.map_err(|e| failure(&client, &l.url.text, &e))?;
+    // Without --recursive, one "directory" level: objects and `PRE` lines.
+    let delimiter = if l.recursive { "" } else { "/" };
+    for entry in client.list_directory(&l.url.bucket, &l.url.key, delimiter) {
+        let o = match entry.map_err(|e| failure(&client, &l.url.text, &e))? {
+            ListEntry::Object(o) => o,
+            ListEntry::Prefix(p) => {
+                let line = if l.json {
+                    serde_json::to_string(&ListedPrefix { prefix: &p })
+                        .expect("a listing serialises")
+                } else {
+                    format!("{:>12} PRE {p}", "")
+                };
+                if writeln!(out, "{line}").is_err() {
+                    break;
+                }
+                continue;
+            }
+            _ => continue,
+        };
         let line = if l.json {
             serde_json::to_string(&Listed {
                 key: &o.key,
