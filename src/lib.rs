@@ -62,12 +62,13 @@ pub use pipeline::slab::SlabStats;
 pub use pipeline::{CancelHandle, Progress};
 pub use rdma::ffi::FfiRdmaProvider;
 pub use rdma::{RdmaOp, RdmaProvider, RdmaRegistration};
+pub use s3::bucket::BucketInfo;
 pub use s3::checksum::ChecksumAlgorithm;
 pub use s3::list::{
     DeleteError, DeleteObjectsOutput, ListEntries, ListEntry, ListObjects, ObjectSummary,
 };
 pub use s3::multipart::{CompletedUpload, MultipartUpload, UploadedPart};
-pub use s3::object::ObjectInfo;
+pub use s3::object::{GetObjectArgs, ObjectInfo};
 pub use s3::presign::{MAX_PRESIGN_EXPIRY, PresignArgs, PresignOperation, PresignedRequest};
 pub use transport::pool::ConnectionStats;
 pub use tree::args::{DEFAULT_TREE_CONCURRENCY, TreeArgs, TreeFailure, TreeProgress, TreeSummary};

@@ -16,6 +16,7 @@ mod direct_get;
 mod direct_http;
 mod download;
 mod engine;
+mod everyday;
 mod faults;
 mod https_parts;
 mod list;
