@@ -76,7 +76,7 @@ impl GetObjectArgs {
 }
 
 /// A reply's `Content-Length` (HeadObject's: the object's size).
-fn content_length(headers: &HeaderMap) -> Result<u64> {
+pub(crate) fn content_length(headers: &HeaderMap) -> Result<u64> {
     header(headers, "content-length")
         .and_then(|v| v.trim().parse().ok())
         .ok_or_else(|| Error::InvalidResponse {
