@@ -109,7 +109,10 @@ impl CopyObjectArgs {
 
     /// Adds a header to the request that creates the copy (CopyObject, or
     /// CreateMultipartUpload): server-side encryption, storage class,
-    /// `x-amz-checksum-algorithm`, `x-amz-tagging-directive`…
+    /// `x-amz-tagging`… `x-amz-checksum-algorithm` applies to a single
+    /// CopyObject only: a multipart copy lists no part checksums, which S3
+    /// requires of an upload created with an algorithm (raise
+    /// [`multipart_threshold`](Self::multipart_threshold) up to 5 GiB for it).
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers
             .push((name.into().to_ascii_lowercase(), value.into()));

@@ -98,6 +98,26 @@ fn cp_between_buckets_on_the_server() {
     assert_eq!(small, b"small");
     assert!(client.head_object(&other, "q/elsewhere").is_err());
 
+    // Into the source prefix itself: refused, nothing copied.
+    let out = s3pump(
+        &h,
+        &[
+            "cp",
+            "--recursive",
+            &format!("s3://{}/dir", h.bucket),
+            &format!("s3://{}/dir/again/", h.bucket),
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr_of(&out));
+    assert!(
+        client
+            .list_objects(&h.bucket, "dir/again/")
+            .next()
+            .is_none()
+    );
+
     // Options that make no sense on the server are usage errors.
     let out = s3pump(
         &h,

@@ -118,6 +118,13 @@ fn tree(
     }
     let prefix = with_slash(&from.key);
     let dest_prefix = with_slash(&to.key);
+    if from.bucket == to.bucket && dest_prefix.starts_with(&prefix) {
+        // The copies would be listed, and copied again.
+        return Err(format!(
+            "{} is inside {}: copy to a prefix outside the source",
+            to.text, from.text
+        ));
+    }
     let listing = Mutex::new(client.list_objects(&from.bucket, &prefix));
     let stop = AtomicBool::new(false);
     let totals = Mutex::new((0u64, 0u64, Vec::<String>::new()));
@@ -125,7 +132,7 @@ fn tree(
         for _ in 0..concurrency {
             s.spawn(|| {
                 while !stop.load(Ordering::SeqCst) {
-                    let next = listing.lock().map(|mut l| l.next()).unwrap_or(None);
+                    let next = listing.lock().unwrap_or_else(|p| p.into_inner()).next();
                     let object = match next {
                         None => break,
                         Some(Err(e)) => {
