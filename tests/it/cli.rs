@@ -1407,7 +1407,7 @@ fn cp_streams_and_refuses_what_it_cannot_do() {
     let cases: [(&[&str], &str); 9] = [
         (&["cp", d, d], "must be an s3:// URL"),
         (&["cp", d, &bucket_url], "is a directory; use --recursive"),
-        (&["cp", &url, &url], "not supported"),
+        (&["cp", &url, &url], "the same object"),
         (
             &["cp", &url, d, "--checksum", "none"],
             "--checksum applies to uploads only",

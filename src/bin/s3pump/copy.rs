@@ -16,6 +16,9 @@ use crate::{Done, Report, client, failure};
 
 /// The options `cp` and `mv` refuse between two s3:// URLs.
 pub fn check_s3_to_s3(c: &Cp) -> Result<(), String> {
+    if c.src == c.dest {
+        return Err("SRC and DEST are the same object".into());
+    }
     for (set, flag) in [
         (c.checksum.is_some(), "--checksum"),
         (c.unsigned_payload, "--unsigned-payload"),
