@@ -82,6 +82,10 @@ impl CopyObjectArgs {
 
     /// Parts copied at once by a multipart copy, 1 to 100, on the client's
     /// workers and connections (no part's bytes pass through the client).
+    /// Each part's reply must start within the client's
+    /// [`idle_timeout`](crate::ClientBuilder::idle_timeout): S3 keeps a
+    /// long copy's connection alive, a server that sends nothing until the
+    /// part is copied needs a timeout longer than its slowest part.
     ///
     /// Defaults to 8.
     pub fn max_inflight_parts(mut self, n: usize) -> Self {
