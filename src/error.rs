@@ -260,6 +260,25 @@ impl Error {
         }
     }
 
+    /// This error with its S3 message rewritten by `f`; any other error as
+    /// it is.
+    pub(crate) fn reword(self, f: impl FnOnce(String) -> String) -> Error {
+        match self {
+            Error::S3 {
+                status,
+                code,
+                message,
+                request_id,
+            } => Error::S3 {
+                status,
+                code,
+                message: f(message),
+                request_id,
+            },
+            e => e,
+        }
+    }
+
     pub(crate) fn invalid(msg: impl fmt::Display) -> Error {
         Error::InvalidArgument(msg.to_string())
     }

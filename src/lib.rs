@@ -13,7 +13,8 @@
 //! (in any order) or a [`std::io::Write`] (strictly in order).
 //! [`Client::upload_dir`] and [`Client::download_prefix`] move whole trees,
 //! many objects at once, with one progress callback and a [`TreeSummary`].
-//! [`Client::presign`] signs a request into a URL that works without
+//! [`Client::copy_object`] copies on the server (in parallel parts when
+//! large), [`Client::move_object`] moves; [`Client::presign`] signs a request into a URL that works without
 //! credentials until it expires; [`PutObjectArgs::if_none_match`] and
 //! [`PutObjectArgs::if_match`] make any upload a conditional write.
 //!
@@ -61,10 +62,13 @@ pub use pipeline::slab::SlabStats;
 pub use pipeline::{CancelHandle, Progress};
 pub use rdma::ffi::FfiRdmaProvider;
 pub use rdma::{RdmaOp, RdmaProvider, RdmaRegistration};
+pub use s3::bucket::BucketInfo;
 pub use s3::checksum::ChecksumAlgorithm;
-pub use s3::list::{DeleteError, DeleteObjectsOutput, ListObjects, ObjectSummary};
+pub use s3::list::{
+    DeleteError, DeleteObjectsOutput, ListEntries, ListEntry, ListObjects, ObjectSummary,
+};
 pub use s3::multipart::{CompletedUpload, MultipartUpload, UploadedPart};
-pub use s3::object::ObjectInfo;
+pub use s3::object::{GetObjectArgs, ObjectInfo};
 pub use s3::presign::{MAX_PRESIGN_EXPIRY, PresignArgs, PresignOperation, PresignedRequest};
 pub use transport::pool::ConnectionStats;
 pub use tree::args::{

@@ -363,6 +363,10 @@ impl Client {
         } else {
             i.authority.clone()
         };
+        if bucket.is_empty() {
+            // The service itself (ListBuckets): `GET /` on the endpoint.
+            return (base, String::new());
+        }
         let path_style =
             i.addressing == Addressing::PathStyle || (i.scheme == "https" && bucket.contains('.'));
         if path_style {

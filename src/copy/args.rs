@@ -82,6 +82,10 @@ impl CopyObjectArgs {
 
     /// Parts copied at once by a multipart copy, 1 to 100, on the client's
     /// workers and connections (no part's bytes pass through the client).
+    /// Each part's reply must start within the client's
+    /// [`idle_timeout`](crate::ClientBuilder::idle_timeout): S3 keeps a
+    /// long copy's connection alive, a server that sends nothing until the
+    /// part is copied needs a timeout longer than its slowest part.
     ///
     /// Defaults to 8.
     pub fn max_inflight_parts(mut self, n: usize) -> Self {
@@ -109,7 +113,10 @@ impl CopyObjectArgs {
 
     /// Adds a header to the request that creates the copy (CopyObject, or
     /// CreateMultipartUpload): server-side encryption, storage class,
-    /// `x-amz-checksum-algorithm`, `x-amz-tagging-directive`…
+    /// `x-amz-tagging`… `x-amz-checksum-algorithm` applies to a single
+    /// CopyObject only: a multipart copy lists no part checksums, which S3
+    /// requires of an upload created with an algorithm (raise
+    /// [`multipart_threshold`](Self::multipart_threshold) up to 5 GiB for it).
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers
             .push((name.into().to_ascii_lowercase(), value.into()));

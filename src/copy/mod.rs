@@ -21,7 +21,7 @@ use crate::pipeline::engine::Lane;
 use crate::pipeline::plan::{self, MAX_PART_SIZE, Plan};
 use crate::pipeline::run::{Control, Event, PanicGuard, gather};
 use crate::s3::multipart::UploadedPart;
-use crate::s3::object::validate_target;
+use crate::s3::object::{content_length, validate_target};
 use crate::s3::xml;
 use crate::transport::pool::Conn;
 use crate::transport::stop::Stop;
@@ -127,24 +127,14 @@ impl Client {
         if let Some(v) = &args.source_version_id {
             req = req.query("versionId", v.clone());
         }
-        self.send_retrying(self.conn(), &req, true)
-            .map_err(|e| match e {
-                Error::S3 {
-                    status,
-                    code,
-                    message,
-                    request_id,
-                } => Error::S3 {
-                    message: format!(
-                        "{src_bucket}/{src_key} was copied to {dst_bucket}/{dst_key} but not \
-                         deleted: {message}"
-                    ),
-                    status,
-                    code,
-                    request_id,
-                },
-                e => e,
-            })?;
+        self.send_retrying(self.conn(), &req, true).map_err(|e| {
+            e.reword(|message| {
+                format!(
+                    "{src_bucket}/{src_key} was copied to {dst_bucket}/{dst_key} but not \
+                     deleted: {message}"
+                )
+            })
+        })?;
         Ok(out)
     }
 
@@ -159,12 +149,7 @@ impl Client {
         }
         let response = self.send_retrying(self.conn(), &req, true)?;
         let headers = response.headers().clone();
-        let size = header(&headers, "content-length")
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| Error::InvalidResponse {
-                operation: "HeadObject",
-                message: "no Content-Length".into(),
-            })?;
+        let size = content_length(&headers)?;
         let etag = header(&headers, "etag")
             .filter(|e| !e.is_empty())
             .ok_or_else(|| Error::InvalidResponse {

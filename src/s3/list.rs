@@ -1,5 +1,6 @@
 //! Many objects: listing a prefix (ListObjectsV2, page by page as the
-//! caller iterates) and deleting keys in batches (DeleteObjects).
+//! caller iterates), or a "directory" (with a delimiter: objects and
+//! common prefixes), and deleting keys in batches (DeleteObjects).
 
 use std::collections::VecDeque;
 
@@ -32,6 +33,43 @@ pub struct ObjectSummary {
     pub last_modified: Option<String>,
 }
 
+/// One entry of a listing by "directory" ([`Client::list_directory`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ListEntry {
+    /// An object directly under the prefix.
+    Object(ObjectSummary),
+    /// A common prefix: the keys under it (up to and including the next
+    /// delimiter, e.g. `photos/2026/`) rolled up into one entry, a
+    /// "directory".
+    Prefix(String),
+}
+
+/// The entries of a listing by "directory", objects and common prefixes in
+/// key order, fetched a page at a time: see [`Client::list_directory`].
+///
+/// Each item is a `Result`: a failed page request (after the client's
+/// retries) is yielded once as an error and ends the iteration.
+#[derive(Debug)]
+pub struct ListEntries(ListObjects);
+
+impl ListEntries {
+    /// Keys and prefixes asked for per ListObjectsV2 request (1 to 1000).
+    ///
+    /// Defaults to 1000.
+    pub fn page_size(self, keys: u32) -> Self {
+        ListEntries(self.0.page_size(keys))
+    }
+}
+
+impl Iterator for ListEntries {
+    type Item = Result<ListEntry>;
+
+    fn next(&mut self) -> Option<Result<ListEntry>> {
+        self.0.next_entry()
+    }
+}
+
 /// The objects under a prefix, fetched a page at a time as the iteration
 /// reaches the end of the previous page: see [`Client::list_objects`].
 ///
@@ -43,7 +81,9 @@ pub struct ListObjects {
     bucket: String,
     prefix: String,
     page_size: u32,
-    page: VecDeque<ObjectSummary>,
+    /// Set for a listing by "directory" ([`ListEntries`]).
+    delimiter: Option<String>,
+    page: VecDeque<ListEntry>,
     /// The continuation token of the next page; `None` before the first.
     token: Option<String>,
     /// The checks that make the listing end.
@@ -85,6 +125,9 @@ impl ListObjects {
         if let Some(t) = &self.token {
             req = req.query("continuation-token", t.clone());
         }
+        if let Some(d) = &self.delimiter {
+            req = req.query("delimiter", d.clone());
+        }
         let client = &self.client;
         let mut response = client.send_retrying(client.conn(), &req, true)?;
         let text = read_text(OP, &mut response)?;
@@ -94,28 +137,36 @@ impl ListObjects {
             Some(e) if e.eq_ignore_ascii_case("url") => true,
             Some(e) => return Err(root.error(format!("unknown <EncodingType> {}", quote(e)))),
         };
+        let decode = |c: &xml::Element, name: &str| -> Result<String> {
+            let raw = c.req(name)?;
+            if !encoded {
+                return Ok(raw.to_string());
+            }
+            url_decode(raw).ok_or_else(|| {
+                c.error(format!(
+                    "<{name}> {} is not valid URL encoding of UTF-8",
+                    quote(raw)
+                ))
+            })
+        };
         // The whole page is checked before any of it is yielded.
         let mut items = Vec::new();
         for c in root.children("Contents") {
-            let raw = c.req("Key")?;
-            let key = if encoded {
-                url_decode(raw).ok_or_else(|| {
-                    c.error(format!(
-                        "<Key> {} is not valid URL encoding of UTF-8",
-                        quote(raw)
-                    ))
-                })?
-            } else {
-                raw.to_string()
-            };
-            items.push(ObjectSummary {
-                key,
+            items.push(ListEntry::Object(ObjectSummary {
+                key: decode(c, "Key")?,
                 size: c.req_parse("Size")?,
                 etag: c.opt("ETag").map(str::to_string),
                 last_modified: c.opt("LastModified").map(str::to_string),
-            });
+            }));
         }
-        let greatest = items.iter().map(|o| o.key.as_str()).max();
+        if self.delimiter.is_some() {
+            for p in root.children("CommonPrefixes") {
+                items.push(ListEntry::Prefix(decode(p, "Prefix")?));
+            }
+            // Objects and prefixes in one key order, as S3 lists them.
+            items.sort_by(|a, b| entry_key(a).cmp(entry_key(b)));
+        }
+        let greatest = items.iter().map(entry_key).max();
         let added = greatest.is_some_and(|g| self.last_key.as_deref().is_none_or(|l| g > l));
         if added {
             self.last_key = greatest.map(str::to_string);
@@ -131,13 +182,12 @@ impl ListObjects {
     }
 }
 
-impl Iterator for ListObjects {
-    type Item = Result<ObjectSummary>;
-
-    fn next(&mut self) -> Option<Result<ObjectSummary>> {
+impl ListObjects {
+    /// The next object or common prefix, fetching a page when needed.
+    fn next_entry(&mut self) -> Option<Result<ListEntry>> {
         loop {
-            if let Some(o) = self.page.pop_front() {
-                return Some(Ok(o));
+            if let Some(entry) = self.page.pop_front() {
+                return Some(Ok(entry));
             }
             if self.done {
                 return None;
@@ -145,6 +195,29 @@ impl Iterator for ListObjects {
             if let Err(e) = self.fetch() {
                 self.done = true;
                 return Some(Err(e));
+            }
+        }
+    }
+}
+
+/// The key of an object, the prefix of a common prefix.
+fn entry_key(entry: &ListEntry) -> &str {
+    match entry {
+        ListEntry::Object(o) => &o.key,
+        ListEntry::Prefix(p) => p,
+    }
+}
+
+impl Iterator for ListObjects {
+    type Item = Result<ObjectSummary>;
+
+    fn next(&mut self) -> Option<Result<ObjectSummary>> {
+        loop {
+            // Without a delimiter there are objects only.
+            match self.next_entry()? {
+                Ok(ListEntry::Object(o)) => return Some(Ok(o)),
+                Ok(ListEntry::Prefix(_)) => {}
+                Err(e) => return Some(Err(e)),
             }
         }
     }
@@ -221,6 +294,7 @@ impl Client {
             bucket: bucket.to_string(),
             prefix: prefix.to_string(),
             page_size: MAX_PAGE,
+            delimiter: None,
             page: VecDeque::new(),
             token: None,
             pages: Pages::new(
@@ -231,6 +305,32 @@ impl Client {
             last_key: None,
             done: false,
         }
+    }
+
+    /// Lists `prefix` as a "directory": the objects directly under it and,
+    /// rolled up into one [`ListEntry::Prefix`] each, the common prefixes
+    /// of the keys that have `delimiter` after the prefix (ListObjectsV2
+    /// with `delimiter`), in key order, page by page as the iteration goes.
+    /// With `delimiter` `"/"` and `prefix` `"photos/"`: `photos/a.jpg`, and
+    /// `photos/2026/` for every key under it.
+    ///
+    /// ```no_run
+    /// # fn demo(client: &s3pump::Client) -> s3pump::Result<()> {
+    /// use s3pump::ListEntry;
+    /// for entry in client.list_directory("bucket", "photos/", "/") {
+    ///     match entry? {
+    ///         ListEntry::Prefix(p) => println!("PRE {p}"),
+    ///         ListEntry::Object(o) => println!("{} {}", o.size, o.key),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn list_directory(&self, bucket: &str, prefix: &str, delimiter: &str) -> ListEntries {
+        let mut list = self.list_objects(bucket, prefix);
+        list.delimiter = Some(delimiter.to_owned()).filter(|d| !d.is_empty());
+        ListEntries(list)
     }
 
     /// Deletes `keys` with DeleteObjects, up to 1000 keys per request, in

@@ -2,6 +2,7 @@
 //! deletes, the multipart upload protocol, pagination that always ends, the XML of requests and replies,
 //! and checksums.
 
+pub(crate) mod bucket;
 pub(crate) mod checksum;
 pub(crate) mod list;
 pub(crate) mod multipart;

@@ -120,38 +120,24 @@ impl WriteCondition {
     /// concurrent conditional write (409 `ConditionalRequestConflict`);
     /// any other error as it is.
     pub(crate) fn explain(&self, bucket: &str, key: &str, e: Error) -> Error {
-        match e {
-            Error::S3 {
-                status,
-                code,
-                message,
-                request_id,
-            } if status == 412 || code == "ConditionalRequestConflict" => {
-                let condition = self.describe();
-                let message = if status == 412 {
-                    format!(
-                        "precondition failed: {condition} does not hold for {bucket}/{key}, \
-                         which was not written ({message})"
-                    )
-                } else {
-                    format!(
-                        "conditional write conflict: {condition} on {bucket}/{key} raced a \
-                         concurrent write; nothing was written, upload it again ({message})"
-                    )
-                };
-                Error::S3 {
-                    message,
-                    code: if status == 412 {
-                        "PreconditionFailed".into()
-                    } else {
-                        code
-                    },
-                    status,
-                    request_id,
-                }
-            }
-            e => e,
+        let conflict = e.s3_code() == Some("ConditionalRequestConflict");
+        if !matches!(e, Error::S3 { status: 412, .. }) && !conflict {
+            return e;
         }
+        let condition = self.describe();
+        e.reword(|message| {
+            if conflict {
+                format!(
+                    "conditional write conflict: {condition} on {bucket}/{key} raced a \
+                     concurrent write; nothing was written, upload it again ({message})"
+                )
+            } else {
+                format!(
+                    "precondition failed: {condition} does not hold for {bucket}/{key}, \
+                     which was not written ({message})"
+                )
+            }
+        })
     }
 }
 

@@ -1366,13 +1366,33 @@ fn ls_pages_through_more_than_1000_keys() {
     }
     assert!(server.stats().list_objects_calls >= 2, "one page only");
 
-    let (code, stdout, stderr) = run(s3pump(&h, &["ls", "--json", &format!("s3://{}", h.bucket)]));
+    let (code, stdout, stderr) = run(s3pump(
+        &h,
+        &["ls", "--json", "--recursive", &format!("s3://{}", h.bucket)],
+    ));
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(stdout.lines().count(), keys.len() + 1);
     let first: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
     assert_eq!(first["key"], "many/00000");
     assert_eq!(first["size"], 10);
     assert!(first["last_modified"].is_string(), "{first}");
+
+    // Without --recursive: one "directory" level, as `aws s3 ls`.
+    let (code, stdout, stderr) = run(s3pump(&h, &["ls", &format!("s3://{}", h.bucket)]));
+    assert_eq!(code, Some(0), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["PRE", "many/"]
+    );
+    assert!(lines[1].ends_with(" other"), "{stdout}");
+    let (code, stdout, stderr) = run(s3pump(
+        &h,
+        &["ls", "--json", &format!("s3://{}/ma", h.bucket)],
+    ));
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout.trim(), r#"{"prefix":"many/"}"#);
 }
 
 #[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
@@ -1566,7 +1586,7 @@ fn cp_streams_and_refuses_what_it_cannot_do() {
     let cases: [(&[&str], &str); 9] = [
         (&["cp", d, d], "must be an s3:// URL"),
         (&["cp", d, &bucket_url], "is a directory; use --recursive"),
-        (&["cp", &url, &url], "not supported"),
+        (&["cp", &url, &url], "the same object"),
         (
             &["cp", &url, d, "--checksum", "none"],
             "--checksum applies to uploads only",

@@ -7,6 +7,7 @@
 mod support;
 
 mod cli;
+mod cli_copy;
 mod cli_presign;
 mod conditional;
 mod copy;
@@ -16,6 +17,7 @@ mod direct_get;
 mod direct_http;
 mod download;
 mod engine;
+mod everyday;
 mod faults;
 mod hostile;
 mod https_parts;

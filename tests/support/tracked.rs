@@ -29,6 +29,8 @@
 //!   on its Complete; the Complete here replaces its own, so the wrapper
 //!   checks them there ([`Tracked::check_write_condition`]), and on
 //!   CopyObject (which s3s 0.14 does not parse them for).
+//! - `DeleteBucket`: s3s-fs deletes a bucket with its objects; the wrapper
+//!   answers 409 `BucketNotEmpty` as S3 does.
 //! - `UploadPartCopy`: s3s-fs ignores `x-amz-copy-source-if-match`; the
 //!   wrapper checks it (412), and records the part's MD5 for the Complete.
 //! - Unknown or finished upload ids: s3s-fs answers 403 `AccessDenied`; the
@@ -670,7 +672,6 @@ macro_rules! impl_s3 {
 impl_s3! {
     delegate {
         create_bucket(CreateBucketInput) -> CreateBucketOutput;
-        delete_bucket(DeleteBucketInput) -> DeleteBucketOutput;
         delete_object(DeleteObjectInput) -> DeleteObjectOutput;
         get_bucket_location(GetBucketLocationInput) -> GetBucketLocationOutput;
         get_object(GetObjectInput) -> GetObjectOutput;
@@ -794,6 +795,15 @@ impl_s3! {
                 o.checksum_sha256 = c.checksum_sha256;
             }
             Ok(resp)
+        }
+
+        async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> S3Result<S3Response<DeleteBucketOutput>> {
+            // s3s-fs deletes a bucket with its objects; S3 refuses (409).
+            let dir = self.root.join(&req.input.bucket);
+            if std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some()) {
+                return Err(s3_error!(BucketNotEmpty, "The bucket you tried to delete is not empty"));
+            }
+            self.fs.delete_bucket(req).await
         }
 
         async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> S3Result<S3Response<CopyObjectOutput>> {

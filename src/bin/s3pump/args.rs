@@ -58,7 +58,12 @@ pub enum Command {
     /// or objects from S3, as `aws s3 cp` does.
     #[command(after_help = CP_HELP, args_override_self = true)]
     Cp(Cp),
-    /// List the objects under s3://BUCKET[/PREFIX]: size, last modified, key.
+    /// Move: `cp`, then delete the source once the copy is in place (a file
+    /// after its upload completed, an object after its download or copy).
+    #[command(after_help = MV_HELP, args_override_self = true)]
+    Mv(Cp),
+    /// List s3://BUCKET[/PREFIX] by "directory" (`PRE prefix/` lines), or
+    /// every object under it with --recursive: size, last modified, key.
     #[command(after_help = EXIT_STATUS, args_override_self = true)]
     Ls(Ls),
     /// Delete s3://BUCKET/KEY, or every object under a prefix (--recursive).
@@ -79,6 +84,8 @@ Examples:
   s3pump cp s3://b/k -                         (standard output)
   s3pump cp --recursive ./photos s3://b/photos
   s3pump cp --recursive s3://b/photos ./copy
+  s3pump cp s3://b/k s3://b2/k2                (on the server: no byte through s3pump)
+  s3pump cp --recursive s3://b/p/ s3://b2/q/
 
 With --recursive a key is the prefix, a '/' and the file's path under the
 directory; keys ending in '/' are skipped on download, and a listed key that
@@ -96,6 +103,22 @@ Exit status:
   2    usage error
   130  interrupted by SIGINT (Ctrl-C), 143 by SIGTERM: the upload was aborted,
        a partial download removed; a second signal exits at once";
+
+/// Shown at the end of `mv --help`.
+const MV_HELP: &str = "\
+Examples:
+  s3pump mv ./report.pdf s3://b/reports/       (the file is removed once uploaded)
+  s3pump mv s3://b/in/report.pdf ./            (the object is deleted once downloaded)
+  s3pump mv s3://b/in/a.csv s3://b2/done/a.csv (copied on the server, then deleted)
+  s3pump mv --recursive s3://b/in/ s3://b/done/
+
+mv takes cp's options; standard input or output, a source that is not a
+regular file, and --recursive between a directory and S3 are refused.
+
+Exit status:
+  0    success
+  1    failure (the error is one line on stderr; the source is kept)
+  2    usage error";
 
 /// `s3pump put SRC s3://BUCKET/KEY`.
 #[derive(Debug, Clone, Args)]
@@ -294,13 +317,18 @@ pub struct Cp {
 /// `s3pump ls s3://BUCKET[/PREFIX]`.
 #[derive(Debug, Args)]
 pub struct Ls {
-    /// The bucket, and the prefix the keys start with (every object under
-    /// it, at any depth).
+    /// The bucket, and the prefix the keys start with: the objects directly
+    /// under it, and one `PRE prefix/` line for each "directory" below it
+    /// (with --recursive: every object under it, at any depth).
     #[arg(value_name = "s3://BUCKET[/PREFIX]", value_parser = parse_s3_location)]
     pub url: S3Url,
-    /// One JSON object a line: {"key","size","last_modified","etag"}.
+    /// One JSON object a line: {"key","size","last_modified","etag"}, and
+    /// {"prefix"} for a "directory".
     #[arg(long)]
     pub json: bool,
+    /// Every object under the prefix, at any depth, and no `PRE` lines.
+    #[arg(long)]
+    pub recursive: bool,
     #[command(flatten)]
     pub connection: Connection,
 }

@@ -4,17 +4,20 @@
 //! s3pump put SRC s3://BUCKET/KEY [OPTIONS]
 //! s3pump get s3://BUCKET/KEY DEST [OPTIONS]
 //! s3pump cp SRC DEST [--recursive] [OPTIONS]
+//! s3pump mv SRC DEST [--recursive] [OPTIONS]
 //! s3pump ls s3://BUCKET[/PREFIX] [--json]
 //! s3pump rm s3://BUCKET/KEY [--recursive]
 //! s3pump presign s3://BUCKET/KEY [--expires-in SECONDS] [--method GET|PUT]
 //! ```
 //!
 //! `s3pump --help` and `s3pump put --help` say the rest. Modules: `args`
-//! (the command line), `many` (cp, ls, rm), `presign`, `progress` (the bar), `signals`
+//! (the command line), `many` (cp, ls, rm), `copy` (cp and mv between
+//! s3:// URLs, mv), `presign`, `progress` (the bar), `signals`
 //! (SIGINT/SIGTERM cancel the transfer), `stream` (a stream source a cancel
 //! can interrupt).
 
 mod args;
+mod copy;
 mod escape;
 mod many;
 mod presign;
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
             Command::Ls(_) => "ls",
             Command::Rm(_) => "rm",
             Command::Presign(_) => "presign",
+            Command::Mv(_) => "mv",
         };
         eprintln!(
             "s3pump: error: {}; try 's3pump {name} --help'",
@@ -71,10 +75,17 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(USAGE_ERROR);
     }
+    if let Command::Mv(c) = &cli.command
+        && let Err(msg) = many::check_cp(c).and_then(|()| copy::check_mv(c))
+    {
+        eprintln!("s3pump: error: {msg}; try 's3pump mv --help'");
+        return ExitCode::from(USAGE_ERROR);
+    }
     let (result, kept_upload) = match &cli.command {
         Command::Put(p) => (put(p, &cancel).map(Done::from), p.keep_failed_upload),
         Command::Get(g) => (get(g, &cancel).map(Done::from), false),
         Command::Cp(c) => (many::cp(c, &cancel), false),
+        Command::Mv(c) => (copy::mv(c, &cancel), false),
         Command::Ls(l) => (many::ls(l), false),
         Command::Rm(r) => (many::rm(r), false),
         Command::Presign(p) => (presign::presign(p), false),
@@ -164,7 +175,7 @@ fn check_usage(command: &Command) -> Result<(), String> {
             download_path(&g.url, &g.dest, false).map(drop)
         }
         Command::Cp(c) => many::check_cp(c),
-        Command::Ls(_) | Command::Rm(_) | Command::Presign(_) => Ok(()),
+        Command::Ls(_) | Command::Rm(_) | Command::Presign(_) | Command::Mv(_) => Ok(()),
     }
 }
 

@@ -1,13 +1,14 @@
 //! `cp` (one object, or a tree with `--recursive`), `ls` and `rm`.
 //!
 //! A single-object `cp` is `put` or `get` with the key or file name filled
-//! in; a tree goes through `Client::upload_dir` / `download_prefix`.
+//! in; a tree goes through `Client::upload_dir` / `download_prefix`; a copy
+//! between two s3:// URLs is `copy.rs`'s.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use s3pump::{CancelHandle, DownloadArgs, PayloadSigning, PutObjectArgs, TreeArgs};
+use s3pump::{CancelHandle, DownloadArgs, ListEntry, PayloadSigning, PutObjectArgs, TreeArgs};
 use serde::Serialize;
 
 use crate::args::{Cp, Get, Ls, Put, Rm, S3Url, parse_s3_location};
@@ -49,8 +50,14 @@ fn upload_only(c: &Cp) -> Option<&'static str> {
 pub fn check_cp(c: &Cp) -> Result<(), String> {
     let (src, dest) = (loc(&c.src)?, loc(&c.dest)?);
     let upload = match (&src, &dest) {
-        (Loc::S3(_), Loc::S3(_)) => {
-            return Err("copying from S3 to S3 is not supported; one side must be local".into());
+        (Loc::S3(from), Loc::S3(_)) => {
+            if !c.recursive && (from.key.is_empty() || from.key.ends_with('/')) {
+                return Err(format!(
+                    "{} names no object; use --recursive to copy a prefix",
+                    from.text
+                ));
+            }
+            return crate::copy::check_s3_to_s3(c);
         }
         (Loc::Local(_), Loc::Local(_)) => {
             return Err("one of SRC and DEST must be an s3:// URL".into());
@@ -158,7 +165,8 @@ pub fn cp(c: &Cp, cancel: &CancelHandle) -> Result<Done, String> {
         }
         (Loc::Local(dir), Loc::S3(to), true) => cp_tree(c, cancel, Tree::Up(&dir, &to)),
         (Loc::S3(from), Loc::Local(dir), true) => cp_tree(c, cancel, Tree::Down(&from, &dir)),
-        _ => Err("one side must be local and the other an s3:// URL".into()),
+        (Loc::S3(from), Loc::S3(to), _) => crate::copy::s3_to_s3(c, cancel, &from, &to, false),
+        _ => Err("one of SRC and DEST must be an s3:// URL".into()),
     }
 }
 
@@ -169,16 +177,16 @@ enum Tree<'a> {
 
 /// The one JSON line of `cp --recursive`.
 #[derive(Serialize)]
-struct TreeReport {
-    objects: u64,
-    bytes: u64,
-    failed: u64,
+pub(crate) struct TreeReport {
+    pub objects: u64,
+    pub bytes: u64,
+    pub failed: u64,
     /// Listed keys skipped: outside the prefix, or unsafe as local paths
     /// (only when there were some).
     #[serde(skip_serializing_if = "is_zero")]
-    refused: u64,
+    pub refused: u64,
     /// Wall time, rounded to the millisecond.
-    seconds: f64,
+    pub seconds: f64,
 }
 
 fn cp_tree(c: &Cp, cancel: &CancelHandle, tree: Tree<'_>) -> Result<Done, String> {
@@ -302,11 +310,34 @@ struct Listed<'a> {
     etag: Option<&'a str>,
 }
 
+/// A common prefix of `ls --json`.
+#[derive(Serialize)]
+struct ListedPrefix<'a> {
+    prefix: &'a str,
+}
+
 pub fn ls(l: &Ls) -> Result<Done, String> {
     let client = client(&l.connection)?;
     let mut out = std::io::stdout().lock();
-    for object in client.list_objects(&l.url.bucket, &l.url.key) {
-        let o = object.map_err(|e| failure(&client, &l.url.text, &e))?;
+    // Without --recursive, one "directory" level: objects and `PRE` lines.
+    let delimiter = if l.recursive { "" } else { "/" };
+    for entry in client.list_directory(&l.url.bucket, &l.url.key, delimiter) {
+        let o = match entry.map_err(|e| failure(&client, &l.url.text, &e))? {
+            ListEntry::Object(o) => o,
+            ListEntry::Prefix(p) => {
+                let line = if l.json {
+                    serde_json::to_string(&ListedPrefix { prefix: &p })
+                        .expect("a listing serialises")
+                } else {
+                    format!("{:>12} PRE {p}", "")
+                };
+                if writeln!(out, "{line}").is_err() {
+                    break;
+                }
+                continue;
+            }
+            _ => continue,
+        };
         let line = if l.json {
             serde_json::to_string(&Listed {
                 key: &o.key,
