@@ -714,5 +714,18 @@ mod cli_targets {
         assert_eq!(mode, 0o600);
         // Nothing else in the directory (no temporary file left).
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+
+        // /dev/stdout, a link to a pipe here: written through.
+        let out = get(&server, std::path::Path::new("/dev/stdout"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stdout.starts_with(b"abc{"),
+            "{:?}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 }
