@@ -107,19 +107,19 @@ impl Target {
             Err(e) => return Err(io("inspecting", e)),
             Ok(m) => m,
         };
-        let (real, meta) = if meta.file_type().is_symlink() {
-            let real = std::fs::canonicalize(path).map_err(|e| match e.kind() {
+        let link = meta.file_type().is_symlink();
+        let meta = if link {
+            // Followed as open(2) follows it (/dev/stdout to a pipe included).
+            std::fs::metadata(path).map_err(|e| match e.kind() {
                 ErrorKind::NotFound => Error::invalid(format!(
                     "{} is a symbolic link to a file that does not exist; s3pump writes \
                      through a link only to an existing file",
                     path.display()
                 )),
-                _ => io("resolving the symbolic link", e),
-            })?;
-            let meta = std::fs::metadata(&real).map_err(|e| io("inspecting", e))?;
-            (real, meta)
+                _ => io("inspecting", e),
+            })?
         } else {
-            (path.to_path_buf(), meta)
+            meta
         };
         let kind = meta.file_type();
         if kind.is_dir() {
@@ -129,6 +129,12 @@ impl Target {
             )));
         }
         if kind.is_file() {
+            // The file replaced is the link's target, in its directory.
+            let real = if link {
+                std::fs::canonicalize(path).map_err(|e| io("resolving the symbolic link", e))?
+            } else {
+                path.to_path_buf()
+            };
             return Ok(Target::Replace {
                 path: real,
                 keep: Some(Kept {
@@ -140,14 +146,14 @@ impl Target {
         }
         if kind.is_socket() {
             let stream =
-                UnixStream::connect(&real).map_err(|e| io("connecting to the socket", e))?;
+                UnixStream::connect(path).map_err(|e| io("connecting to the socket", e))?;
             return Ok(Target::Through(Box::new(stream)));
         }
         // A character or block device or a FIFO: opened as it is, never
         // created, truncated or replaced.
         let file = OpenOptions::new()
             .write(true)
-            .open(&real)
+            .open(path)
             .map_err(|e| io("opening", e))?;
         Ok(Target::Through(Box::new(file)))
     }

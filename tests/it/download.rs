@@ -726,7 +726,31 @@ fn a_fifo_is_written_through_in_order_and_stays_a_fifo() {
             .file_type()
             .is_fifo()
     );
-    assert_eq!(entries(dir.path()), vec![fifo], "no temporary file");
+    assert_eq!(entries(dir.path()), vec![fifo.clone()], "no temporary file");
+
+    // Through a symbolic link to it: the same, and the link stays.
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&fifo, &link).unwrap();
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap())
+    };
+    h.client()
+        .download_to_file(&h.bucket, &key, &link, args(4))
+        .unwrap();
+    assert!(reader.join().unwrap() == body);
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(
+        std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
 }
 
 #[test]

@@ -61,6 +61,29 @@ fn ends_clean(server: &HostileServer, started: Instant, what: &str) {
     );
 }
 
+/// Makes a FIFO at `path`.
+fn mkfifo(path: &std::path::Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `c` is a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+/// The `s3pump` binary with `args`, credentials and `--endpoint` for `server`.
+#[cfg(feature = "cli")]
+fn cli_output(server: &HostileServer, args: &[&std::ffi::OsStr]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_s3pump"))
+        .args(args)
+        .args(["--endpoint", &server.endpoint()])
+        .env_clear()
+        .env("HOME", std::env::temp_dir())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        .env("AWS_SECRET_ACCESS_KEY", "secret")
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap()
+}
+
 // ------------------------------------------------------------ pagination --
 
 type Pager = fn(&HostileRequest, usize) -> Reply;
@@ -247,9 +270,7 @@ fn a_fifo_planted_in_a_tree_download_fails_that_object_and_does_not_hang() {
     let server = HostileServer::start(outside_the_prefix);
     let target = tempfile::tempdir().unwrap();
     let fifo = target.path().join("a");
-    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: `c` is a NUL-terminated path that outlives the call.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    mkfifo(&fifo);
     let started = Instant::now();
     let client = client(&server);
     let out = client
@@ -386,21 +407,12 @@ fn a_head_size_past_the_largest_object_is_an_error_not_an_endless_download() {
 #[cfg(feature = "cli")]
 mod cli {
     use super::*;
-    use std::process::{Command, Output};
+    use std::process::Output;
 
     fn s3pump(server: &HostileServer, args: &[&str]) -> Output {
         let started = Instant::now();
-        let out = Command::new(env!("CARGO_BIN_EXE_s3pump"))
-            .args(args)
-            .args(["--endpoint", &server.endpoint()])
-            .env_clear()
-            .env("HOME", std::env::temp_dir())
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-            .env("AWS_SECRET_ACCESS_KEY", "secret")
-            .env("AWS_REGION", "us-east-1")
-            .output()
-            .unwrap();
+        let os: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+        let out = cli_output(server, &os);
         assert!(
             started.elapsed() < BOUNDED,
             "{args:?}: {:?}",
@@ -412,6 +424,16 @@ mod cli {
 
     fn text(b: &[u8]) -> String {
         String::from_utf8_lossy(b).into_owned()
+    }
+
+    /// Runs the CLI, which must exit 1 with `want` on stderr; its stderr
+    /// and stdout.
+    fn fails_saying(server: &HostileServer, args: &[&str], want: &str) -> (String, Vec<u8>) {
+        let out = s3pump(server, args);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(want), "{want:?} in {stderr}");
+        (stderr, out.stdout)
     }
 
     /// No raw control character but the line ends.
@@ -584,12 +606,10 @@ mod cli {
             }
             _ => Reply::s3_error(403, "AccessDenied", "not this batch"),
         });
-        let out = s3pump(&server, &["rm", "--recursive", "s3://bkt/p/"]);
-        let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{stderr}");
-        assert!(
-            stderr.contains("1000 keys of earlier DeleteObjects batches were deleted"),
-            "{stderr}"
+        fails_saying(
+            &server,
+            &["rm", "--recursive", "s3://bkt/p/"],
+            "1000 keys of earlier DeleteObjects batches were deleted",
         );
     }
 
@@ -605,14 +625,12 @@ mod cli {
                 b"",
             )
         });
-        let out = s3pump(&server, &["get", "s3://bkt/k", "-", "--no-progress"]);
-        let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{stderr}");
-        assert!(out.stdout.is_empty());
-        assert!(
-            stderr.contains("more than the largest S3 object"),
-            "{stderr}"
+        let (_, stdout) = fails_saying(
+            &server,
+            &["get", "s3://bkt/k", "-", "--no-progress"],
+            "more than the largest S3 object",
         );
+        assert!(stdout.is_empty());
     }
 
     #[test]
@@ -622,26 +640,18 @@ mod cli {
         let server = HostileServer::start(|_| {
             Reply::s3_error(403, "AccessDenied", "go away\x1b]0;owned\x07\nforged")
         });
-        let out = s3pump(&server, &["rm", "s3://bkt/k"]);
-        let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        let want = "go away\\e]0;owned\\a\\nforged";
+        let (stderr, _) = fails_saying(&server, &["rm", "s3://bkt/k"], want);
         no_raw_controls(&stderr);
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.contains("AccessDenied"), "{stderr}");
-        assert!(
-            stderr.contains("go away\\e]0;owned\\a\\nforged"),
-            "{stderr}"
-        );
 
         // A megabyte of message: a short line.
         let server = HostileServer::start(|_| {
             Reply::s3_error(403, "AccessDenied", &"blah ".repeat(200_000))
         });
-        let out = s3pump(&server, &["rm", "s3://bkt/k"]);
-        let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        let (stderr, _) = fails_saying(&server, &["rm", "s3://bkt/k"], "… (1000000 bytes)");
         assert!(stderr.len() < 1000, "{} bytes", stderr.len());
-        assert!(stderr.contains("… (1000000 bytes)"), "{stderr}");
     }
 }
 
@@ -649,7 +659,6 @@ mod cli {
 mod cli_targets {
     use super::*;
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-    use std::process::Command;
 
     /// An object `k` of 3 bytes ("abc"), HEAD and GET.
     fn one_object(req: &HostileRequest) -> Reply {
@@ -660,18 +669,8 @@ mod cli_targets {
     }
 
     fn get(server: &HostileServer, dest: &std::path::Path) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_s3pump"))
-            .args(["get", "s3://bkt/k"])
-            .arg(dest)
-            .args(["--endpoint", &server.endpoint(), "--no-progress"])
-            .env_clear()
-            .env("HOME", std::env::temp_dir())
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-            .env("AWS_SECRET_ACCESS_KEY", "secret")
-            .env("AWS_REGION", "us-east-1")
-            .output()
-            .unwrap()
+        let args = ["get", "s3://bkt/k", "--no-progress"].map(std::ffi::OsStr::new);
+        cli_output(server, &[&args[..], &[dest.as_os_str()]].concat())
     }
 
     #[test]
@@ -679,9 +678,7 @@ mod cli_targets {
         let server = HostileServer::start(one_object);
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("pipe");
-        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: `c` is a NUL-terminated path that outlives the call.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        mkfifo(&fifo);
         let reader = {
             let fifo = fifo.clone();
             std::thread::spawn(move || std::fs::read(fifo).unwrap())
@@ -714,5 +711,18 @@ mod cli_targets {
         assert_eq!(mode, 0o600);
         // Nothing else in the directory (no temporary file left).
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+
+        // /dev/stdout, a link to a pipe here: written through.
+        let out = get(&server, std::path::Path::new("/dev/stdout"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stdout.starts_with(b"abc{"),
+            "{:?}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 }
