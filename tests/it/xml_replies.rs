@@ -148,10 +148,7 @@ fn a_truncated_listing_without_its_marker_is_an_error_not_a_silent_stop() {
             .unwrap_err(),
     );
     assert_eq!(operation, "ListMultipartUploads");
-    assert!(
-        message.contains("says where the next page starts with nothing"),
-        "{message}"
-    );
+    assert!(message.contains("NextKeyMarker"), "{message}");
 }
 
 #[test]
@@ -289,10 +286,7 @@ fn a_listing_whose_token_does_not_advance_is_an_error_not_a_loop() {
     assert_eq!(items[0].as_ref().unwrap().key, "a");
     let err = items[1].as_ref().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidResponse, "{err}");
-    assert!(
-        err.to_string().contains("the listing would never end"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("NextContinuationToken"), "{err}");
     assert_eq!(served.load(Ordering::SeqCst), 2);
     // An object without its Size is an error too, not a dropped entry.
     let reply =
