@@ -74,6 +74,7 @@ pub struct PutObjectArgs {
     pub(crate) cancel: Option<CancelHandle>,
     pub(crate) rdma: Option<Arc<dyn RdmaProvider>>,
     pub(crate) keep_failed_upload: bool,
+    pub(crate) strict_checksums: bool,
 }
 
 impl Default for PutObjectArgs {
@@ -92,6 +93,7 @@ impl Default for PutObjectArgs {
             cancel: None,
             rdma: None,
             keep_failed_upload: false,
+            strict_checksums: false,
         }
     }
 }
@@ -115,6 +117,7 @@ impl fmt::Debug for PutObjectArgs {
             .field("cancel", &self.cancel)
             .field("rdma", &self.rdma.is_some())
             .field("keep_failed_upload", &self.keep_failed_upload)
+            .field("strict_checksums", &self.strict_checksums)
             .finish()
     }
 }
@@ -207,6 +210,18 @@ impl PutObjectArgs {
     /// Defaults to [`ChecksumAlgorithm::Crc64Nvme`].
     pub fn checksum(mut self, algorithm: ChecksumAlgorithm) -> Self {
         self.checksum = algorithm;
+        self
+    }
+
+    /// Whether a full-object checksum the server returns on Complete that
+    /// cannot be a value of the algorithm (the wrong length) fails the
+    /// upload (which is then aborted). Without this it is "unverifiable": a
+    /// warning in the log, and the upload succeeds. A well-formed checksum
+    /// that differs from the data read fails either way.
+    ///
+    /// Defaults to `false`.
+    pub fn strict_checksums(mut self, strict: bool) -> Self {
+        self.strict_checksums = strict;
         self
     }
 

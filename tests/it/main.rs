@@ -17,6 +17,7 @@ mod https_parts;
 mod list;
 mod proxy;
 mod put_object;
+mod quirks;
 mod rdma;
 mod rdma_ffi;
 mod readme;

@@ -230,7 +230,7 @@ fn cp_tree(c: &Cp, cancel: &CancelHandle, tree: Tree<'_>) -> Result<Done, String
 
 /// Each object's upload arguments, as `put` makes them.
 fn put_args(c: &Cp) -> Result<PutObjectArgs, String> {
-    let mut args = PutObjectArgs::new();
+    let mut args = PutObjectArgs::new().strict_checksums(c.transfer.strict_checksums);
     if let Some(ps) = c.transfer.part_size {
         args = args.part_size(ps);
     }
@@ -261,7 +261,9 @@ fn put_args(c: &Cp) -> Result<PutObjectArgs, String> {
 
 /// Each object's download arguments, as `get` makes them.
 fn download_args(c: &Cp) -> Result<DownloadArgs, String> {
-    let mut args = DownloadArgs::new().verify_checksum(!c.no_verify_checksum);
+    let mut args = DownloadArgs::new()
+        .verify_checksum(!c.no_verify_checksum)
+        .strict_checksums(c.transfer.strict_checksums);
     if let Some(ps) = c.transfer.part_size {
         args = args.part_size(ps);
     }
