@@ -244,7 +244,9 @@ impl Error {
     pub(crate) fn retryable(&self, idempotent: bool) -> bool {
         match self.root() {
             Error::S3 { status, code, .. } => {
-                *status >= 500
+                // A 5xx saying the thing does not exist (moto's NoSuchUpload
+                // on an abort) will say so again.
+                (*status >= 500 && s3_kind(*status, code) != ErrorKind::NotFound)
                     || *status == 429
                     || matches!(
                         code.as_str(),
@@ -514,6 +516,8 @@ mod tests {
         assert!(!s3(400, "BadDigest").retryable(false));
         assert!(!s3(400, "InvalidArgument").is_retryable());
         assert!(!s3(404, "NoSuchKey").is_retryable());
+        // moto: NoSuchUpload with a 500 says the same thing again if asked.
+        assert!(!s3(500, "NoSuchUpload").is_retryable());
         let t = Error::Transport {
             operation: "UploadPart",
             source: "reset".into(),

@@ -31,6 +31,7 @@ pub struct DownloadArgs {
     pub(crate) memory_limit: u64,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) verify_checksum: bool,
+    pub(crate) strict_checksums: bool,
     pub(crate) progress: Option<Arc<parking_lot::Mutex<ProgressFn>>>,
     pub(crate) cancel: Option<CancelHandle>,
     pub(crate) rdma: Option<Arc<dyn RdmaProvider>>,
@@ -44,6 +45,7 @@ impl Default for DownloadArgs {
             memory_limit: u64::MAX,
             headers: Vec::new(),
             verify_checksum: true,
+            strict_checksums: false,
             progress: None,
             cancel: None,
             rdma: None,
@@ -62,6 +64,7 @@ impl fmt::Debug for DownloadArgs {
                 &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
             )
             .field("verify_checksum", &self.verify_checksum)
+            .field("strict_checksums", &self.strict_checksums)
             .field("progress", &self.progress.is_some())
             .field("cancel", &self.cancel)
             .field("rdma", &self.rdma.is_some())
@@ -134,6 +137,18 @@ impl DownloadArgs {
     /// Defaults to `true`.
     pub fn verify_checksum(mut self, verify: bool) -> Self {
         self.verify_checksum = verify;
+        self
+    }
+
+    /// Whether a full-object checksum the server sent that cannot be a value
+    /// of its algorithm (the wrong length: some servers send a CRC32 under
+    /// the CRC64NVME header) fails the download. Without this it is
+    /// "unverifiable": a warning in the log, and the download succeeds. A
+    /// well-formed checksum that differs from the bytes fails either way.
+    ///
+    /// Defaults to `false`.
+    pub fn strict_checksums(mut self, strict: bool) -> Self {
+        self.strict_checksums = strict;
         self
     }
 

@@ -30,7 +30,7 @@ use crate::pipeline::plan::{self, Plan};
 use crate::pipeline::run::{Control, Event, PanicGuard, gather};
 use crate::pipeline::slab::{Reservation, Slab};
 use crate::rdma::attempt::RdmaSlot;
-use crate::s3::checksum::Crc;
+use crate::s3::checksum::{Crc, verify_full_object};
 use crate::s3::object::validate_target;
 use crate::transport::stop::Stop;
 use crate::{ChecksumAlgorithm, Client, Error, Result};
@@ -175,15 +175,16 @@ impl Client {
         if let Some((algorithm, expected)) = &verify {
             let local = local
                 .or_else(|| algorithm.compute(&[]))
-                .map(|c| c.to_base64());
-            if local.as_ref() != Some(expected) {
-                return Err(Error::ChecksumMismatch(format!(
-                    "{bucket}/{key}: the server reports full-object {} {expected}, the bytes \
-                     downloaded have {}",
-                    algorithm.name().unwrap_or("checksum"),
-                    local.unwrap_or_default()
-                )));
-            }
+                .map(|c| c.to_base64())
+                .unwrap_or_default();
+            verify_full_object(
+                *algorithm,
+                expected,
+                &local,
+                &format!("{bucket}/{key}"),
+                "the bytes downloaded have",
+                download.args.strict_checksums,
+            )?;
         }
         let (slabs, slab_bytes) = download.slabs.used();
         let head = &download.head;

@@ -5,6 +5,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use crc_fast::CrcAlgorithm;
 
+use crate::{Error, Result};
+
 /// The checksum sent with every part so that the server can reject a part
 /// corrupted on the way.
 ///
@@ -125,6 +127,55 @@ impl Crc {
             _ => BASE64.encode(self.value.to_be_bytes()),
         }
     }
+}
+
+/// Compares the full-object checksum a server sent (`remote`, base64) with
+/// the one computed here (`local`) for `what` (`bucket/key`); `ours` says
+/// what `local` is of ("the bytes downloaded have").
+///
+/// A `remote` that cannot be a value of `algorithm` (not base64, or not its
+/// width: moto sends a 4-byte CRC32 under the CRC64NVME header) says nothing
+/// about the data: it is "unverifiable", a warning (the transfer succeeds),
+/// or an [`Error::ChecksumMismatch`] when `strict`. A well-formed value that
+/// differs is always that error.
+pub(crate) fn verify_full_object(
+    algorithm: ChecksumAlgorithm,
+    remote: &str,
+    local: &str,
+    what: &str,
+    ours: &str,
+    strict: bool,
+) -> Result<()> {
+    if remote == local {
+        return Ok(());
+    }
+    let name = algorithm.name().unwrap_or("checksum");
+    let width = match algorithm {
+        ChecksumAlgorithm::Crc64Nvme => 8,
+        ChecksumAlgorithm::Crc32c => 4,
+        ChecksumAlgorithm::None => return Ok(()),
+    };
+    let sent = BASE64.decode(remote.trim()).map(|b| b.len());
+    if sent != Ok(width) {
+        let sent = match sent {
+            Ok(n) => format!("{n} bytes"),
+            Err(_) => "not base64".to_string(),
+        };
+        let msg = format!(
+            "{what}: the full-object {name} checksum is unverifiable: the server sent {remote:?} \
+             ({sent}; a {name} is {width} bytes)"
+        );
+        if strict {
+            return Err(Error::ChecksumMismatch(format!(
+                "{msg} and checksums are strict"
+            )));
+        }
+        log::warn!("{msg}; the data was not checked against it");
+        return Ok(());
+    }
+    Err(Error::ChecksumMismatch(format!(
+        "{what}: the server reports full-object {name} {remote}, {ours} {local}"
+    )))
 }
 
 /// CRC-32C's polynomial 0x1EDC6F41, bit-reflected.

@@ -303,6 +303,11 @@ impl Client {
     }
 
     /// Aborts a multipart upload, discarding its parts.
+    ///
+    /// An upload that does not exist (any more) is an error of kind
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound) (`NoSuchUpload`),
+    /// whatever the status it comes with (moto sends a 500 for an upload
+    /// already completed), and is not retried.
     pub fn abort_multipart_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
         validate_target(bucket, key)?;
         let req = Request::new("AbortMultipartUpload", Method::DELETE, bucket, Some(key))
@@ -340,7 +345,9 @@ impl Client {
             }
             let mut response = self.send_retrying(self.conn(), &req, true)?;
             let text = read_text("ListParts", &mut response)?;
-            let root = xml::parse("ListParts", &text)?.expect("ListPartsResult")?;
+            // moto names the root <ListPartsResponse>; the content is the same.
+            let root = xml::parse("ListParts", &text)?
+                .expect_one_of(&["ListPartsResult", "ListPartsResponse"])?;
             let before = parts.iter().map(|p| p.part_number).max();
             for p in root.children("Part") {
                 parts.push(UploadedPart {

@@ -227,6 +227,17 @@ impl Element {
         }
     }
 
+    /// Checks that this (root) element has one of `names` (servers that
+    /// name a reply's root otherwise, with the same content).
+    pub fn expect_one_of(self, names: &[&str]) -> Result<Element> {
+        if names.contains(&self.name.as_str()) {
+            Ok(self)
+        } else {
+            let name = names.first().copied().unwrap_or_default();
+            Err(self.error(format!("expected <{name}>, got <{}>", self.name)))
+        }
+    }
+
     /// An [`Error::InvalidResponse`] of this reply's operation.
     pub fn error(&self, message: String) -> Error {
         Error::InvalidResponse {

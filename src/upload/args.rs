@@ -75,6 +75,7 @@ pub struct PutObjectArgs {
     pub(crate) rdma: Option<Arc<dyn RdmaProvider>>,
     pub(crate) keep_failed_upload: bool,
     pub(crate) condition: Option<WriteCondition>,
+    pub(crate) strict_checksums: bool,
 }
 
 /// A condition on what a write may replace: S3's conditional writes, sent on
@@ -158,6 +159,7 @@ impl Default for PutObjectArgs {
             rdma: None,
             keep_failed_upload: false,
             condition: None,
+            strict_checksums: false,
         }
     }
 }
@@ -182,6 +184,7 @@ impl fmt::Debug for PutObjectArgs {
             .field("rdma", &self.rdma.is_some())
             .field("keep_failed_upload", &self.keep_failed_upload)
             .field("condition", &self.condition)
+            .field("strict_checksums", &self.strict_checksums)
             .finish()
     }
 }
@@ -274,6 +277,18 @@ impl PutObjectArgs {
     /// Defaults to [`ChecksumAlgorithm::Crc64Nvme`].
     pub fn checksum(mut self, algorithm: ChecksumAlgorithm) -> Self {
         self.checksum = algorithm;
+        self
+    }
+
+    /// Whether a full-object checksum the server returns on Complete that
+    /// cannot be a value of the algorithm (the wrong length) fails the
+    /// upload (which is then aborted). Without this it is "unverifiable": a
+    /// warning in the log, and the upload succeeds. A well-formed checksum
+    /// that differs from the data read fails either way.
+    ///
+    /// Defaults to `false`.
+    pub fn strict_checksums(mut self, strict: bool) -> Self {
+        self.strict_checksums = strict;
         self
     }
 

@@ -19,7 +19,7 @@ use crate::pipeline::plan::Plan;
 use crate::pipeline::run::Gathered;
 use crate::pipeline::slab::{Reservation, Slab};
 use crate::rdma::attempt::RdmaSlot;
-use crate::s3::checksum::Crc;
+use crate::s3::checksum::{Crc, verify_full_object};
 use crate::s3::multipart::UploadedPart;
 use crate::transport::pool::Conn;
 use crate::transport::stop::Stop;
@@ -209,10 +209,15 @@ impl Upload {
             .map(|c| c.to_base64());
         if let (Some(local), Some(remote)) = (&local, &done.checksum) {
             // A composite checksum ("…-N") is not comparable to a full-object CRC.
-            if !remote.contains('-') && remote != local {
-                return Err(Error::ChecksumMismatch(format!(
-                    "the server reports full-object checksum {remote}, the data read had {local}"
-                )));
+            if !remote.contains('-') {
+                verify_full_object(
+                    self.args.checksum,
+                    remote,
+                    local,
+                    &format!("{}/{}", self.bucket, self.key),
+                    "the data read had",
+                    self.args.strict_checksums,
+                )?;
             }
         }
         Ok(PutObjectOutput {
@@ -234,11 +239,17 @@ impl Upload {
             self.bucket,
             self.key
         );
-        if let Err(e) = self
+        match self
             .client
             .abort_multipart_upload(&self.bucket, &self.key, upload_id)
         {
-            log::warn!("AbortMultipartUpload of upload {upload_id} failed: {e}");
+            Ok(()) => {}
+            // Gone already (aborted, or completed before the error that led
+            // here): nothing is left behind.
+            Err(e) if e.s3_code() == Some("NoSuchUpload") => {
+                log::debug!("AbortMultipartUpload of upload {upload_id}: already gone: {e}");
+            }
+            Err(e) => log::warn!("AbortMultipartUpload of upload {upload_id} failed: {e}"),
         }
     }
 }

@@ -628,13 +628,11 @@ fn help_and_version_go_to_stdout_formatted_with_status_0() {
 }
 
 /// Regression: `get` silently accepted the options only `put` uses.
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn get_refuses_the_options_only_put_uses() {
     let h = Harness::new();
-    let Some(server) = h.local() else {
-        eprintln!("skipped: needs the in-process server");
-        return;
-    };
+    let server = h.local().expect("the in-process server");
     server.put_object_bytes(&h.bucket, "k", b"data");
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("out");
@@ -670,13 +668,11 @@ fn get_refuses_the_options_only_put_uses() {
     assert!(!dest.exists());
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn a_kept_failed_upload_resumes_from_the_command_line() {
     let h = Harness::new();
-    let Some(server) = h.local() else {
-        eprintln!("skipped: needs the in-process server");
-        return;
-    };
+    let server = h.local().expect("the in-process server");
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src.bin");
     let body = data(4 << 20 << 1, 6); // 8 MiB: parts of 5 MiB and 3 MiB
@@ -832,13 +828,11 @@ fn stalled_stream(mut pipe: impl Write + Send + 'static, stop: Arc<AtomicBool>) 
 /// Ctrl-C during `put -` of a stream that is still open but idle: the
 /// multipart upload is aborted at once (not when the stream next delivers),
 /// the notice printed, the status 130.
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn sigint_during_a_stream_put_aborts_the_upload() {
     let h = Harness::new();
-    let Some(server) = h.local() else {
-        eprintln!("skipped: needs the in-process server");
-        return;
-    };
+    let server = h.local().expect("the in-process server");
     let url = format!("s3://{}/cli/interrupted", h.bucket);
     let mut cmd = s3pump(
         &h,
@@ -875,13 +869,11 @@ fn sigint_during_a_stream_put_aborts_the_upload() {
 
 /// SIGTERM during `put FILE` while parts are in flight: no new part starts,
 /// the upload is aborted, the status 143.
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn sigterm_during_a_file_put_aborts_the_upload() {
     let h = Harness::new();
-    let Some(server) = h.local() else {
-        eprintln!("skipped: needs the in-process server");
-        return;
-    };
+    let server = h.local().expect("the in-process server");
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src.bin");
     std::fs::write(&src, data(24 << 20, 3)).unwrap(); // 5 parts
@@ -915,13 +907,11 @@ fn sigterm_during_a_file_put_aborts_the_upload() {
 
 /// Under `--keep-failed-upload` a cancelled upload is kept and its id
 /// printed, and `--resume` finishes it.
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn a_cancelled_upload_kept_on_request_can_be_resumed() {
     let h = Harness::new();
-    let Some(server) = h.local() else {
-        eprintln!("skipped: needs the in-process server");
-        return;
-    };
+    let server = h.local().expect("the in-process server");
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src.bin");
     let body = data(16 << 20, 7); // 4 parts
@@ -956,13 +946,11 @@ fn a_cancelled_upload_kept_on_request_can_be_resumed() {
 
 /// Ctrl-C during `get` into a file: the temporary file is removed and no
 /// file is left in the directory.
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn sigint_during_a_get_leaves_no_file_behind() {
     let h = Harness::new();
-    let Some(server) = h.local() else {
-        eprintln!("skipped: needs the in-process server");
-        return;
-    };
+    let server = h.local().expect("the in-process server");
     server.put_object_bytes(&h.bucket, "big", &data(16 << 20, 4));
     for _ in 0..16 {
         server.inject(Fault::new(
@@ -1001,13 +989,11 @@ fn sigint_during_a_get_leaves_no_file_behind() {
 
 /// A second signal while the first one's cleanup waits on a slow part ends
 /// the process at once (without cleaning up: that is what it is for).
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn a_second_signal_exits_at_once() {
     let h = Harness::new();
-    let Some(server) = h.local() else {
-        eprintln!("skipped: needs the in-process server");
-        return;
-    };
+    let server = h.local().expect("the in-process server");
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src.bin");
     std::fs::write(&src, data(6 << 20, 3)).unwrap();
@@ -1109,13 +1095,11 @@ fn on_a_terminal(h: &Harness, args: &[&str]) -> (String, String) {
 
 /// The bar is drawn on a terminal, not elsewhere (every other test has stderr
 /// on a pipe and asserts it empty or one line), and `--no-progress` turns it off.
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn progress_is_drawn_only_on_a_terminal_unless_turned_off() {
     let h = Harness::new();
-    let Some(server) = h.local() else {
-        eprintln!("skipped: needs the in-process server");
-        return;
-    };
+    let server = h.local().expect("the in-process server");
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src.bin");
     std::fs::write(&src, data(12 << 20, 8)).unwrap(); // 3 parts

@@ -25,6 +25,7 @@ mod list;
 mod presign;
 mod proxy;
 mod put_object;
+mod quirks;
 mod rdma;
 mod rdma_ffi;
 mod readme;

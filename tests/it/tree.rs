@@ -172,10 +172,11 @@ fn listing_front(upstream: std::net::SocketAddr, listing: String) -> String {
     endpoint
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn keys_leaving_the_target_are_refused_and_nothing_is_written_outside() {
     let h = Harness::new();
-    let Some(server) = h.local() else { return };
+    let server = h.local().expect("the in-process server");
     server.put_object_bytes(&h.bucket, "good.txt", b"good");
     // The server stores keys as files, so it cannot hold these keys: the
     // listing that names them is served by a front.
@@ -236,10 +237,11 @@ fn keys_leaving_the_target_are_refused_and_nothing_is_written_outside() {
     assert_eq!(server.stats().head_object_calls, 1);
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn a_download_does_not_write_through_a_symlink_in_the_target() {
     let h = Harness::new();
-    let Some(server) = h.local() else { return };
+    let server = h.local().expect("the in-process server");
     server.put_object_bytes(&h.bucket, "p/link/x.txt", b"x");
     let outside = tempfile::tempdir().unwrap();
     let target = tempfile::tempdir().unwrap();
@@ -261,10 +263,11 @@ fn small_tree(n: usize) -> tempfile::TempDir {
     src
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn the_first_failure_stops_new_uploads_unless_keep_going() {
     let h = Harness::new();
-    let Some(server) = h.local() else { return };
+    let server = h.local().expect("the in-process server");
     let src = small_tree(6);
     // Concurrency 1: the order is the walk's (name order).
     server.inject(Fault::new(
@@ -311,10 +314,11 @@ fn the_first_failure_stops_new_uploads_unless_keep_going() {
     assert_eq!(listed, 5);
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn the_first_failure_stops_new_downloads_unless_keep_going() {
     let h = Harness::new();
-    let Some(server) = h.local() else { return };
+    let server = h.local().expect("the in-process server");
     for i in 0..6 {
         server.put_object_bytes(&h.bucket, &format!("d/f{i}"), &data(100, i));
     }
@@ -443,10 +447,11 @@ fn a_cancelled_tree_stops_and_leaves_no_upload_open() {
     assert!(h.open_uploads().is_empty());
 }
 
+#[cfg_attr(s3pump_external_s3, ignore = "needs the in-process test server")]
 #[test]
 fn concurrency_caps_the_objects_in_flight() {
     let h = Harness::new();
-    let Some(server) = h.local() else { return };
+    let server = h.local().expect("the in-process server");
     for i in 0..12 {
         server.put_object_bytes(&h.bucket, &format!("c/{i:02}"), &data(1000, i));
     }

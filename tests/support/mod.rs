@@ -17,6 +17,7 @@ pub mod logger;
 pub mod proxy;
 pub mod rdma_emu;
 pub mod relay;
+pub mod scripted;
 pub mod server;
 pub mod sink;
 pub mod tls_front;

@@ -229,6 +229,11 @@ pub struct Transfer {
     /// RDMA provider library (else S3PUMP_RDMA_LIBRARY).
     #[arg(long, value_name = "PATH", allow_hyphen_values = true)]
     pub rdma_library: Option<PathBuf>,
+    /// Fail when the server's full-object checksum cannot be checked (a value
+    /// of the wrong length for its algorithm, as some servers send); without
+    /// it that is a warning. A checksum that differs always fails.
+    #[arg(long)]
+    pub strict_checksums: bool,
 }
 
 /// Where the server is and how to reach it.
@@ -528,6 +533,7 @@ mod tests {
             part_size: Some(ps),
             max_inflight_parts: None,
             rdma_library: None,
+            strict_checksums: false,
         };
         assert!(check_part_size(&t(5 << 20), true).is_ok());
         assert!(check_part_size(&t(5 << 30), true).is_ok());

@@ -354,7 +354,9 @@ fn rdma_provider(t: &Transfer) -> Result<Option<Arc<dyn RdmaProvider>>, String> 
 fn put(p: &Put, cancel: &CancelHandle) -> Result<Report, String> {
     let url = &object_url(&p.url, &p.src)?;
     let client = client(&p.connection)?;
-    let mut args = PutObjectArgs::new().cancel_handle(cancel);
+    let mut args = PutObjectArgs::new()
+        .cancel_handle(cancel)
+        .strict_checksums(p.transfer.strict_checksums);
     if let Some(ps) = p.transfer.part_size {
         args = args.part_size(ps);
     }
@@ -434,6 +436,7 @@ fn get(g: &Get, cancel: &CancelHandle) -> Result<Report, String> {
     let client = client(&g.connection)?;
     let mut args = DownloadArgs::new()
         .verify_checksum(!g.no_verify_checksum)
+        .strict_checksums(g.transfer.strict_checksums)
         .cancel_handle(cancel);
     if let Some(ps) = g.transfer.part_size {
         args = args.part_size(ps);

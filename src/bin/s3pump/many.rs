@@ -257,7 +257,7 @@ fn is_zero(n: &u64) -> bool {
 
 /// Each object's upload arguments, as `put` makes them.
 fn put_args(c: &Cp) -> Result<PutObjectArgs, String> {
-    let mut args = PutObjectArgs::new();
+    let mut args = PutObjectArgs::new().strict_checksums(c.transfer.strict_checksums);
     if let Some(ps) = c.transfer.part_size {
         args = args.part_size(ps);
     }
@@ -288,7 +288,9 @@ fn put_args(c: &Cp) -> Result<PutObjectArgs, String> {
 
 /// Each object's download arguments, as `get` makes them.
 fn download_args(c: &Cp) -> Result<DownloadArgs, String> {
-    let mut args = DownloadArgs::new().verify_checksum(!c.no_verify_checksum);
+    let mut args = DownloadArgs::new()
+        .verify_checksum(!c.no_verify_checksum)
+        .strict_checksums(c.transfer.strict_checksums);
     if let Some(ps) = c.transfer.part_size {
         args = args.part_size(ps);
     }
