@@ -148,29 +148,18 @@ fn random_unit() -> f64 {
 
 impl Client {
     /// Runs `attempt` until it succeeds, fails for good, or the retry budget
-    /// is spent; logs every retry at DEBUG with the operation, part and attempt.
+    /// is spent; logs every retry at DEBUG with the operation, part and
+    /// attempt. Once the request's stop is set (its transfer failed elsewhere
+    /// or was cancelled), no retry starts and a backoff in progress ends at
+    /// once, with the last error.
     pub(crate) fn retrying<T>(
         &self,
         req: &Request<'_>,
         part: Option<u32>,
         idempotent: bool,
-        attempt: impl FnMut(u32) -> Result<T>,
-    ) -> Result<T> {
-        self.retrying_until(req, part, idempotent, req.stop, attempt)
-    }
-
-    /// [`retrying`](Self::retrying) for a part of a transfer: once `stop` is
-    /// set (the transfer failed elsewhere or was cancelled), no retry starts
-    /// and a backoff in progress ends at once, with the last error.
-    pub(crate) fn retrying_until<T>(
-        &self,
-        req: &Request<'_>,
-        part: Option<u32>,
-        idempotent: bool,
-        stop: Option<&Stop>,
         mut attempt: impl FnMut(u32) -> Result<T>,
     ) -> Result<T> {
-        let stopped = || stop.is_some_and(Stop::is_set);
+        let stopped = || req.stop.is_some_and(Stop::is_set);
         let operation = req.operation;
         let object = match req.key {
             Some(key) => format!("{}/{key}", req.bucket),

@@ -412,12 +412,10 @@ impl CopyJob {
         .header("x-amz-copy-source-range", format!("bytes={offset}-{last}"))
         .header("x-amz-copy-source-if-match", self.source_etag.clone())
         .stop(Some(&self.stopped));
-        let stop = Some(&self.stopped);
-        self.client
-            .retrying_until(&req, Some(number), true, stop, |_| {
-                let mut response = self.client.send(conn, &req)?;
-                copy_result(&req, &mut response, "CopyPartResult")
-            })
+        self.client.retrying(&req, Some(number), true, |_| {
+            let mut response = self.client.send(conn, &req)?;
+            copy_result(&req, &mut response, "CopyPartResult")
+        })
     }
 }
 

@@ -87,25 +87,21 @@ impl Download {
             file: file.map(|f| (f, start)),
             file_error: None,
         };
-        let filled =
-            self.client
-                .retrying_until(&req, Some(part), true, Some(&self.stopped), |_| {
-                    let (response, filled) = match reply.take() {
-                        Some(r) => (r, false),
-                        // Over http(s), the body straight into the buffer (and
-                        // through to the file): filled.
-                        None => {
-                            self.client
-                                .send_into(conn, &req, &mut into)
-                                .map_err(|e| match into.file_error.take() {
-                                    Some(source) => self.write_error(start, len, source),
-                                    None => self.changed(e),
-                                })?
-                        }
-                    };
-                    self.read_range(response, filled, start, into.buf)?;
-                    Ok(filled)
-                })?;
+        let filled = self.client.retrying(&req, Some(part), true, |_| {
+            let (response, filled) = match reply.take() {
+                Some(r) => (r, false),
+                // Over http(s), the body straight into the buffer (and
+                // through to the file): filled.
+                None => self.client.send_into(conn, &req, &mut into).map_err(|e| {
+                    match into.file_error.take() {
+                        Some(source) => self.write_error(start, len, source),
+                        None => self.changed(e),
+                    }
+                })?,
+            };
+            self.read_range(response, filled, start, into.buf)?;
+            Ok(filled)
+        })?;
         if !filled {
             self.write_whole(file, into.buf, start)?;
         }

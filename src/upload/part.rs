@@ -83,7 +83,7 @@ pub(crate) fn send_slab(
     }
 
     let req = req.body(data, args.payload_signing).stop(stop);
-    client.retrying_until(&req, part, true, stop, |n| {
+    client.retrying(&req, part, true, |n| {
         let result = client.send(conn, &req);
         settle(client, (bucket, key, target), args, data, n, result, crc)
     })
@@ -113,7 +113,7 @@ pub(crate) fn send_from_file(
         .body(mapped, args.payload_signing)
         .stop(stop);
     req.file = Some((file, offset));
-    client.retrying_until(&req, part, true, stop, |n| {
+    client.retrying(&req, part, true, |n| {
         check()?;
         let result = client.send(conn, &req);
         settle(client, (bucket, key, target), args, mapped, n, result, crc)
