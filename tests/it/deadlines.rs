@@ -39,6 +39,18 @@ fn builder(endpoint: &str) -> s3pump::ClientBuilder {
         .reply_timeout(Duration::from_secs(1))
 }
 
+/// Runs `call`, which must fail as a timeout within `limit`; its error.
+fn times_out<T: std::fmt::Debug>(
+    limit: Duration,
+    call: impl FnOnce() -> s3pump::Result<T>,
+) -> s3pump::Error {
+    let started = Instant::now();
+    let err = call().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(started.elapsed() < limit, "{:?}", started.elapsed());
+    err
+}
+
 /// The request kinds of a multipart upload.
 fn is_create(r: &HostileRequest) -> bool {
     r.method == "POST" && r.has_query("uploads")
@@ -182,29 +194,15 @@ fn a_reply_head_trickled_a_byte_at_a_time_ends_at_the_reply_deadline() {
     });
     let client = builder(&server.endpoint()).build().unwrap();
     // A HeadObject of the client's own (through its shared HTTP agent)...
-    let started = Instant::now();
-    let err = client.head_object("bkt", "k").unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "{:?}",
-        started.elapsed()
-    );
+    times_out(Duration::from_secs(4), || client.head_object("bkt", "k"));
     // ...and a download's, on the path its ranges take.
-    let started = Instant::now();
-    let err = client
-        .download("bkt", "k", &mut Vec::new(), DownloadArgs::new())
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    let err = times_out(Duration::from_secs(4), || {
+        client.download("bkt", "k", &mut Vec::new(), DownloadArgs::new())
+    });
     assert!(
         err.to_string()
             .contains("the reply head did not arrive within 1 s"),
         "{err}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "{:?}",
-        started.elapsed()
     );
 }
 
@@ -222,16 +220,9 @@ fn endless_100_continue_replies_do_not_extend_the_reply_deadline() {
         })
     });
     let client = builder(&server.endpoint()).build().unwrap();
-    let started = Instant::now();
-    let err = client
-        .put_object("bkt", "k", Cursor::new(vec![7u8; 12 * MIB]), upload_args())
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
+    times_out(Duration::from_secs(5), || {
+        client.put_object("bkt", "k", Cursor::new(vec![7u8; 12 * MIB]), upload_args())
+    });
     assert!(server.requests().iter().any(is_abort), "no abort sent");
 }
 
@@ -268,30 +259,18 @@ fn a_body_trickled_below_the_minimum_throughput_times_out() {
         .build()
         .unwrap();
     // A download's range, read straight into its buffer...
-    let started = Instant::now();
-    let err = client
-        .download("bkt", "k", &mut Vec::new(), DownloadArgs::new())
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    let err = times_out(Duration::from_secs(5), || {
+        client.download("bkt", "k", &mut Vec::new(), DownloadArgs::new())
+    });
     assert!(
         err.to_string()
             .contains("below the minimum of 10000 bytes/s"),
         "{err}"
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
     // ...and a single GetObject through the HTTP agent.
-    let started = Instant::now();
-    let err = client.get_object("bkt", "k", &mut Vec::new()).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
+    times_out(Duration::from_secs(5), || {
+        client.get_object("bkt", "k", &mut Vec::new())
+    });
 }
 
 #[test]
@@ -315,22 +294,15 @@ fn a_server_that_reads_a_part_slowly_fails_the_minimum_throughput() {
         .min_throughput(1 << 20, Duration::from_secs(1))
         .build()
         .unwrap();
-    let started = Instant::now();
-    let err = client
-        .put_object(
+    let err = times_out(Duration::from_secs(8), || {
+        client.put_object(
             "bkt",
             "k",
             Cursor::new(vec![7u8; 32 * MIB]),
             PutObjectArgs::new().part_size(32 * MIB as u64),
         )
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    });
     assert!(err.to_string().contains("the request body moved"), "{err}");
-    assert!(
-        started.elapsed() < Duration::from_secs(8),
-        "{:?}",
-        started.elapsed()
-    );
     reader.join().unwrap();
 }
 
@@ -372,16 +344,9 @@ fn a_complete_kept_open_with_whitespace_is_waited_for_up_to_the_processing_deadl
         .processing_timeout(Duration::from_secs(2))
         .build()
         .unwrap();
-    let started = Instant::now();
-    let err = client
-        .put_object("bkt", "k", Cursor::new(vec![7u8; 12 * MIB]), upload_args())
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
-    assert!(
-        started.elapsed() < Duration::from_secs(6),
-        "{:?}",
-        started.elapsed()
-    );
+    times_out(Duration::from_secs(6), || {
+        client.put_object("bkt", "k", Cursor::new(vec![7u8; 12 * MIB]), upload_args())
+    });
     assert!(server.requests().iter().any(is_abort), "no abort sent");
 }
 
